@@ -1,0 +1,96 @@
+//! The command line: options parsed by clap, validated, then run. Kept in
+//! the library so tests can call `Opts::parse_from([...])` and [`run`].
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+
+use crate::{report, scenario, sim};
+
+/// stormglass: how do your LLM retry, routing, fallback, timeout and cost
+/// policies behave when a provider misbehaves?
+#[derive(Debug, Parser)]
+#[command(name = "stormglass", version, about, long_about = None)]
+pub struct Opts {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Simulate a scenario under virtual time and compare its strategies.
+    Run {
+        /// The scenario file.
+        scenario: PathBuf,
+        /// Output directory (default: reports/<scenario name>/).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Override the scenario's seed.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Worker threads (default: all cores).
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+        threads: Option<u16>,
+        /// Print the report JSON to stdout instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check a scenario file without running it.
+    Validate {
+        /// The scenario file.
+        scenario: PathBuf,
+    },
+}
+
+/// Runs a parsed command line.
+pub fn run(opts: Opts) -> anyhow::Result<ExitCode> {
+    match opts.command {
+        Command::Validate { scenario } => {
+            let sc = scenario::load(&scenario)?;
+            println!(
+                "{}: ok ({} providers, {} models, {} incidents, {} tasks, {} strategies)",
+                scenario.display(),
+                sc.world.providers.len(),
+                sc.world.models.len(),
+                sc.world.incidents.len(),
+                sc.traffic.tasks.len(),
+                sc.strategies.len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run { scenario, out, seed, threads, json } => {
+            let mut sc = scenario::load(&scenario)?;
+            if let Some(seed) = seed {
+                sc = sc.with_seed(seed);
+            }
+            let threads = threads.map_or_else(
+                || std::thread::available_parallelism().map_or(1, |n| n.get()),
+                usize::from,
+            );
+            let (rep, _) = sim::run(&sc, threads)?;
+            let dir = out.unwrap_or_else(|| PathBuf::from("reports").join(&sc.name));
+            let path = report::write(&rep, &dir).with_context(|| format!("writing {}", dir.display()))?;
+            let mut stdout = std::io::stdout().lock();
+            if json {
+                stdout.write_all(report::to_json(&rep).as_bytes())?;
+            } else {
+                writeln!(
+                    stdout,
+                    "{} (seed {}, {} of arrivals, {} strategies)\n",
+                    sc.name,
+                    sc.seed,
+                    crate::units::format_duration(sc.duration),
+                    rep.strategies.len()
+                )?;
+                stdout.write_all(report::table(&rep).as_bytes())?;
+                writeln!(stdout, "\nreport: {}", path.display())?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -1,0 +1,487 @@
+//! One client's resilience stack for one strategy: a sans-IO state machine.
+//!
+//! # Driving it
+//!
+//! A driver (the simulator, the live tokio driver, a test harness) owns the
+//! clock and the I/O. It calls, with the current time:
+//!
+//! 1. [`Client::handle_request`] when a user request arrives;
+//! 2. [`Client::handle_first_token`] when an attempt's first output token
+//!    arrives, and [`Client::handle_chunk`] for later chunks of a stream
+//!    (at least the last one before a stall);
+//! 3. [`Client::handle_outcome`] when an attempt ends, including
+//!    `Outcome::Cancelled` in answer to every `Action::Cancel`;
+//! 4. [`Client::handle_timeout`] when the time from [`Client::poll_timeout`]
+//!    has come;
+//!
+//! and after each call drains [`Client::poll_action`] until it returns
+//! `None`, carrying the actions out in order. Then it sleeps until
+//! [`Client::poll_timeout`] or the next input. The core never reads a clock
+//! and draws randomness only from a generator seeded by its configuration,
+//! so the same inputs at the same times give the same actions, in any driver.
+//!
+//! # What it does with a request
+//!
+//! The request goes to the model its task routes to, with the first key of a
+//! round-robin over that model's keys. Each attempt watches its timeouts
+//! (first token, between chunks, total, capped by the request's deadline).
+//! A failed attempt is classified (see [`super::retry`]): retried on the same
+//! model after a backoff while retries remain, sent down the tier's fallback
+//! chain, or failed. The request's deadline ends it whatever it is doing.
+//! Every billed token goes into the [`CostLedger`].
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+use std::sync::Arc;
+
+use rand::RngCore;
+use rand_chacha::ChaCha8Rng;
+
+use crate::dist::unit;
+use crate::slab::{Handle, Slab};
+use crate::units::{NanoUsd, Nanos};
+use crate::wire::{BodyKind, RateLimits};
+
+use super::config::StrategyConfig;
+use super::contract::{
+    Action, AttemptId, CancelReason, FailReason, ModelId, Outcome, Request, RequestResult,
+};
+use super::cost::CostLedger;
+use super::fallback::{Chain, MAX_CHAIN};
+use super::retry::{Disposition, FailureClass};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum TimerKind {
+    Deadline,
+    Wake,
+    FirstToken,
+    Idle,
+    End,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Timer {
+    at: Nanos,
+    seq: u64,
+    req: Handle,
+    serial: u32,
+    kind: TimerKind,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Live {
+    id: AttemptId,
+    serial: u32,
+    model: ModelId,
+    first_token_deadline: Option<Nanos>,
+    idle_deadline: Option<Nanos>,
+    end_deadline: Nanos,
+    first_token: Option<Nanos>,
+}
+
+#[derive(Clone, Debug)]
+struct ReqState {
+    req: Request,
+    arrived: Nanos,
+    chain: Chain,
+    pos: usize,
+    retries_here: u32,
+    tries: [u32; MAX_CHAIN],
+    attempts: u32,
+    prev_wait: Nanos,
+    cost: NanoUsd,
+    live: Option<Live>,
+    wake_at: Option<Nanos>,
+    last_fail: FailReason,
+    last_model: ModelId,
+}
+
+/// One client replica of one strategy. See the module docs for the driving
+/// order.
+pub struct Client {
+    cfg: Arc<StrategyConfig>,
+    rng: ChaCha8Rng,
+    requests: Slab<ReqState>,
+    timers: BinaryHeap<Reverse<Timer>>,
+    seq: u64,
+    serial: u32,
+    actions: VecDeque<Action>,
+    key_rr: Vec<u32>,
+    ledger: CostLedger,
+    cancelled: BTreeMap<AttemptId, (ModelId, bool, Handle)>,
+    last_limits: Vec<RateLimits>,
+}
+
+fn attempt_id(req: Handle, serial: u32) -> AttemptId {
+    AttemptId((u64::from(serial) << 32) | u64::from(req.index))
+}
+
+impl Client {
+    /// A client with its own random stream `rng` (the caller derives it from
+    /// the run seed, the strategy and the replica).
+    pub fn new(cfg: Arc<StrategyConfig>, rng: ChaCha8Rng) -> Self {
+        let n = cfg.models.len();
+        Self {
+            cfg,
+            rng,
+            requests: Slab::default(),
+            timers: BinaryHeap::new(),
+            seq: 0,
+            serial: 0,
+            actions: VecDeque::new(),
+            key_rr: vec![0; n],
+            ledger: CostLedger::new(n),
+            cancelled: BTreeMap::new(),
+            last_limits: vec![RateLimits::default(); n],
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &StrategyConfig {
+        &self.cfg
+    }
+
+    /// What every attempt has cost so far.
+    pub fn ledger(&self) -> &CostLedger {
+        &self.ledger
+    }
+
+    /// Requests not yet finished.
+    pub fn in_flight(&self) -> usize {
+        self.requests.len()
+    }
+
+    /// The rate-limit figures last seen from each model.
+    pub fn last_limits(&self, model: ModelId) -> RateLimits {
+        self.last_limits[usize::from(model)]
+    }
+
+    /// The next action to carry out, in order.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// The earliest time the core wants [`Client::handle_timeout`] called.
+    pub fn poll_timeout(&mut self) -> Option<Nanos> {
+        while let Some(Reverse(t)) = self.timers.peek().copied() {
+            if self.timer_live(&t) {
+                return Some(t.at);
+            }
+            self.timers.pop();
+        }
+        None
+    }
+
+    fn push_timer(&mut self, at: Nanos, req: Handle, serial: u32, kind: TimerKind) {
+        self.seq += 1;
+        self.timers.push(Reverse(Timer { at, seq: self.seq, req, serial, kind }));
+    }
+
+    fn timer_live(&self, t: &Timer) -> bool {
+        let Some(st) = self.requests.get(t.req) else { return false };
+        let live = st.live.filter(|l| l.serial == t.serial);
+        match t.kind {
+            TimerKind::Deadline => true,
+            TimerKind::Wake => st.wake_at == Some(t.at),
+            TimerKind::FirstToken => live.is_some_and(|l| l.first_token_deadline == Some(t.at)),
+            TimerKind::Idle => live.is_some_and(|l| l.idle_deadline == Some(t.at)),
+            TimerKind::End => live.is_some_and(|l| l.end_deadline == t.at),
+        }
+    }
+
+    /// A user request arrives.
+    pub fn handle_request(&mut self, now: Nanos, req: Request) {
+        let chain = Chain::for_request(&self.cfg, &req);
+        let first = chain.get(0).unwrap_or(self.cfg.default_model);
+        let h = self.requests.insert(ReqState {
+            req,
+            arrived: now,
+            chain,
+            pos: 0,
+            retries_here: 0,
+            tries: [0; MAX_CHAIN],
+            attempts: 0,
+            prev_wait: 0,
+            cost: NanoUsd::ZERO,
+            live: None,
+            wake_at: None,
+            last_fail: FailReason::Deadline,
+            last_model: first,
+        });
+        if req.deadline <= now {
+            self.finish(h, RequestResult::Failed(FailReason::Deadline), None);
+            return;
+        }
+        self.push_timer(req.deadline, h, 0, TimerKind::Deadline);
+        self.send(now, h);
+    }
+
+    fn send(&mut self, now: Nanos, h: Handle) {
+        self.serial = self.serial.wrapping_add(1).max(1);
+        let serial = self.serial;
+        let cfg = Arc::clone(&self.cfg);
+        let Some(st) = self.requests.get_mut(h) else { return };
+        let Some(model) = st.chain.get(st.pos) else { return };
+        let info = &cfg.models[usize::from(model)];
+        let rr = &mut self.key_rr[usize::from(model)];
+        let key = info.keys[(*rr as usize) % info.keys.len().max(1)];
+        *rr = rr.wrapping_add(1);
+        let timeouts = cfg.timeouts[st.req.tier.index()];
+        let end = timeouts.attempt_deadline(now, st.req.deadline);
+        let ft = timeouts.first_token.map(|t| now + t).filter(|&t| t < end);
+        let id = attempt_id(h, serial);
+        let try_on_model = st.tries[st.pos];
+        st.tries[st.pos] += 1;
+        st.attempts += 1;
+        st.last_model = model;
+        st.live = Some(Live {
+            id,
+            serial,
+            model,
+            first_token_deadline: ft,
+            idle_deadline: None,
+            end_deadline: end,
+            first_token: None,
+        });
+        self.actions.push_back(Action::Send {
+            attempt: id,
+            request: st.req.id,
+            model,
+            key,
+            attempt_no: st.attempts,
+            try_on_model,
+            input_tokens: st.req.input_tokens,
+            max_tokens: st.req.max_tokens,
+            deadline: end,
+            hedge: false,
+        });
+        let deadline = st.req.deadline;
+        if end < deadline {
+            self.push_timer(end, h, serial, TimerKind::End);
+        }
+        if let Some(ft) = ft {
+            self.push_timer(ft, h, serial, TimerKind::FirstToken);
+        }
+    }
+
+    fn live_handle(&self, id: AttemptId) -> Option<Handle> {
+        let h = self.requests.handle_at(id.0 as u32)?;
+        let st = self.requests.get(h)?;
+        st.live.filter(|l| l.id == id).map(|_| h)
+    }
+
+    /// The first output token of an attempt arrived.
+    pub fn handle_first_token(&mut self, now: Nanos, id: AttemptId) {
+        let Some(h) = self.live_handle(id) else { return };
+        if let Some(l) = self.requests.get_mut(h).and_then(|st| st.live.as_mut()) {
+            if l.first_token.is_none() {
+                l.first_token = Some(now);
+                l.first_token_deadline = None;
+            }
+        }
+    }
+
+    /// A later chunk of a stream arrived: restarts the between-chunks clock.
+    pub fn handle_chunk(&mut self, now: Nanos, id: AttemptId) {
+        let Some(h) = self.live_handle(id) else { return };
+        let Some(st) = self.requests.get_mut(h) else { return };
+        let Some(bc) = self.cfg.timeouts[st.req.tier.index()].between_chunks else { return };
+        let Some(l) = st.live.as_mut() else { return };
+        let at = now + bc;
+        if at < l.end_deadline {
+            l.idle_deadline = Some(at);
+            let serial = l.serial;
+            self.push_timer(at, h, serial, TimerKind::Idle);
+        }
+    }
+
+    /// An attempt ended. `limits` are the rate-limit figures that came with it.
+    pub fn handle_outcome(&mut self, now: Nanos, id: AttemptId, outcome: Outcome, limits: RateLimits) {
+        if let Outcome::Cancelled { input_tokens, output_tokens } = outcome {
+            if let Some((model, measured, h)) = self.cancelled.remove(&id) {
+                let info = &self.cfg.models[usize::from(model)];
+                let cost =
+                    self.ledger.charge(usize::from(model), info, input_tokens, output_tokens, measured);
+                if let Some(st) = self.requests.get_mut(h) {
+                    st.cost += cost;
+                }
+            }
+            return;
+        }
+        let Some(h) = self.live_handle(id) else { return };
+        let cfg = Arc::clone(&self.cfg);
+        let Some(st) = self.requests.get_mut(h) else { return };
+        let Some(live) = st.live.take() else { return };
+        let model = usize::from(live.model);
+        self.last_limits[model] = limits;
+        let (input, output) = match outcome {
+            Outcome::Success { input_tokens, output_tokens, .. }
+            | Outcome::Reset { input_tokens, output_tokens }
+            | Outcome::BrokenStream { input_tokens, output_tokens } => (input_tokens, output_tokens),
+            Outcome::HttpError { .. } | Outcome::Cancelled { .. } => (0, 0),
+        };
+        if input > 0 || output > 0 {
+            st.cost += self.ledger.charge(model, &cfg.models[model], input, output, st.req.measured);
+        }
+        match outcome {
+            Outcome::Success { body, .. } => {
+                if body_acceptable(body, st.req.json) {
+                    let ft = live.first_token.unwrap_or(now);
+                    self.finish(h, RequestResult::Success, Some(ft));
+                } else {
+                    self.failed(now, h, FailureClass::Malformed, None, None);
+                }
+            }
+            Outcome::HttpError { status, error, retry_after, should_retry } => {
+                let class = FailureClass::of_http(status, error);
+                self.failed(now, h, class, retry_after, should_retry);
+            }
+            other => {
+                if let Some(class) = FailureClass::of(&other) {
+                    self.failed(now, h, class, None, None);
+                }
+            }
+        }
+    }
+
+    /// Timers that are due at `now` fire.
+    pub fn handle_timeout(&mut self, now: Nanos) {
+        while let Some(Reverse(t)) = self.timers.peek().copied() {
+            if t.at > now {
+                break;
+            }
+            self.timers.pop();
+            if !self.timer_live(&t) {
+                continue;
+            }
+            match t.kind {
+                TimerKind::Deadline => {
+                    self.cancel_live(t.req, CancelReason::Deadline);
+                    self.finish(t.req, RequestResult::Failed(FailReason::Deadline), None);
+                }
+                TimerKind::Wake => {
+                    if let Some(st) = self.requests.get_mut(t.req) {
+                        st.wake_at = None;
+                    }
+                    self.send(now, t.req);
+                }
+                TimerKind::FirstToken | TimerKind::Idle | TimerKind::End => {
+                    let reason = match t.kind {
+                        TimerKind::FirstToken => CancelReason::FirstTokenTimeout,
+                        TimerKind::Idle => CancelReason::IdleTimeout,
+                        _ => CancelReason::TotalTimeout,
+                    };
+                    self.cancel_live(t.req, reason);
+                    self.failed(now, t.req, FailureClass::Timeout, None, None);
+                }
+            }
+        }
+    }
+
+    fn cancel_live(&mut self, h: Handle, reason: CancelReason) {
+        let Some(st) = self.requests.get_mut(h) else { return };
+        if let Some(l) = st.live.take() {
+            self.cancelled.insert(l.id, (l.model, st.req.measured, h));
+            self.actions.push_back(Action::Cancel { attempt: l.id, reason });
+        }
+    }
+
+    fn failed(
+        &mut self,
+        now: Nanos,
+        h: Handle,
+        class: FailureClass,
+        retry_after: Option<Nanos>,
+        should_retry: Option<bool>,
+    ) {
+        let cfg = Arc::clone(&self.cfg);
+        let retry = cfg.retry;
+        let mut disposition = cfg.classify.get(class);
+        if retry.honor_should_retry {
+            match should_retry {
+                Some(false) if disposition == Disposition::Retry => disposition = Disposition::Fallback,
+                Some(true) if disposition == Disposition::Fail => disposition = Disposition::Retry,
+                _ => {}
+            }
+        }
+        let Some(st) = self.requests.get_mut(h) else { return };
+        st.last_fail = reason_of(class);
+        if disposition == Disposition::Retry && st.retries_here < retry.max_retries {
+            let u = if retry.backoff.is_random() { unit(self.rng.next_u64()) } else { 0.5 };
+            let mut wait = retry.backoff.delay(st.retries_here, st.prev_wait, u);
+            let mut give_up_model = false;
+            if let (true, Some(ra)) = (retry.honor_retry_after, retry_after) {
+                if ra > retry.max_retry_after {
+                    give_up_model = true;
+                } else {
+                    wait = wait.max(ra);
+                }
+            }
+            if !give_up_model {
+                let wake = now + wait;
+                if wake >= st.req.deadline {
+                    let r = st.last_fail;
+                    self.finish(h, RequestResult::Failed(r), None);
+                    return;
+                }
+                st.retries_here += 1;
+                st.prev_wait = wait;
+                if wait == 0 {
+                    self.send(now, h);
+                } else {
+                    st.wake_at = Some(wake);
+                    self.push_timer(wake, h, 0, TimerKind::Wake);
+                }
+                return;
+            }
+            disposition = Disposition::Fallback;
+        }
+        if disposition != Disposition::Fail && st.pos + 1 < st.chain.len() {
+            st.pos += 1;
+            st.retries_here = 0;
+            st.prev_wait = 0;
+            self.send(now, h);
+            return;
+        }
+        let r = st.last_fail;
+        self.finish(h, RequestResult::Failed(r), None);
+    }
+
+    fn finish(&mut self, h: Handle, result: RequestResult, first_token: Option<Nanos>) {
+        let Some(st) = self.requests.remove(h) else { return };
+        self.actions.push_back(Action::Finish {
+            request: st.req.id,
+            result,
+            arrived: st.arrived,
+            first_token,
+            attempts: st.attempts,
+            model: st.last_model,
+            cost: st.cost,
+            measured: st.req.measured,
+        });
+    }
+}
+
+/// Whether a client accepts a body: JSON requests take valid or fenced JSON
+/// (the fence is stripped); others take anything but a truncated body.
+pub fn body_acceptable(body: BodyKind, json: bool) -> bool {
+    match body {
+        BodyKind::Valid | BodyKind::Fenced => true,
+        BodyKind::MissingFields | BodyKind::PlainText => !json,
+        BodyKind::Truncated => false,
+    }
+}
+
+fn reason_of(c: FailureClass) -> FailReason {
+    match c {
+        FailureClass::RateLimited => FailReason::RateLimited,
+        FailureClass::InsufficientQuota => FailReason::QuotaExhausted,
+        FailureClass::Overloaded => FailReason::Overloaded,
+        FailureClass::ServerError => FailReason::ServerError,
+        FailureClass::ClientError | FailureClass::AuthError => FailReason::ClientError,
+        FailureClass::Timeout => FailReason::Timeout,
+        FailureClass::Reset => FailReason::Reset,
+        FailureClass::BrokenStream => FailReason::BrokenStream,
+        FailureClass::Malformed => FailReason::Malformed,
+    }
+}

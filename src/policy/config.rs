@@ -1,0 +1,84 @@
+//! A strategy's resolved configuration: everything the core needs, with
+//! names turned into indices. Built by the scenario loader, validated there.
+
+use serde::{Deserialize, Serialize};
+
+use super::contract::{KeyId, ModelId};
+use super::retry::{Backoff, Classifier};
+use super::timeout::Timeouts;
+
+/// Complexity tier of a task: picks timeouts and fallback chains.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Tier {
+    /// Short, cheap tasks.
+    Simple,
+    /// The default.
+    #[default]
+    Standard,
+    /// Long reasoning or generation.
+    Complex,
+}
+
+impl Tier {
+    /// Every tier.
+    pub const ALL: [Self; 3] = [Self::Simple, Self::Standard, Self::Complex];
+
+    /// Position in [`Tier::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// What a client knows of a model: its price and the keys it may use.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ModelInfo {
+    /// Name.
+    pub name: String,
+    /// Input price, pico-USD per token.
+    pub price_in: u64,
+    /// Output price, pico-USD per token.
+    pub price_out: u64,
+    /// Keys to rotate through (round-robin).
+    pub keys: Vec<KeyId>,
+}
+
+/// Retry settings.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RetryConfig {
+    /// Retries per model before falling back.
+    pub max_retries: u32,
+    /// Backoff between retries.
+    pub backoff: Backoff,
+    /// Wait at least what `retry-after` says.
+    pub honor_retry_after: bool,
+    /// Longest `retry-after` still waited for.
+    pub max_retry_after: u64,
+    /// Obey `x-should-retry`.
+    pub honor_should_retry: bool,
+}
+
+/// One strategy.
+#[derive(Clone, Debug)]
+pub struct StrategyConfig {
+    /// Name.
+    pub name: String,
+    /// Replicas.
+    pub clients: u32,
+    /// Seed of the core's own random stream (jitter).
+    pub seed: u64,
+    /// Models the client may call.
+    pub models: Vec<ModelInfo>,
+    /// Retries.
+    pub retry: RetryConfig,
+    /// Timeouts per tier.
+    pub timeouts: [Timeouts; 3],
+    /// Model per task index.
+    pub route_by_task: Vec<ModelId>,
+    /// Model for tasks beyond `route_by_task`.
+    pub default_model: ModelId,
+    /// Fallback chain per tier.
+    pub chains: [Vec<ModelId>; 3],
+    /// Failure classification.
+    pub classify: Classifier,
+}

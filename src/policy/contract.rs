@@ -1,0 +1,222 @@
+//! What crosses the core's boundary: requests and outcomes in, actions out.
+//! A driver feeds everything a real client would see and nothing it would not.
+
+use crate::units::{NanoUsd, Nanos};
+use crate::wire::{BodyKind, ErrorType};
+
+use super::config::Tier;
+
+/// A model, by its index in the strategy's catalogue.
+pub type ModelId = u16;
+/// An API key, by its index in the strategy's catalogue.
+pub type KeyId = u16;
+
+/// A user request, as it reaches the client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Request {
+    /// Unique and stable across strategies (it keys the draws).
+    pub id: u64,
+    /// Task type index (into the scenario's task mix).
+    pub task: u16,
+    /// Complexity tier.
+    pub tier: Tier,
+    /// Prompt tokens.
+    pub input_tokens: u32,
+    /// `max_tokens` to send.
+    pub max_tokens: u32,
+    /// Whether the answer must be JSON.
+    pub json: bool,
+    /// Absolute time by which the user needs the answer.
+    pub deadline: Nanos,
+    /// Whether the request counts in the measured figures (not warm-up).
+    pub measured: bool,
+}
+
+/// An attempt's id: unique among the client's live attempts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct AttemptId(pub u64);
+
+/// How an attempt ended, as the client saw it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// A complete answer.
+    Success {
+        /// Prompt tokens billed.
+        input_tokens: u32,
+        /// Output tokens billed.
+        output_tokens: u32,
+        /// What the client's parser made of the body.
+        body: BodyKind,
+    },
+    /// An HTTP error answer.
+    HttpError {
+        /// Status code.
+        status: u16,
+        /// The error body's kind.
+        error: ErrorType,
+        /// `retry-after` / `retry-after-ms`, in nanoseconds.
+        retry_after: Option<Nanos>,
+        /// `x-should-retry`.
+        should_retry: Option<bool>,
+    },
+    /// The connection was reset.
+    Reset {
+        /// Prompt tokens billed (the provider had started).
+        input_tokens: u32,
+        /// Output tokens received before the reset.
+        output_tokens: u32,
+    },
+    /// The stream stopped before its end.
+    BrokenStream {
+        /// Prompt tokens billed.
+        input_tokens: u32,
+        /// Output tokens received.
+        output_tokens: u32,
+    },
+    /// The driver's report on an attempt the core cancelled.
+    Cancelled {
+        /// Prompt tokens billed (0 if the provider had not started).
+        input_tokens: u32,
+        /// Output tokens received before the cancel.
+        output_tokens: u32,
+    },
+}
+
+/// Why a request failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum FailReason {
+    /// The user's deadline passed.
+    Deadline,
+    /// 429 on the last try.
+    RateLimited,
+    /// 429 `insufficient_quota`.
+    QuotaExhausted,
+    /// 503/529 on the last try.
+    Overloaded,
+    /// 500 or other 5xx on the last try.
+    ServerError,
+    /// A 4xx the client caused.
+    ClientError,
+    /// The last try timed out.
+    Timeout,
+    /// The connection was reset.
+    Reset,
+    /// The stream broke off.
+    BrokenStream,
+    /// The body was not what was asked for.
+    Malformed,
+}
+
+impl FailReason {
+    /// Every reason, in report order.
+    pub const ALL: [Self; 10] = [
+        Self::Deadline,
+        Self::RateLimited,
+        Self::QuotaExhausted,
+        Self::Overloaded,
+        Self::ServerError,
+        Self::ClientError,
+        Self::Timeout,
+        Self::Reset,
+        Self::BrokenStream,
+        Self::Malformed,
+    ];
+
+    /// Name in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Deadline => "deadline",
+            Self::RateLimited => "rate_limited",
+            Self::QuotaExhausted => "quota_exhausted",
+            Self::Overloaded => "overloaded",
+            Self::ServerError => "server_error",
+            Self::ClientError => "client_error",
+            Self::Timeout => "timeout",
+            Self::Reset => "reset",
+            Self::BrokenStream => "broken_stream",
+            Self::Malformed => "malformed",
+        }
+    }
+
+    /// Position in [`FailReason::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Why the core cancels an attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CancelReason {
+    /// No first token in time.
+    FirstTokenTimeout,
+    /// The stream went quiet too long.
+    IdleTimeout,
+    /// The attempt took too long in total.
+    TotalTimeout,
+    /// The request's deadline passed.
+    Deadline,
+}
+
+/// The result of a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RequestResult {
+    /// Answered.
+    Success,
+    /// Given up.
+    Failed(FailReason),
+}
+
+/// What the core asks its driver to do, in order.
+#[must_use]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Send an attempt.
+    Send {
+        /// The attempt.
+        attempt: AttemptId,
+        /// The request's id (for draw keys).
+        request: u64,
+        /// Which model.
+        model: ModelId,
+        /// Which key.
+        key: KeyId,
+        /// 1 for the first attempt of the request, counting every model.
+        attempt_no: u32,
+        /// 0 for the first try of this request on this model.
+        try_on_model: u32,
+        /// Prompt tokens.
+        input_tokens: u32,
+        /// `max_tokens`.
+        max_tokens: u32,
+        /// The attempt's own deadline (absolute).
+        deadline: Nanos,
+        /// Whether it is a hedge beside another attempt.
+        hedge: bool,
+    },
+    /// Stop an attempt; the driver answers with `Outcome::Cancelled`.
+    Cancel {
+        /// The attempt.
+        attempt: AttemptId,
+        /// Why.
+        reason: CancelReason,
+    },
+    /// A request is finished.
+    Finish {
+        /// The request's id.
+        request: u64,
+        /// Success or the reason it failed.
+        result: RequestResult,
+        /// When it arrived.
+        arrived: Nanos,
+        /// When the answer's first token came, if it did.
+        first_token: Option<Nanos>,
+        /// Attempts sent.
+        attempts: u32,
+        /// The model of the last attempt.
+        model: ModelId,
+        /// Cost of its attempts reported so far.
+        cost: NanoUsd,
+        /// Whether it counts in the measured figures.
+        measured: bool,
+    },
+}

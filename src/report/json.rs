@@ -1,0 +1,195 @@
+//! `report.json`, schema version 1 (`schema/report.v1.json`).
+//!
+//! Numbers are integers (counts, microseconds, nano-USD) or ratios rounded to
+//! six decimals; money is also given as a fixed-precision USD string. Maps
+//! are `BTreeMap`s, so key order is fixed. Same binary, scenario and seed:
+//! the same bytes.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::units::NanoUsd;
+
+use super::hist::LatencySummary;
+
+/// The schema version written by this build.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// The whole report.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    /// Always [`SCHEMA_VERSION`].
+    pub schema_version: u32,
+    /// The crate version that wrote it.
+    pub stormglass_version: String,
+    /// `sim` (or `live`).
+    pub mode: String,
+    /// What was run.
+    pub scenario: ScenarioInfo,
+    /// One entry per strategy, in file order.
+    pub strategies: Vec<StrategyReport>,
+}
+
+/// What was run.
+#[derive(Clone, Debug, Serialize)]
+pub struct ScenarioInfo {
+    /// Report name.
+    pub name: String,
+    /// The scenario file as given.
+    pub file: String,
+    /// Seed.
+    pub seed: u64,
+    /// Arrival window in nanoseconds.
+    pub duration_ns: u64,
+    /// Warm-up left out of the figures, in nanoseconds.
+    pub warmup_ns: u64,
+    /// Incidents: name, start and end in nanoseconds.
+    pub incidents: Vec<IncidentInfo>,
+    /// The merged scenario after includes.
+    pub resolved: serde_json::Value,
+}
+
+/// An incident's window.
+#[derive(Clone, Debug, Serialize)]
+pub struct IncidentInfo {
+    /// Name.
+    pub name: String,
+    /// Start.
+    pub start_ns: u64,
+    /// End.
+    pub end_ns: u64,
+}
+
+/// Money, as integer nano-USD and as a USD string with six decimals.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct Costs {
+    /// Nano-USD.
+    pub nano_usd: u64,
+    /// USD, six decimals.
+    pub usd: Usd,
+}
+
+/// A USD amount written as a fixed-precision string.
+#[derive(Clone, Copy, Debug)]
+pub struct Usd(pub NanoUsd);
+
+impl Serialize for Usd {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0.to_string())
+    }
+}
+
+impl From<NanoUsd> for Costs {
+    fn from(c: NanoUsd) -> Self {
+        Self { nano_usd: c.0, usd: Usd(c) }
+    }
+}
+
+/// Token counts.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct Tokens {
+    /// Input (prompt) tokens.
+    pub input: u64,
+    /// Output tokens.
+    pub output: u64,
+}
+
+/// Latency summaries.
+#[derive(Clone, Debug, Serialize)]
+pub struct Latencies {
+    /// End to end, successful requests.
+    pub success: LatencySummary,
+    /// Time to give up, failed requests.
+    pub give_up: LatencySummary,
+    /// Every request.
+    pub all: LatencySummary,
+    /// Time to the first token of the answer, successful requests.
+    pub ttft: LatencySummary,
+}
+
+/// Per-model figures.
+#[derive(Clone, Debug, Serialize)]
+pub struct ModelReport {
+    /// Model name.
+    pub model: String,
+    /// Attempts sent.
+    pub attempts: u64,
+    /// Attempts that got a whole answer.
+    pub answered: u64,
+    /// 429s.
+    pub rate_limited: u64,
+    /// 503/529s.
+    pub overloaded: u64,
+    /// Other HTTP errors.
+    pub errors: u64,
+    /// Resets and broken streams.
+    pub broken: u64,
+    /// Attempts the client cancelled (timeouts, deadlines).
+    pub cancelled: u64,
+    /// Tokens billed.
+    pub tokens: Tokens,
+    /// Cost.
+    pub cost: Costs,
+}
+
+/// Time series, one value per bucket.
+#[derive(Clone, Debug, Serialize)]
+pub struct Series {
+    /// Bucket width in nanoseconds.
+    pub bucket_ns: u64,
+    /// Attempts sent.
+    pub offered_attempts: Vec<u32>,
+    /// Requests that succeeded.
+    pub successes: Vec<u32>,
+    /// Requests that failed, by reason (reasons that never occur are left out).
+    pub failures: BTreeMap<String, Vec<u32>>,
+}
+
+/// Another tenant's figures.
+#[derive(Clone, Debug, Serialize)]
+pub struct TenantReport {
+    /// Name.
+    pub name: String,
+    /// Requests.
+    pub requests: u64,
+    /// Successes.
+    pub successes: u64,
+    /// Attempts.
+    pub attempts: u64,
+}
+
+/// One strategy.
+#[derive(Clone, Debug, Serialize)]
+pub struct StrategyReport {
+    /// Name.
+    pub name: String,
+    /// Replicas.
+    pub clients: u32,
+    /// Measured requests.
+    pub requests: u64,
+    /// Successful requests.
+    pub successes: u64,
+    /// successes / requests.
+    pub success_rate: f64,
+    /// Failed requests by reason.
+    pub failures: BTreeMap<String, u64>,
+    /// Attempts sent for measured requests.
+    pub attempts: u64,
+    /// attempts / requests.
+    pub amplification: f64,
+    /// Cost of measured requests.
+    pub cost: Costs,
+    /// Cost per 1,000 successful requests.
+    pub cost_per_1k_successes: Option<Costs>,
+    /// Tokens billed.
+    pub tokens: Tokens,
+    /// Latencies.
+    pub latency: Latencies,
+    /// Per model.
+    pub models: Vec<ModelReport>,
+    /// Time series.
+    pub series: Series,
+    /// Other tenants on shared pools, in this strategy's run.
+    pub tenants: Vec<TenantReport>,
+}

@@ -1,0 +1,632 @@
+//! Semantic checks and resolution: names become indices, defaults are filled
+//! in, and every cross-reference is checked where it is written.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use toml::Spanned;
+
+use crate::dist::LogNormal;
+use crate::policy::{
+    Backoff, Classifier, FailureClass, ModelInfo, RetryConfig, StrategyConfig, Tier, Timeouts,
+};
+use crate::units::{pico_per_token, Nanos, MILLIS, SECS};
+use crate::wire::BodyKind;
+use crate::world::config::{
+    Effect, FaultRates, IncidentSpec, KeySpec, ModelSpec, PoolSpec, ProviderSpec, Target,
+    WorldConfig,
+};
+
+use super::error::{known_hint, ScenarioError};
+use super::load::{FileId, Merged, Sources};
+use super::schema::{
+    BackoffKind, IncidentKind, MalformedKind, StrategySection, TimeoutSet,
+};
+use super::traffic::{RunawaySpec, TaskSpec, TenantSpec, TrafficSpec};
+use super::Scenario;
+
+type R<T> = Result<T, ScenarioError>;
+
+fn body_kind(k: MalformedKind) -> BodyKind {
+    match k {
+        MalformedKind::Fenced => BodyKind::Fenced,
+        MalformedKind::Truncated => BodyKind::Truncated,
+        MalformedKind::MissingFields => BodyKind::MissingFields,
+        MalformedKind::PlainText => BodyKind::PlainText,
+    }
+}
+
+fn name_hash(s: &str) -> u64 {
+    // FNV-1a: stable across platforms and versions.
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
+}
+
+struct Names {
+    models: BTreeMap<String, usize>,
+    providers: BTreeMap<String, usize>,
+    keys: BTreeMap<String, usize>,
+    pools: BTreeMap<String, usize>,
+    tasks: BTreeMap<String, usize>,
+}
+
+fn lookup<'a>(
+    src: &Sources,
+    file: FileId,
+    map: &'a BTreeMap<String, usize>,
+    what: &str,
+    name: &Spanned<String>,
+) -> R<usize> {
+    map.get(name.get_ref().as_str()).copied().ok_or_else(|| {
+        src.error_at(file, name, format!("unknown {what} `{}`", name.get_ref()))
+            .hint(known_hint(&format!("{what}s defined"), name.get_ref(), map.keys().map(String::as_str)))
+    })
+}
+
+/// Resolves merged files into a runnable scenario.
+pub(super) fn resolve(src: &Sources, m: Merged, default_name: &str) -> R<Scenario> {
+    let main = &src.files[0].0;
+    let Some((_, run)) = &m.run else {
+        return Err(ScenarioError::file(main, "missing [run] section")
+            .hint("add [run] with at least `duration = \"10m\"`"));
+    };
+    let seed = run.seed;
+    let duration = run.duration.0;
+    let warmup = run.warmup.0;
+    if warmup >= duration {
+        let (f, _) = m.run.as_ref().map_or((0, ()), |(f, _)| (*f, ()));
+        let (path, text) = &src.files[f];
+        let at = text.find("warmup").unwrap_or(0);
+        return Err(ScenarioError::at(path, text, at..at, "warmup is not shorter than duration")
+            .hint("warm-up requests are left out of the figures; leave some run after it"));
+    }
+
+    // Providers, pools, keys, models.
+    let mut world = WorldConfig {
+        seed,
+        providers: Vec::new(),
+        models: Vec::new(),
+        pools: Vec::new(),
+        keys: Vec::new(),
+        incidents: Vec::new(),
+    };
+    let mut names = Names {
+        models: BTreeMap::new(),
+        providers: BTreeMap::new(),
+        keys: BTreeMap::new(),
+        pools: BTreeMap::new(),
+        tasks: BTreeMap::new(),
+    };
+    for (file, p) in &m.providers {
+        let file = *file;
+        let pi = world.providers.len();
+        let pv = p.get_ref();
+        if names.providers.insert(pv.name.clone(), pi).is_some() {
+            return Err(src.error_at(file, p, format!("provider `{}` is defined twice", pv.name))
+                .hint("provider names must be unique across the file and its includes"));
+        }
+        world.providers.push(ProviderSpec {
+            name: pv.name.clone(),
+            style: pv.style,
+            cancel_on_disconnect: pv.cancel_on_disconnect,
+            error_latency: pv.error_latency.map_or(50 * MILLIS, |d| d.0),
+        });
+        let mut local_pools: BTreeMap<String, usize> = BTreeMap::new();
+        for pool in &pv.pool {
+            let pl = pool.get_ref();
+            let idx = world.pools.len();
+            if local_pools.insert(pl.name.clone(), idx).is_some() {
+                return Err(src.error_at(file, pool, format!("pool `{}` is defined twice in provider `{}`", pl.name, pv.name)));
+            }
+            if pl.rpm.is_none() && pl.tpm.is_none() && pl.itpm.is_none() && pl.otpm.is_none() {
+                return Err(src.error_at(file, pool, format!("pool `{}` sets no limit", pl.name))
+                    .hint("give at least one of rpm, tpm (OpenAI style), itpm and otpm (Anthropic style)"));
+            }
+            let full = format!("{}/{}", pv.name, pl.name);
+            names.pools.insert(full.clone(), idx);
+            names.pools.entry(pl.name.clone()).or_insert(idx);
+            world.pools.push(PoolSpec {
+                name: full,
+                provider: pi,
+                rpm: pl.rpm.map(|x| x.0),
+                tpm: pl.tpm.map(|x| x.0),
+                itpm: pl.itpm.map(|x| x.0),
+                otpm: pl.otpm.map(|x| x.0),
+                burst: pl.burst.map_or(60 * SECS, |b| b.0),
+                count_rejected: pl.count_rejected,
+            });
+        }
+        let mut provider_keys = 0;
+        for key in &pv.key {
+            let k = key.get_ref();
+            let pool = match &k.pool {
+                None => None,
+                Some(name) => Some(local_pools.get(name.get_ref()).copied().ok_or_else(|| {
+                    src.error_at(file, name, format!(
+                        "key `{}` points at pool `{}`, which provider `{}` does not have",
+                        k.name, name.get_ref(), pv.name
+                    ))
+                    .hint(known_hint("pools of this provider", name.get_ref(), local_pools.keys().map(String::as_str)))
+                })?),
+            };
+            if names.keys.insert(k.name.clone(), world.keys.len()).is_some() {
+                return Err(src.error_at(file, key, format!("key `{}` is defined twice", k.name)));
+            }
+            world.keys.push(KeySpec { name: k.name.clone(), provider: pi, pool });
+            provider_keys += 1;
+        }
+        if provider_keys == 0 {
+            let name = format!("{}-key", pv.name);
+            names.keys.insert(name.clone(), world.keys.len());
+            world.keys.push(KeySpec { name, provider: pi, pool: None });
+        }
+        if pv.model.is_empty() {
+            return Err(src.error_at(file, p, format!("provider `{}` has no models", pv.name))
+                .hint("add [[provider.model]] with a name and prices"));
+        }
+        for model in &pv.model {
+            let md = model.get_ref();
+            if names.models.insert(md.name.clone(), world.models.len()).is_some() {
+                return Err(src.error_at(file, model, format!("model `{}` is defined twice", md.name))
+                    .hint("model names must be unique across providers"));
+            }
+            let price = m.prices.get(&md.name);
+            let pin = md.input_per_mtok.map(|x| x.0).or(price.map(|p| p.input_per_mtok.0));
+            let pout = md.output_per_mtok.map(|x| x.0).or(price.map(|p| p.output_per_mtok.0));
+            let (Some(pin), Some(pout)) = (pin, pout) else {
+                return Err(src.error_at(file, model, format!("model `{}` has no price", md.name))
+                    .hint("give input_per_mtok and output_per_mtok, or add the model to [prices] (e.g. in an included catalogue)"));
+            };
+            let ttft = md.ttft.map_or((500.0 * 1e6, 2000.0 * 1e6), |d| (d.median.0 as f64, d.p99.0 as f64));
+            let tps = md.tokens_per_s.map_or((60.0, 20.0), |d| (d.median, d.p1));
+            let cap = md.capacity.unwrap_or(super::schema::Capacity { slots: 1000, queue: 1000 });
+            if cap.slots == 0 {
+                return Err(src.error_at(file, model, format!("model `{}` has zero slots", md.name))
+                    .hint("capacity.slots is how many requests it serves at once; at least 1"));
+            }
+            let f = md.faults;
+            let faults = FaultRates {
+                error_500: f.error_500.0,
+                hang: f.hang.0,
+                reset: f.reset.0,
+                broken_stream: f.broken_stream.0,
+                malformed: [
+                    (BodyKind::Fenced, f.malformed_fenced.0),
+                    (BodyKind::Truncated, f.malformed_truncated.0),
+                    (BodyKind::MissingFields, f.malformed_missing_fields.0),
+                    (BodyKind::PlainText, f.malformed_plain_text.0),
+                ],
+            };
+            let total = faults.error_500 + faults.hang + faults.reset + faults.broken_stream
+                + faults.malformed.iter().map(|x| x.1).sum::<f64>();
+            if total > 1.0 {
+                return Err(src.error_at(file, model, format!(
+                    "the fault rates of model `{}` add up to {total}, more than 1", md.name
+                ))
+                .hint("each fault rate is the probability that an attempt meets that fault; together at most 1"));
+            }
+            let (slow_p, slow_factor) = md.slow_tail.map_or((0.0, 1.0), |s| (s.probability.0, s.factor.0));
+            world.models.push(ModelSpec {
+                name: md.name.clone(),
+                provider: pi,
+                price_in: pico_per_token(pin),
+                price_out: pico_per_token(pout),
+                ttft: LogNormal::from_median_p99(ttft.0, ttft.1),
+                tps: LogNormal::from_median_p1(tps.0, tps.1),
+                slow_p,
+                slow_factor,
+                occupancy_slowdown: md.occupancy_slowdown.0,
+                slots: cap.slots,
+                queue: cap.queue,
+                faults,
+            });
+        }
+    }
+    if world.models.is_empty() {
+        return Err(ScenarioError::file(main, "no models are defined")
+            .hint("add a [[provider]] with at least one [[provider.model]]"));
+    }
+
+    // Incidents.
+    for (file, inc) in &m.incidents {
+        let file = *file;
+        let i = inc.get_ref();
+        let kind_name = serde_json::to_value(i.kind).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+        let targets = [i.model.is_some(), i.provider.is_some(), i.pool.is_some()].iter().filter(|&&x| x).count();
+        if targets != 1 {
+            return Err(src.error_at(file, inc, "an incident needs exactly one target")
+                .hint("give one of `model`, `provider` or `pool`"));
+        }
+        let target = if let Some(mn) = &i.model {
+            Target::Model(lookup(src, file, &names.models, "model", mn)?)
+        } else if let Some(pn) = &i.provider {
+            Target::Provider(lookup(src, file, &names.providers, "provider", pn)?)
+        } else if let Some(pl) = &i.pool {
+            Target::Pool(lookup(src, file, &names.pools, "pool", pl)?)
+        } else {
+            unreachable!("exactly one target was checked above")
+        };
+        let need = |what: &str, present: bool| -> R<()> {
+            if present {
+                Ok(())
+            } else {
+                Err(src.error_at(file, inc, format!("a `{kind_name}` incident needs `{what}`")))
+            }
+        };
+        let refuse = |what: &str, present: bool| -> R<()> {
+            if present {
+                Err(src.error_at(file, inc, format!("`{what}` does not apply to a `{kind_name}` incident"))
+                    .hint("see the incident table in the README's scenario reference"))
+            } else {
+                Ok(())
+            }
+        };
+        let factor = i.factor.map(|f| f.0);
+        let effect = match i.kind {
+            IncidentKind::Outage => {
+                refuse("rate", i.rate.is_some())?;
+                refuse("factor", i.factor.is_some())?;
+                Effect::Outage(i.mode.unwrap_or_default())
+            }
+            IncidentKind::ErrorSpike => {
+                need("rate", i.rate.is_some())?;
+                refuse("factor", i.factor.is_some())?;
+                let status = i.status.unwrap_or(500);
+                if !(400..=599).contains(&status) {
+                    return Err(src.error_at(file, inc, format!("status {status} is not an error status"))
+                        .hint("use a 4xx or 5xx status, e.g. 500, 502, 503"));
+                }
+                Effect::ErrorSpike { rate: i.rate.map_or(0.0, |r| r.0), status }
+            }
+            IncidentKind::Latency => {
+                need("factor", factor.is_some())?;
+                let f = factor.unwrap_or(1.0);
+                if f < 1.0 {
+                    return Err(src.error_at(file, inc, format!("a latency factor of {f} would speed the provider up"))
+                        .hint("factor is how many times slower, at least 1"));
+                }
+                Effect::Latency(f)
+            }
+            IncidentKind::CapacityCut | IncidentKind::QuotaCut => {
+                need("factor", factor.is_some())?;
+                let f = factor.unwrap_or(1.0);
+                if f > 1.0 {
+                    return Err(src.error_at(file, inc, format!("a cut to a factor of {f} would add capacity"))
+                        .hint("factor is the fraction left during the incident, 0..1 (0.25 keeps a quarter)"));
+                }
+                if i.kind == IncidentKind::QuotaCut {
+                    if matches!(target, Target::Model(_)) {
+                        return Err(src.error_at(file, inc, "a quota cut hits a `pool` or a `provider`, not a model"));
+                    }
+                    Effect::QuotaCut(f)
+                } else {
+                    if matches!(target, Target::Pool(_)) {
+                        return Err(src.error_at(file, inc, "a capacity cut hits a `model` or a `provider`, not a pool"));
+                    }
+                    Effect::CapacityCut(f)
+                }
+            }
+            IncidentKind::MalformedBurst => {
+                need("rate", i.rate.is_some())?;
+                Effect::MalformedBurst {
+                    rate: i.rate.map_or(0.0, |r| r.0),
+                    kind: body_kind(i.malformed.unwrap_or(MalformedKind::Truncated)),
+                }
+            }
+        };
+        if i.kind != IncidentKind::Outage && i.mode.is_some() {
+            return Err(src.error_at(file, inc, format!("`mode` does not apply to a `{kind_name}` incident")));
+        }
+        let start = i.start.0;
+        world.incidents.push(IncidentSpec {
+            name: i.name.clone().unwrap_or_else(|| format!("{kind_name}@{}", crate::units::format_duration(start))),
+            start,
+            end: start + i.duration.0,
+            target,
+            effect,
+        });
+    }
+
+    // Traffic.
+    let Some((tfile, t)) = &m.traffic else {
+        return Err(ScenarioError::file(main, "missing [traffic] section")
+            .hint("add [traffic] with a `rate` and at least one [[traffic.task]]"));
+    };
+    let tfile = *tfile;
+    let (tpath, ttext) = &src.files[tfile];
+    let traffic_at = |msg: &str| {
+        let at = ttext.find("[traffic]").unwrap_or(0);
+        ScenarioError::at(tpath, ttext, at..at, msg)
+    };
+    let profile: Vec<(Nanos, f64)> = match (&t.rate, t.profile.is_empty()) {
+        (Some(_), false) => {
+            return Err(traffic_at("[traffic] gives both `rate` and `profile`")
+                .hint("use `rate` for a steady Poisson rate, or `profile` for a curve, not both"))
+        }
+        (None, true) => {
+            return Err(traffic_at("[traffic] gives no arrival rate")
+                .hint("add `rate = 50` (requests per second) or a `profile`"))
+        }
+        (Some(r), true) => vec![(0, r.0)],
+        (None, false) => {
+            let mut v = Vec::new();
+            for p in &t.profile {
+                let pt = p.get_ref();
+                if v.last().is_some_and(|&(at, _)| pt.at.0 <= at) {
+                    return Err(src.error_at(tfile, p, "profile points must be in increasing time order"));
+                }
+                v.push((pt.at.0, pt.rate.0));
+            }
+            v
+        }
+    };
+    let default_deadline = t.deadline.map_or(60 * SECS, |d| d.0);
+    if t.task.is_empty() {
+        return Err(traffic_at("[traffic] has no tasks")
+            .hint("add at least one [[traffic.task]] with name, input_tokens and output_tokens"));
+    }
+    let mut tasks = Vec::new();
+    for task in &t.task {
+        let tk = task.get_ref();
+        if names.tasks.insert(tk.name.clone(), tasks.len()).is_some() {
+            return Err(src.error_at(tfile, task, format!("task `{}` is defined twice", tk.name)));
+        }
+        let max_tokens = tk.max_tokens.unwrap_or(4096);
+        if max_tokens == 0 {
+            return Err(src.error_at(tfile, task, "max_tokens must be at least 1"));
+        }
+        tasks.push(TaskSpec {
+            name: tk.name.clone(),
+            weight: tk.weight.map_or(1.0, |w| w.0),
+            input: LogNormal::from_median_p99(tk.input_tokens.median, tk.input_tokens.p99),
+            output: LogNormal::from_median_p99(tk.output_tokens.median, tk.output_tokens.p99),
+            max_tokens,
+            tier: tk.tier,
+            json: tk.json,
+            deadline: tk.deadline.map_or(default_deadline, |d| d.0),
+        });
+    }
+    if tasks.iter().all(|t| t.weight == 0.0) {
+        return Err(traffic_at("every task has weight 0").hint("give at least one task a positive weight"));
+    }
+    let mut runaways = Vec::new();
+    for r in &t.runaway {
+        let rv = r.get_ref();
+        let task = lookup(src, tfile, &names.tasks, "task", &rv.task)?;
+        let end = rv.end.map_or(duration, |e| e.0);
+        if end <= rv.start.0 {
+            return Err(src.error_at(tfile, r, "a runaway loop must end after it starts"));
+        }
+        runaways.push(RunawaySpec { rate: rv.rate.0, task, start: rv.start.0, end });
+    }
+
+    // Strategies.
+    let mut strategies = Vec::new();
+    let mut seen = BTreeMap::new();
+    for (file, s) in &m.strategies {
+        let sv = s.get_ref();
+        if seen.insert(sv.name.clone(), ()).is_some() {
+            return Err(src.error_at(*file, s, format!("strategy `{}` is defined twice", sv.name)));
+        }
+        strategies.push(Arc::new(strategy(src, *file, s, &names, &world, &tasks, seed)?));
+    }
+    if strategies.is_empty() {
+        return Err(ScenarioError::file(main, "no strategies to compare")
+            .hint("add at least one [[strategy]] with a name and [strategy.routing] default = \"<model>\""));
+    }
+
+    // Tenants get the SDK defaults on their own model and key.
+    let mut tenants = Vec::new();
+    let mut tenant_strategies = Vec::new();
+    for tn in &t.tenant {
+        let tv = tn.get_ref();
+        let model = lookup(src, tfile, &names.models, "model", &tv.model)?;
+        let key = lookup(src, tfile, &names.keys, "key", &tv.key)?;
+        if world.keys[key].provider != world.models[model].provider {
+            return Err(src.error_at(tfile, &tv.key, format!(
+                "key `{}` belongs to provider `{}`, but model `{}` is served by `{}`",
+                tv.key.get_ref(), world.providers[world.keys[key].provider].name,
+                tv.model.get_ref(), world.providers[world.models[model].provider].name
+            )));
+        }
+        let task = match &tv.task {
+            Some(tk) => lookup(src, tfile, &names.tasks, "task", tk)?,
+            None => 0,
+        };
+        let mut models = model_infos(&world, &BTreeMap::new());
+        models[model].keys = vec![key as u16];
+        tenant_strategies.push(Arc::new(StrategyConfig {
+            name: format!("tenant:{}", tv.name),
+            clients: 1,
+            seed: seed ^ name_hash(&format!("tenant:{}", tv.name)),
+            models,
+            retry: sdk_retry(),
+            timeouts: [Timeouts::default(); 3],
+            route_by_task: Vec::new(),
+            default_model: model as u16,
+            chains: [Vec::new(), Vec::new(), Vec::new()],
+            classify: Classifier::default(),
+        }));
+        tenants.push(TenantSpec { name: tv.name.clone(), rate: tv.rate.0, task });
+    }
+
+    let bursts = t.burst.iter().map(|b| {
+        let bv = b.get_ref();
+        (bv.at.0, bv.requests, bv.over.0)
+    }).collect();
+
+    let name = run.name.clone().unwrap_or_else(|| default_name.to_owned());
+    Ok(Scenario {
+        name,
+        path: main.clone(),
+        seed,
+        duration,
+        warmup,
+        world: Arc::new(world),
+        traffic: TrafficSpec { profile, bursts, tasks, runaways, tenants },
+        strategies,
+        tenant_strategies,
+        resolved: serde_json::Value::Null,
+    })
+}
+
+fn sdk_retry() -> RetryConfig {
+    RetryConfig {
+        max_retries: 2,
+        backoff: Backoff::FullJitter { base: 500 * MILLIS, cap: 8 * SECS },
+        honor_retry_after: true,
+        max_retry_after: 60 * SECS,
+        honor_should_retry: true,
+    }
+}
+
+fn model_infos(world: &WorldConfig, keys_by_provider: &BTreeMap<usize, Vec<u16>>) -> Vec<ModelInfo> {
+    world
+        .models
+        .iter()
+        .map(|md| ModelInfo {
+            name: md.name.clone(),
+            price_in: md.price_in,
+            price_out: md.price_out,
+            keys: keys_by_provider.get(&md.provider).cloned().unwrap_or_else(|| {
+                world
+                    .keys
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, k)| k.provider == md.provider)
+                    .map(|(i, _)| i as u16)
+                    .collect()
+            }),
+        })
+        .collect()
+}
+
+fn timeouts(base: Timeouts, set: Option<&TimeoutSet>) -> Timeouts {
+    match set {
+        None => base,
+        Some(s) => base.overlay(Timeouts {
+            first_token: s.first_token.map(|d| d.0),
+            between_chunks: s.between_chunks.map(|d| d.0),
+            total: s.total.map(|d| d.0),
+        }),
+    }
+}
+
+fn strategy(
+    src: &Sources,
+    file: FileId,
+    s: &Spanned<StrategySection>,
+    names: &Names,
+    world: &WorldConfig,
+    tasks: &[TaskSpec],
+    seed: u64,
+) -> R<StrategyConfig> {
+    let sv = s.get_ref();
+    let clients = sv.clients.unwrap_or(1);
+    if clients == 0 {
+        return Err(src.error_at(file, s, format!("strategy `{}` has clients = 0", sv.name))
+            .hint("clients is how many replicas run the strategy; at least 1"));
+    }
+    let model = |n: &Spanned<String>| lookup(src, file, &names.models, "model", n).map(|i| i as u16);
+
+    let default_model = model(&sv.routing.default)?;
+    let mut route_by_task = vec![default_model; tasks.len()];
+    for (task, m) in &sv.routing.by_task {
+        let ti = names.tasks.get(task.get_ref().as_str()).copied().ok_or_else(|| {
+            src.error_at(file, task, format!("routing names task `{}`, which the traffic does not have", task.get_ref()))
+                .hint(known_hint("tasks of [traffic]", task.get_ref(), names.tasks.keys().map(String::as_str)))
+        })?;
+        route_by_task[ti] = model(m)?;
+    }
+
+    let chain = |v: &Vec<Spanned<String>>| -> R<Vec<u16>> { v.iter().map(model).collect() };
+    let base_chain = chain(&sv.fallback.chain)?;
+    let chains = [
+        sv.fallback.simple.as_ref().map_or(Ok(base_chain.clone()), chain)?,
+        sv.fallback.standard.as_ref().map_or(Ok(base_chain.clone()), chain)?,
+        sv.fallback.complex.as_ref().map_or(Ok(base_chain.clone()), chain)?,
+    ];
+
+    let r = &sv.retry;
+    let base = r.base.map_or(500 * MILLIS, |d| d.0);
+    let cap = r.cap.map_or(8 * SECS, |d| d.0);
+    if cap < base && !matches!(r.backoff, BackoffKind::None | BackoffKind::Constant) {
+        return Err(src.error_at(file, s, format!(
+            "strategy `{}`: retry.cap ({}) is below retry.base ({})",
+            sv.name, crate::units::format_duration(cap), crate::units::format_duration(base)
+        ))
+        .hint("the cap is the longest wait; make it at least the base"));
+    }
+    let backoff = match r.backoff {
+        BackoffKind::None => Backoff::None,
+        BackoffKind::Constant => Backoff::Constant { base },
+        BackoffKind::Exponential => Backoff::Exponential { base, cap },
+        BackoffKind::FullJitter => Backoff::FullJitter { base, cap },
+        BackoffKind::EqualJitter => Backoff::EqualJitter { base, cap },
+        BackoffKind::Decorrelated => Backoff::Decorrelated { base, cap },
+    };
+
+    let t = &sv.timeouts;
+    let top = Timeouts::default().overlay(Timeouts {
+        first_token: t.first_token.map(|d| d.0),
+        between_chunks: t.between_chunks.map(|d| d.0),
+        total: t.total.map(|d| d.0),
+    });
+    let mut tiers = [top; 3];
+    for tier in Tier::ALL {
+        let set = match tier {
+            Tier::Simple => t.simple.as_ref(),
+            Tier::Standard => t.standard.as_ref(),
+            Tier::Complex => t.complex.as_ref(),
+        };
+        tiers[tier.index()] = timeouts(top, set);
+    }
+
+    let mut classify = Classifier::default();
+    for (k, d) in &sv.on {
+        let class = FailureClass::from_name(k.get_ref()).ok_or_else(|| {
+            src.error_at(file, k, format!("unknown failure kind `{}`", k.get_ref()))
+                .hint(known_hint("failure kinds", k.get_ref(), FailureClass::ALL.iter().map(|c| c.name())))
+        })?;
+        classify.set(class, *d);
+    }
+
+    let mut keys_by_provider = BTreeMap::new();
+    for (prov, keys) in &sv.keys {
+        let Some(&pi) = names.providers.get(prov) else {
+            let at = keys.first().map_or(s.span(), |k| k.span());
+            return Err(src.error(file, at, format!("strategy `{}` lists keys for unknown provider `{prov}`", sv.name))
+                .hint(known_hint("providers", prov, names.providers.keys().map(String::as_str))));
+        };
+        let mut ids = Vec::new();
+        for k in keys {
+            let ki = lookup(src, file, &names.keys, "key", k)?;
+            if world.keys[ki].provider != pi {
+                return Err(src.error_at(file, k, format!("key `{}` does not belong to provider `{prov}`", k.get_ref())));
+            }
+            ids.push(ki as u16);
+        }
+        if ids.is_empty() {
+            return Err(src.error_at(file, s, format!("strategy `{}` lists no keys for provider `{prov}`", sv.name)));
+        }
+        keys_by_provider.insert(pi, ids);
+    }
+
+    Ok(StrategyConfig {
+        name: sv.name.clone(),
+        clients,
+        seed: seed ^ name_hash(&sv.name),
+        models: model_infos(world, &keys_by_provider),
+        retry: RetryConfig {
+            max_retries: r.max_retries,
+            backoff,
+            honor_retry_after: r.honor_retry_after,
+            max_retry_after: r.max_retry_after.map_or(60 * SECS, |d| d.0),
+            honor_should_retry: r.honor_should_retry,
+        },
+        timeouts: tiers,
+        route_by_task,
+        default_model,
+        chains,
+        classify,
+    })
+}

@@ -1,0 +1,524 @@
+//! The scenario file as written: serde types, unknown keys rejected.
+//!
+//! Every default is named here and in the README's scenario reference. Names
+//! that other parts refer to (models, keys, pools) are `Spanned`, so that a
+//! reference to a missing name is reported where it is written.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+pub use crate::policy::{Disposition, Tier};
+pub use crate::world::config::{ApiStyle, OutageMode};
+
+use super::types::{
+    CountDist, Duration, LatencyDist, NonNegative, Positive, PositiveDuration, Probability,
+    SpeedDist,
+};
+
+/// One scenario file (the main file or an included one).
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScenarioFile {
+    /// Files to read first, relative to this file (catalogues, price tables).
+    #[serde(default)]
+    pub include: Vec<Spanned<String>>,
+    /// Run settings.
+    pub run: Option<RunSection>,
+    /// Price table: model name to prices, used by models that give none.
+    #[serde(default)]
+    pub prices: BTreeMap<String, Price>,
+    /// Providers, each with its models, quota pools and keys.
+    #[serde(default)]
+    pub provider: Vec<Spanned<ProviderSection>>,
+    /// Time windows that change a provider's behaviour.
+    #[serde(default)]
+    pub incident: Vec<Spanned<IncidentSection>>,
+    /// Arrivals and task mix.
+    pub traffic: Option<TrafficSection>,
+    /// Policy stacks to compare.
+    #[serde(default)]
+    pub strategy: Vec<Spanned<StrategySection>>,
+}
+
+/// `[run]`.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunSection {
+    /// Report name; default: the file's stem. Output goes to `reports/<name>/`.
+    pub name: Option<String>,
+    /// Seed of every random stream; default 1.
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// How long arrivals go on (requests still in flight then are finished).
+    pub duration: PositiveDuration,
+    /// Requests arriving before this are simulated but left out of the figures.
+    #[serde(default)]
+    pub warmup: Duration,
+}
+
+fn default_seed() -> u64 {
+    1
+}
+
+/// Prices in USD per million tokens.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Price {
+    /// USD per million input (prompt) tokens.
+    pub input_per_mtok: NonNegative,
+    /// USD per million output (completion) tokens.
+    pub output_per_mtok: NonNegative,
+}
+
+/// `[[provider]]`.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderSection {
+    /// Unique name.
+    pub name: String,
+    /// `openai` (default) or `anthropic`.
+    #[serde(default)]
+    pub style: ApiStyle,
+    /// Whether the provider stops work when the client disconnects; default
+    /// false: abandoned work holds its slot until it would have finished.
+    #[serde(default)]
+    pub cancel_on_disconnect: bool,
+    /// How long a fast failure (500, 503, 429) takes to come back; default 50ms.
+    pub error_latency: Option<Duration>,
+    /// Quota pools (organisation or project limits).
+    #[serde(default)]
+    pub pool: Vec<Spanned<PoolSection>>,
+    /// API keys; each points at a pool. Default: one key `<provider>-key` on
+    /// no pool (unlimited) when none is given.
+    #[serde(default)]
+    pub key: Vec<Spanned<KeySection>>,
+    /// Models served by this provider.
+    #[serde(default)]
+    pub model: Vec<Spanned<ModelSection>>,
+}
+
+/// `[[provider.pool]]`: a quota shared by the keys that point at it.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolSection {
+    /// Unique name within the provider.
+    pub name: String,
+    /// Requests per minute.
+    pub rpm: Option<Positive>,
+    /// Tokens per minute (OpenAI style: prompt plus `max_tokens` at admission).
+    pub tpm: Option<Positive>,
+    /// Input tokens per minute (Anthropic style).
+    pub itpm: Option<Positive>,
+    /// Output tokens per minute (Anthropic style; `max_tokens` at admission).
+    pub otpm: Option<Positive>,
+    /// Sub-minute enforcement: the bucket holds this much of a minute's quota
+    /// (default "60s": a full minute may be spent at once; "1s" enforces per second).
+    pub burst: Option<PositiveDuration>,
+    /// Whether rejected requests still count against the request limit; default false.
+    #[serde(default)]
+    pub count_rejected: bool,
+}
+
+/// `[[provider.key]]`.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeySection {
+    /// Unique name.
+    pub name: String,
+    /// The pool whose limits this key shares; none means unlimited.
+    pub pool: Option<Spanned<String>>,
+}
+
+/// `[[provider.model]]`.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSection {
+    /// Unique name across providers (as a client would write it).
+    pub name: String,
+    /// USD per million input tokens; default from `[prices]`.
+    pub input_per_mtok: Option<NonNegative>,
+    /// USD per million output tokens; default from `[prices]`.
+    pub output_per_mtok: Option<NonNegative>,
+    /// Time to first token when not queued; default median 500ms, p99 2s.
+    pub ttft: Option<LatencyDist>,
+    /// Output tokens per second; default median 60, p1 20.
+    pub tokens_per_s: Option<SpeedDist>,
+    /// Slow tail: with this probability an attempt is `factor` times slower.
+    pub slow_tail: Option<SlowTail>,
+    /// Output speed is divided by (1 + occupancy_slowdown x busy fraction); default 0.
+    #[serde(default)]
+    pub occupancy_slowdown: NonNegative,
+    /// Concurrent slots and queue; default 1000 slots, 1000 queued.
+    pub capacity: Option<Capacity>,
+    /// Base fault rates; default none.
+    #[serde(default)]
+    pub faults: Faults,
+}
+
+/// A slow tail.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlowTail {
+    /// Probability that an attempt is slow.
+    pub probability: Probability,
+    /// How many times slower (time to first token and output).
+    pub factor: Positive,
+}
+
+/// Concurrent slots plus a FIFO queue.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Capacity {
+    /// Requests served at once.
+    pub slots: u32,
+    /// Requests waiting for a slot; beyond it the provider answers overloaded.
+    #[serde(default)]
+    pub queue: u32,
+}
+
+/// Base fault rates, each a probability per attempt.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Faults {
+    /// HTTP 500 internal error.
+    #[serde(default)]
+    pub error_500: Probability,
+    /// The request hangs: no response until the client gives up.
+    #[serde(default)]
+    pub hang: Probability,
+    /// The connection is reset during the response.
+    #[serde(default)]
+    pub reset: Probability,
+    /// The stream breaks after some tokens.
+    #[serde(default)]
+    pub broken_stream: Probability,
+    /// A body that is JSON wrapped in a markdown fence.
+    #[serde(default)]
+    pub malformed_fenced: Probability,
+    /// A body cut short.
+    #[serde(default)]
+    pub malformed_truncated: Probability,
+    /// A JSON body that lacks required fields.
+    #[serde(default)]
+    pub malformed_missing_fields: Probability,
+    /// Plain text where JSON was asked for.
+    #[serde(default)]
+    pub malformed_plain_text: Probability,
+}
+
+/// The kinds of incident.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IncidentKind {
+    /// The target is down (`mode = "fast"`: 503 at once; `"blackhole"`: hangs).
+    Outage,
+    /// Extra errors with probability `rate`, status `status` (default 500).
+    ErrorSpike,
+    /// Time to first token and output slowed by `factor`.
+    Latency,
+    /// Slots and queue multiplied by `factor` (0..1).
+    CapacityCut,
+    /// A quota pool's limits multiplied by `factor` (0..1).
+    QuotaCut,
+    /// Extra malformed bodies with probability `rate`, kind `malformed`.
+    MalformedBurst,
+}
+
+/// A malformed body's kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MalformedKind {
+    /// JSON in a markdown fence.
+    Fenced,
+    /// Cut short.
+    Truncated,
+    /// JSON without required fields.
+    MissingFields,
+    /// Plain text.
+    PlainText,
+}
+
+/// `[[incident]]`.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct IncidentSection {
+    /// Name shown in the report; default `<kind>@<start>`.
+    pub name: Option<String>,
+    /// What happens.
+    pub kind: IncidentKind,
+    /// When it starts.
+    pub start: Duration,
+    /// How long it lasts.
+    pub duration: PositiveDuration,
+    /// The model it hits (or give `provider`, or `pool` for a quota cut).
+    pub model: Option<Spanned<String>>,
+    /// The provider it hits (all its models).
+    pub provider: Option<Spanned<String>>,
+    /// The quota pool it hits (`quota_cut`), as `provider/pool` or `pool`.
+    pub pool: Option<Spanned<String>>,
+    /// `outage`: `fast` (default) or `blackhole`.
+    pub mode: Option<OutageMode>,
+    /// `error_spike`, `malformed_burst`: probability per attempt.
+    pub rate: Option<Probability>,
+    /// `error_spike`: HTTP status (default 500).
+    pub status: Option<u16>,
+    /// `latency`: slowdown (>= 1); `capacity_cut`, `quota_cut`: remaining fraction (0..1).
+    pub factor: Option<Positive>,
+    /// `malformed_burst`: the body kind.
+    pub malformed: Option<MalformedKind>,
+}
+
+/// `[traffic]`.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrafficSection {
+    /// Poisson arrival rate in requests per second (or give `profile`).
+    pub rate: Option<Positive>,
+    /// Piecewise-linear rate profile: `{ at, rate }` points; constant after the last.
+    #[serde(default)]
+    pub profile: Vec<Spanned<ProfilePoint>>,
+    /// Extra bursts on top of the rate.
+    #[serde(default)]
+    pub burst: Vec<Spanned<Burst>>,
+    /// User-facing deadline of a request; default 60s.
+    pub deadline: Option<PositiveDuration>,
+    /// The task mix.
+    #[serde(default)]
+    pub task: Vec<Spanned<TaskSection>>,
+    /// A loop someone forgot: requests at a fixed rate.
+    #[serde(default)]
+    pub runaway: Vec<Spanned<RunawaySection>>,
+    /// Other tenants sharing a quota pool, with their own fixed policy.
+    #[serde(default)]
+    pub tenant: Vec<Spanned<TenantSection>>,
+}
+
+/// A point of a rate profile.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfilePoint {
+    /// When.
+    pub at: Duration,
+    /// Requests per second at that time.
+    pub rate: NonNegative,
+}
+
+/// A burst of extra arrivals.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Burst {
+    /// When it starts.
+    pub at: Duration,
+    /// How many requests.
+    pub requests: u32,
+    /// Spread over this long (Poisson).
+    pub over: PositiveDuration,
+}
+
+/// `[[traffic.task]]`.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskSection {
+    /// Task type (classification, summarization, code_generation, ...).
+    pub name: String,
+    /// Relative share of arrivals; default 1.
+    pub weight: Option<NonNegative>,
+    /// Prompt tokens.
+    pub input_tokens: CountDist,
+    /// Output tokens the model would write (capped by `max_tokens`).
+    pub output_tokens: CountDist,
+    /// `max_tokens` sent with the request; default 4096.
+    pub max_tokens: Option<u32>,
+    /// Complexity tier; default standard.
+    #[serde(default)]
+    pub tier: Tier,
+    /// Whether the answer must be JSON; default false.
+    #[serde(default)]
+    pub json: bool,
+    /// Deadline for this task; default the traffic deadline.
+    pub deadline: Option<PositiveDuration>,
+}
+
+/// `[[traffic.runaway]]`: a loop sending at a fixed rate through the strategy.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunawaySection {
+    /// Requests per second, evenly spaced.
+    pub rate: Positive,
+    /// The task it sends.
+    pub task: Spanned<String>,
+    /// When it starts; default 0s.
+    #[serde(default)]
+    pub start: Duration,
+    /// When it stops; default the end of the run.
+    pub end: Option<Duration>,
+}
+
+/// `[[traffic.tenant]]`: another team on a shared quota pool, with the
+/// official SDKs' default retries (2 retries, exponential jitter 0.5s..8s).
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantSection {
+    /// Name in the report.
+    pub name: String,
+    /// Poisson rate in requests per second.
+    pub rate: Positive,
+    /// The model it calls.
+    pub model: Spanned<String>,
+    /// The key it uses (its pool is what it shares).
+    pub key: Spanned<String>,
+    /// The task it sends; default the first task of the mix.
+    pub task: Option<Spanned<String>>,
+}
+
+/// `[[strategy]]`: one policy stack.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StrategySection {
+    /// Unique name.
+    pub name: String,
+    /// Replicas of the client; requests are spread across them; default 1.
+    pub clients: Option<u32>,
+    /// Model per task type, and the default model.
+    pub routing: RoutingSection,
+    /// Retries and backoff.
+    #[serde(default)]
+    pub retry: RetrySection,
+    /// Timeouts, with per-tier overrides.
+    #[serde(default)]
+    pub timeouts: TimeoutsSection,
+    /// Fallback chains per tier (models tried after the routed one).
+    #[serde(default)]
+    pub fallback: FallbackSection,
+    /// What to do on each kind of failure: `retry`, `fallback` or `fail`.
+    #[serde(default)]
+    pub on: BTreeMap<Spanned<String>, Disposition>,
+    /// Keys to use per provider (default: all of the provider's keys, round-robin).
+    #[serde(default)]
+    pub keys: BTreeMap<String, Vec<Spanned<String>>>,
+}
+
+/// `[strategy.routing]`: static routing by task type.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoutingSection {
+    /// The model for tasks not named in `by_task`.
+    pub default: Spanned<String>,
+    /// Task name to model.
+    #[serde(default)]
+    pub by_task: BTreeMap<Spanned<String>, Spanned<String>>,
+}
+
+/// Backoff kinds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackoffKind {
+    /// Retry at once.
+    None,
+    /// Always `base`.
+    Constant,
+    /// `base x 2^n`, capped, no jitter.
+    Exponential,
+    /// Uniform in 0..min(cap, base x 2^n) (AWS "full jitter").
+    #[default]
+    FullJitter,
+    /// Half of min(cap, base x 2^n) plus a uniform share of the other half.
+    EqualJitter,
+    /// min(cap, uniform(base, previous x 3)) (AWS "decorrelated jitter").
+    Decorrelated,
+}
+
+/// `[strategy.retry]`.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetrySection {
+    /// Retries per model before moving down the fallback chain; default 2
+    /// (the OpenAI and Anthropic SDKs' `max_retries`).
+    #[serde(default = "default_retries")]
+    pub max_retries: u32,
+    /// Backoff kind; default full_jitter.
+    #[serde(default)]
+    pub backoff: BackoffKind,
+    /// First backoff step; default 500ms (the SDKs' initial delay).
+    pub base: Option<Duration>,
+    /// Largest backoff; default 8s (the SDKs' max delay).
+    pub cap: Option<Duration>,
+    /// Wait at least what `retry-after`/`retry-after-ms` says; default true.
+    #[serde(default = "yes")]
+    pub honor_retry_after: bool,
+    /// A `retry-after` longer than this is not waited for (the error is
+    /// final for this model); default 60s (the SDKs' bound).
+    pub max_retry_after: Option<Duration>,
+    /// Obey `x-should-retry: true/false`; default true.
+    #[serde(default = "yes")]
+    pub honor_should_retry: bool,
+}
+
+impl Default for RetrySection {
+    fn default() -> Self {
+        Self {
+            max_retries: default_retries(),
+            backoff: BackoffKind::default(),
+            base: None,
+            cap: None,
+            honor_retry_after: true,
+            max_retry_after: None,
+            honor_should_retry: true,
+        }
+    }
+}
+
+fn default_retries() -> u32 {
+    2
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Timeouts of one attempt.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimeoutSet {
+    /// From sending to the first token.
+    pub first_token: Option<PositiveDuration>,
+    /// Longest silence between two chunks of a stream.
+    pub between_chunks: Option<PositiveDuration>,
+    /// From sending to the last byte.
+    pub total: Option<PositiveDuration>,
+}
+
+/// `[strategy.timeouts]`.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimeoutsSection {
+    /// From sending to the first token; default none.
+    pub first_token: Option<PositiveDuration>,
+    /// Longest silence between chunks; default none.
+    pub between_chunks: Option<PositiveDuration>,
+    /// Whole attempt; default 600s (the OpenAI SDK's default timeout).
+    pub total: Option<PositiveDuration>,
+    /// Overrides for simple tasks.
+    pub simple: Option<TimeoutSet>,
+    /// Overrides for standard tasks.
+    pub standard: Option<TimeoutSet>,
+    /// Overrides for complex tasks.
+    pub complex: Option<TimeoutSet>,
+}
+
+/// `[strategy.fallback]`: models tried, in order, after the routed model.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FallbackSection {
+    /// Chain for every tier without its own.
+    #[serde(default)]
+    pub chain: Vec<Spanned<String>>,
+    /// Chain for simple tasks.
+    pub simple: Option<Vec<Spanned<String>>>,
+    /// Chain for standard tasks.
+    pub standard: Option<Vec<Spanned<String>>>,
+    /// Chain for complex tasks.
+    pub complex: Option<Vec<Spanned<String>>>,
+}

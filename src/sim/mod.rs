@@ -1,0 +1,493 @@
+//! The discrete-event simulator: a virtual clock in integer nanoseconds, an
+//! event queue ordered by (time, sequence), the world model on one side and
+//! the sans-IO core on the other.
+//!
+//! One (scenario, strategy, seed) run is single-threaded and deterministic;
+//! [`run`] runs the strategies of a scenario in parallel on all cores and
+//! puts the results back in file order. Memory follows what is in flight:
+//! nothing is kept per finished request.
+//!
+//! # Entropy
+//!
+//! Nothing here reads the wall clock or an unseeded generator. The streams
+//! (see [`crate::world::draws`]) are: arrivals per source, attributes per
+//! request, the provider's answer per (request, model, k-th try), output
+//! length per (request, model), and each client replica's own jitter stream
+//! keyed by its strategy's name and its replica number. Because the first
+//! four do not depend on what the strategy does, every strategy meets the
+//! same traffic and the same provider luck (common random numbers), and the
+//! differences in the report come from the policies.
+
+pub mod queue;
+pub mod traffic;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::policy::{Action, AttemptId, Client, Outcome, RequestResult, StrategyConfig};
+use crate::report::json::{IncidentInfo, Report, ScenarioInfo, TenantReport};
+use crate::report::{AttemptEnd, Collector, StrategyReport, SCHEMA_VERSION};
+use crate::scenario::Scenario;
+use crate::slab::{Handle, Slab};
+use crate::units::{Nanos, SECS};
+use crate::wire::ErrorType;
+use crate::world::draws::{rng, stream};
+use crate::world::{Admission, AttemptDraws, AttemptInput, JobEnd, JobId, Rejection, Started, Timeline, World};
+
+use queue::EventQueue;
+use traffic::{Sender, Source};
+
+#[derive(Clone, Copy, Debug)]
+enum Event {
+    Arrival(u32),
+    FirstToken(Handle),
+    Done(Handle),
+    JobDone(JobId),
+    ClientTimer(u32),
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Pending {
+    Waiting,
+    Rejected(Rejection),
+    Served(Timeline),
+}
+
+struct AttemptRec {
+    client: u32,
+    id: AttemptId,
+    model: u16,
+    input_tokens: u32,
+    job: Option<JobId>,
+    pending: Pending,
+    measured: bool,
+}
+
+#[derive(Clone, Copy)]
+struct LiveReq {
+    task: u16,
+    measured: bool,
+}
+
+#[derive(Default, Clone, Copy)]
+struct TenantCounts {
+    requests: u64,
+    successes: u64,
+    attempts: u64,
+}
+
+/// Counts of work done, for benchmarks and tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RunStats {
+    /// Events handled.
+    pub events: u64,
+    /// Attempts sent (every request, warm-up and tenants included).
+    pub attempts: u64,
+    /// Requests that arrived.
+    pub requests: u64,
+    /// Largest number of requests in flight at once.
+    pub peak_in_flight: u64,
+}
+
+/// A run that went wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    /// The run did not drain in the time allowed after arrivals stopped.
+    #[error("the simulation did not finish {0} s after its last arrival; a request outlived every deadline")]
+    DidNotDrain(u64),
+}
+
+struct Sim<'a> {
+    sc: &'a Scenario,
+    world: World,
+    clients: Vec<Client>,
+    sender_of: Vec<Sender>,
+    strategy_clients: u32,
+    timer_at: Vec<Option<Nanos>>,
+    queue: EventQueue<Event>,
+    sources: Vec<Source>,
+    attempts: Slab<AttemptRec>,
+    by_id: HashMap<(u32, AttemptId), Handle>,
+    live: HashMap<u64, LiveReq>,
+    collector: Collector,
+    tenants: Vec<TenantCounts>,
+    started: Vec<Started>,
+    stats: RunStats,
+}
+
+/// Runs one strategy of a scenario; the unit of determinism.
+pub fn run_strategy(sc: &Scenario, strategy: &Arc<StrategyConfig>) -> Result<(StrategyReport, RunStats), SimError> {
+    let mut clients = Vec::new();
+    let mut sender_of = Vec::new();
+    let name_key = strategy.seed;
+    for replica in 0..strategy.clients {
+        clients.push(Client::new(
+            Arc::clone(strategy),
+            rng(name_key, stream::POLICY, u64::from(replica), 0, 0),
+        ));
+        sender_of.push(Sender::Strategy);
+    }
+    for (i, t) in sc.tenant_strategies.iter().enumerate() {
+        clients.push(Client::new(Arc::clone(t), rng(t.seed, stream::POLICY, 0, 0, 0)));
+        sender_of.push(Sender::Tenant(i));
+    }
+    let drain = sc.traffic.longest_deadline() + 10 * SECS;
+    let n = clients.len();
+    let mut sim = Sim {
+        sc,
+        world: World::new(Arc::clone(&sc.world)),
+        clients,
+        sender_of,
+        strategy_clients: strategy.clients,
+        timer_at: vec![None; n],
+        queue: EventQueue::default(),
+        sources: traffic::sources(sc),
+        attempts: Slab::default(),
+        by_id: HashMap::new(),
+        live: HashMap::new(),
+        collector: Collector::new(sc.world.models.len(), sc.traffic.longest_deadline() * 2, sc.duration, drain),
+        tenants: vec![TenantCounts::default(); sc.traffic.tenants.len()],
+        started: Vec::new(),
+        stats: RunStats::default(),
+    };
+    for i in 0..sim.sources.len() {
+        sim.schedule_arrival(i as u32);
+    }
+    let limit = sc.duration + drain;
+    while let Some((now, ev)) = sim.queue.pop() {
+        if now > limit {
+            if sim.live.is_empty() {
+                break;
+            }
+            return Err(SimError::DidNotDrain(drain / SECS));
+        }
+        sim.stats.events += 1;
+        sim.handle(now, ev);
+        if sim.live.is_empty() && now >= sc.duration {
+            break;
+        }
+    }
+    let mut ledger = crate::policy::CostLedger::new(sc.world.models.len());
+    for (c, s) in sim.clients.iter().zip(&sim.sender_of) {
+        if *s == Sender::Strategy {
+            ledger.merge(c.ledger());
+        }
+    }
+    let names: Vec<String> = sc.world.models.iter().map(|m| m.name.clone()).collect();
+    let tenants = sc
+        .traffic
+        .tenants
+        .iter()
+        .zip(&sim.tenants)
+        .map(|(t, c)| TenantReport {
+            name: t.name.clone(),
+            requests: c.requests,
+            successes: c.successes,
+            attempts: c.attempts,
+        })
+        .collect();
+    let stats = sim.stats;
+    let report = sim.collector.into_report(&strategy.name, strategy.clients, &names, &ledger, tenants);
+    Ok((report, stats))
+}
+
+impl Sim<'_> {
+    fn schedule_arrival(&mut self, source: u32) {
+        let src = &mut self.sources[source as usize];
+        if let Some((at, id)) = src.next(self.sc, self.sc.duration) {
+            src.pending = Some(id);
+            self.queue.push(at, Event::Arrival(source));
+        }
+    }
+
+    fn handle(&mut self, now: Nanos, ev: Event) {
+        match ev {
+            Event::Arrival(s) => self.arrival(now, s),
+            Event::FirstToken(h) => {
+                if let Some(rec) = self.attempts.get(h) {
+                    let (c, id) = (rec.client, rec.id);
+                    self.clients[c as usize].handle_first_token(now, id);
+                    self.after_input(now, c);
+                }
+            }
+            Event::Done(h) => self.done(now, h),
+            Event::JobDone(job) => {
+                let mut started = std::mem::take(&mut self.started);
+                self.world.job_done(now, job, &mut started);
+                self.schedule_started(&mut started);
+                self.started = started;
+            }
+            Event::ClientTimer(c) => {
+                if self.timer_at[c as usize] == Some(now) {
+                    self.timer_at[c as usize] = None;
+                    self.clients[c as usize].handle_timeout(now);
+                    self.after_input(now, c);
+                }
+            }
+        }
+    }
+
+    fn arrival(&mut self, now: Nanos, s: u32) {
+        let src = &mut self.sources[s as usize];
+        let Some(id) = src.pending.take() else { return };
+        let (sender, task) = (src.sender, src.task);
+        let req = traffic::request(self.sc, id, now, task);
+        self.stats.requests += 1;
+        let client = match sender {
+            Sender::Strategy => ((id ^ (id >> 40)) % u64::from(self.strategy_clients)) as u32,
+            Sender::Tenant(t) => {
+                self.tenants[t].requests += 1;
+                self.strategy_clients + t as u32
+            }
+        };
+        let measured = req.measured && sender == Sender::Strategy;
+        self.live.insert(id, LiveReq { task: req.task, measured });
+        self.stats.peak_in_flight = self.stats.peak_in_flight.max(self.live.len() as u64);
+        self.clients[client as usize].handle_request(now, req);
+        self.after_input(now, client);
+        self.schedule_arrival(s);
+    }
+
+    fn done(&mut self, now: Nanos, h: Handle) {
+        let Some(rec) = self.attempts.remove(h) else { return };
+        self.by_id.remove(&(rec.client, rec.id));
+        let (outcome, limits, end) = match rec.pending {
+            Pending::Waiting => return,
+            Pending::Rejected(r) => {
+                let end = match r.error {
+                    ErrorType::RateLimit | ErrorType::InsufficientQuota => AttemptEnd::RateLimited,
+                    ErrorType::Overloaded => AttemptEnd::Overloaded,
+                    _ => AttemptEnd::Error,
+                };
+                let o = Outcome::HttpError {
+                    status: r.status,
+                    error: r.error,
+                    retry_after: r.retry_after,
+                    should_retry: r.should_retry,
+                };
+                (o, r.limits, end)
+            }
+            Pending::Served(tl) => {
+                let (input_tokens, output_tokens) = (rec.input_tokens, tl.output_tokens);
+                let (o, end) = match tl.end {
+                    JobEnd::Complete(body) => {
+                        (Outcome::Success { input_tokens, output_tokens, body }, AttemptEnd::Answered)
+                    }
+                    JobEnd::Reset => (Outcome::Reset { input_tokens, output_tokens }, AttemptEnd::Broken),
+                    JobEnd::Broken => {
+                        (Outcome::BrokenStream { input_tokens, output_tokens }, AttemptEnd::Broken)
+                    }
+                };
+                (o, tl.limits, end)
+            }
+        };
+        if rec.measured {
+            self.collector.on_attempt_end(rec.model, end);
+        }
+        self.clients[rec.client as usize].handle_outcome(now, rec.id, outcome, limits);
+        self.after_input(now, rec.client);
+    }
+
+    fn schedule_started(&mut self, started: &mut Vec<Started>) {
+        for s in started.drain(..) {
+            self.queue.push(s.timeline.end_at, Event::JobDone(s.job));
+            let h = Handle::from_u64(s.tag);
+            if let Some(rec) = self.attempts.get_mut(h) {
+                rec.pending = Pending::Served(s.timeline);
+                schedule_timeline(&mut self.queue, h, &s.timeline);
+            }
+        }
+    }
+
+    /// Carries out the client's actions and re-arms its timer.
+    fn after_input(&mut self, now: Nanos, c: u32) {
+        while let Some(a) = self.clients[c as usize].poll_action() {
+            match a {
+                Action::Send { attempt, request, model, key, try_on_model, input_tokens, max_tokens, .. } => {
+                    self.send(now, c, attempt, request, model, key, try_on_model, input_tokens, max_tokens);
+                }
+                Action::Cancel { attempt, .. } => self.cancel(now, c, attempt),
+                Action::Finish { request, result, arrived, first_token, measured, .. } => {
+                    let live = self.live.remove(&request);
+                    match self.sender_of[c as usize] {
+                        Sender::Strategy => {
+                            if measured && live.is_some_and(|l| l.measured) {
+                                self.collector.on_finish(now, arrived, result, first_token);
+                            }
+                        }
+                        Sender::Tenant(t) => {
+                            if result == RequestResult::Success {
+                                self.tenants[t].successes += 1;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let next = self.clients[c as usize].poll_timeout();
+        if next != self.timer_at[c as usize] {
+            self.timer_at[c as usize] = next;
+            if let Some(t) = next {
+                self.queue.push(t.max(now), Event::ClientTimer(c));
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn send(
+        &mut self,
+        now: Nanos,
+        c: u32,
+        id: AttemptId,
+        request: u64,
+        model: u16,
+        key: u16,
+        try_on_model: u32,
+        input_tokens: u32,
+        max_tokens: u32,
+    ) {
+        self.stats.attempts += 1;
+        let Some(live) = self.live.get(&request).copied() else { return };
+        if live.measured {
+            self.collector.on_send(now, model);
+        }
+        if let Sender::Tenant(t) = self.sender_of[c as usize] {
+            self.tenants[t].attempts += 1;
+        }
+        let output = traffic::output_tokens(self.sc, request, usize::from(live.task), model);
+        let draws = AttemptDraws::new(self.sc.seed, request, u64::from(model), u64::from(try_on_model));
+        let h = self.attempts.insert(AttemptRec {
+            client: c,
+            id,
+            model,
+            input_tokens,
+            job: None,
+            pending: Pending::Waiting,
+            measured: live.measured,
+        });
+        self.by_id.insert((c, id), h);
+        let input = AttemptInput {
+            model: usize::from(model),
+            key: usize::from(key),
+            input_tokens,
+            max_tokens,
+            output_tokens: output,
+            draws,
+            tag: h.to_u64(),
+        };
+        match self.world.admit(now, input) {
+            Admission::Rejected(r) => {
+                if let Some(rec) = self.attempts.get_mut(h) {
+                    rec.pending = Pending::Rejected(r);
+                }
+                self.queue.push(now + r.after, Event::Done(h));
+            }
+            Admission::Hang => {}
+            Admission::Started(job, tl) => {
+                if let Some(rec) = self.attempts.get_mut(h) {
+                    rec.job = Some(job);
+                    rec.pending = Pending::Served(tl);
+                }
+                self.queue.push(tl.end_at, Event::JobDone(job));
+                schedule_timeline(&mut self.queue, h, &tl);
+            }
+            Admission::Queued(job) => {
+                if let Some(rec) = self.attempts.get_mut(h) {
+                    rec.job = Some(job);
+                }
+            }
+        }
+    }
+
+    fn cancel(&mut self, now: Nanos, c: u32, id: AttemptId) {
+        let Some(h) = self.by_id.remove(&(c, id)) else { return };
+        let Some(rec) = self.attempts.remove(h) else { return };
+        if rec.measured {
+            self.collector.on_attempt_end(rec.model, AttemptEnd::Cancelled);
+        }
+        let mut billed = (0, 0);
+        if let Some(job) = rec.job {
+            let mut started = std::mem::take(&mut self.started);
+            let a = self.world.abandon(now, job, &mut started);
+            self.schedule_started(&mut started);
+            self.started = started;
+            if a.started {
+                billed = (rec.input_tokens, a.output_tokens);
+            }
+        }
+        // The answer to a Cancel, fed back in before any other input.
+        self.clients[c as usize].handle_outcome(
+            now,
+            id,
+            Outcome::Cancelled { input_tokens: billed.0, output_tokens: billed.1 },
+            crate::wire::RateLimits::default(),
+        );
+    }
+}
+
+fn schedule_timeline(q: &mut EventQueue<Event>, h: Handle, tl: &Timeline) {
+    if let Some(ft) = tl.first_token_at {
+        if ft < tl.end_at {
+            q.push(ft, Event::FirstToken(h));
+        }
+    }
+    q.push(tl.end_at, Event::Done(h));
+}
+
+/// Runs every strategy of a scenario, in parallel on up to `threads`
+/// threads, and assembles the report (strategies in file order).
+pub fn run(sc: &Scenario, threads: usize) -> Result<(Report, Vec<RunStats>), SimError> {
+    let n = sc.strategies.len();
+    let results: Vec<std::sync::Mutex<Option<Result<(StrategyReport, RunStats), SimError>>>> =
+        (0..n).map(|_| std::sync::Mutex::new(None)).collect();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let threads = threads.clamp(1, n.max(1));
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= n {
+                    break;
+                }
+                let r = run_strategy(sc, &sc.strategies[i]);
+                if let Ok(mut slot) = results[i].lock() {
+                    *slot = Some(r);
+                }
+            });
+        }
+    });
+    let mut strategies = Vec::with_capacity(n);
+    let mut stats = Vec::with_capacity(n);
+    for slot in results {
+        let r = slot.into_inner().ok().flatten();
+        match r {
+            Some(Ok((rep, st))) => {
+                strategies.push(rep);
+                stats.push(st);
+            }
+            Some(Err(e)) => return Err(e),
+            None => unreachable!("every strategy index is taken by a thread"),
+        }
+    }
+    let report = Report {
+        schema_version: SCHEMA_VERSION,
+        stormglass_version: env!("CARGO_PKG_VERSION").to_owned(),
+        mode: "sim".into(),
+        scenario: ScenarioInfo {
+            name: sc.name.clone(),
+            file: sc.path.display().to_string(),
+            seed: sc.seed,
+            duration_ns: sc.duration,
+            warmup_ns: sc.warmup,
+            incidents: sc
+                .world
+                .incidents
+                .iter()
+                .map(|i| IncidentInfo { name: i.name.clone(), start_ns: i.start, end_ns: i.end })
+                .collect(),
+            resolved: sc.resolved.clone(),
+        },
+        strategies,
+    };
+    Ok((report, stats))
+}

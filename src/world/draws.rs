@@ -1,0 +1,96 @@
+//! Named random streams. Every draw comes from a `rand_chacha` generator
+//! whose key is derived from the run seed and a stream key, so that:
+//!
+//! - every strategy sees the same arrivals and request sizes (streams keyed
+//!   by source and request, not by the order the strategy asks in);
+//! - a provider draw is keyed by (request, model, k-th try on that model), so
+//!   the same try meets the same luck under every strategy (common random
+//!   numbers), and the mock provider can reproduce it from a header;
+//! - a request's output length is drawn once per (request, model).
+
+use rand::{RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::dist::{normal, unit};
+
+/// Stream tags: one per purpose, never reused.
+pub mod stream {
+    /// Arrival times of a traffic source.
+    pub const ARRIVALS: u64 = 1;
+    /// A request's attributes (task, sizes).
+    pub const REQUEST: u64 = 2;
+    /// A provider's answer to one try.
+    pub const ATTEMPT: u64 = 3;
+    /// A request's output length on one model.
+    pub const OUTPUT_LEN: u64 = 4;
+    /// A client core's own randomness (jitter).
+    pub const POLICY: u64 = 5;
+}
+
+#[inline]
+fn splitmix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// A generator for `(seed, stream, a, b, c)`.
+pub fn rng(seed: u64, stream: u64, a: u64, b: u64, c: u64) -> ChaCha8Rng {
+    let mut key = [0u8; 32];
+    let mut h = splitmix(seed ^ splitmix(stream));
+    for (i, part) in [a, b, c, stream].into_iter().enumerate() {
+        h = splitmix(h ^ part.wrapping_mul(0xA076_1D64_78BD_642F));
+        key[i * 8..i * 8 + 8].copy_from_slice(&h.to_le_bytes());
+    }
+    ChaCha8Rng::from_seed(key)
+}
+
+/// The uniforms behind one try on a provider. Each field has one use, so a
+/// new use never shifts the others.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AttemptDraws {
+    /// Picks the fault (or none).
+    pub fault: f64,
+    /// Standard normal for time to first token.
+    pub ttft_z: f64,
+    /// Standard normal for output speed.
+    pub tps_z: f64,
+    /// Decides the slow tail.
+    pub slow: f64,
+    /// Where in the response a reset or break happens.
+    pub position: f64,
+}
+
+impl AttemptDraws {
+    /// The draws for the `try_no`-th try (0-based) of `request` on `model`.
+    pub fn new(seed: u64, request: u64, model: u64, try_no: u64) -> Self {
+        let mut r = rng(seed, stream::ATTEMPT, request, model, try_no);
+        let mut u = || unit(r.next_u64());
+        let fault = u();
+        let ttft_z = normal(u(), u());
+        let tps_z = normal(u(), u());
+        let slow = u();
+        let position = u();
+        Self { fault, ttft_z, tps_z, slow, position }
+    }
+}
+
+/// The standard normal behind a request's output length on one model.
+pub fn output_len_z(seed: u64, request: u64, model: u64) -> f64 {
+    let mut r = rng(seed, stream::OUTPUT_LEN, request, model, 0);
+    normal(unit(r.next_u64()), unit(r.next_u64()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn draws_depend_only_on_their_key() {
+        assert_eq!(AttemptDraws::new(1, 2, 3, 0), AttemptDraws::new(1, 2, 3, 0));
+        assert_ne!(AttemptDraws::new(1, 2, 3, 0), AttemptDraws::new(1, 2, 3, 1));
+        assert_ne!(AttemptDraws::new(1, 2, 3, 0), AttemptDraws::new(2, 2, 3, 0));
+        assert_ne!(output_len_z(1, 2, 3), output_len_z(1, 2, 4));
+    }
+}

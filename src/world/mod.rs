@@ -1,0 +1,565 @@
+//! The provider model: latency, capacity, quota pools, faults and incidents
+//! over time. Pure: no I/O, no clock, no randomness of its own; every answer
+//! is a function of the state, the draws it is handed and `now`. Shared by
+//! the simulator and the mock provider, and it knows nothing of policies.
+//!
+//! An attempt meets, in order: an outage (fast 503 or a blackhole), its key's
+//! quota pool (429 with the retry-after the pool implies), an error spike or
+//! base fault (500, hang), capacity (a slot, a place in the FIFO queue, or
+//! 503/529 overloaded), and finally its service: time to first token (with
+//! queueing delay, slow tail and incident slowdowns), output at a speed that
+//! falls as occupancy rises, and a possible reset, broken stream or
+//! malformed body.
+//!
+//! Work the client gave up on is still served and still holds its slot or
+//! its place in the queue until the provider would have finished it: a
+//! provider does not learn of client timeouts, and this wasted work is what
+//! sustains a metastable retry storm. A provider with
+//! `cancel_on_disconnect` frees the slot at once instead.
+
+pub mod config;
+pub mod draws;
+pub mod quota;
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use crate::slab::{Handle, Slab};
+use crate::units::{Nanos, SECS};
+use crate::wire::{BodyKind, ErrorType, RateLimits};
+
+pub use config::{
+    ApiStyle, Effect, FaultRates, IncidentSpec, KeySpec, ModelSpec, OutageMode, PoolSpec,
+    ProviderSpec, Target, WorldConfig,
+};
+pub use draws::AttemptDraws;
+pub use quota::{LimitKind, QuotaPool, QuotaRejection};
+
+/// One try, as the provider receives it.
+#[derive(Clone, Copy, Debug)]
+pub struct AttemptInput {
+    /// Model index.
+    pub model: usize,
+    /// Key index.
+    pub key: usize,
+    /// Prompt tokens.
+    pub input_tokens: u32,
+    /// `max_tokens` of the request.
+    pub max_tokens: u32,
+    /// Output tokens the model would write for this request.
+    pub output_tokens: u32,
+    /// The try's draws.
+    pub draws: AttemptDraws,
+    /// The caller's reference, handed back when a queued job starts.
+    pub tag: u64,
+}
+
+/// An error answer.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Rejection {
+    /// How long after arrival the answer comes.
+    pub after: Nanos,
+    /// HTTP status.
+    pub status: u16,
+    /// The error body's kind.
+    pub error: ErrorType,
+    /// `retry-after`, for 429 and overload.
+    pub retry_after: Option<Nanos>,
+    /// `x-should-retry`, where the provider sends one.
+    pub should_retry: Option<bool>,
+    /// Which limit a 429 hit.
+    pub limit: Option<LimitKind>,
+    /// Rate-limit figures sent with the answer.
+    pub limits: RateLimits,
+}
+
+/// How a served job ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JobEnd {
+    /// The whole answer, with this body.
+    Complete(BodyKind),
+    /// The connection was reset.
+    Reset,
+    /// The stream broke off.
+    Broken,
+}
+
+/// The timeline of a job that has started service.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Timeline {
+    /// When it started (left the queue).
+    pub started_at: Nanos,
+    /// When the first token is sent, if it is.
+    pub first_token_at: Option<Nanos>,
+    /// When the answer ends (completion, reset or break); the slot frees then.
+    pub end_at: Nanos,
+    /// How it ends.
+    pub end: JobEnd,
+    /// Output tokens sent by `end_at`.
+    pub output_tokens: u32,
+    /// Output speed in tokens per second.
+    pub tps: f64,
+    /// Rate-limit figures sent with the answer.
+    pub limits: RateLimits,
+}
+
+impl Timeline {
+    /// Output tokens sent by `now` (for a client that stops listening).
+    pub fn tokens_by(&self, now: Nanos) -> u32 {
+        match self.first_token_at {
+            Some(ft) if now >= ft => {
+                if now >= self.end_at {
+                    return self.output_tokens;
+                }
+                let t = 1.0 + (now - ft) as f64 * self.tps / SECS as f64;
+                (t as u32).min(self.output_tokens)
+            }
+            _ => 0,
+        }
+    }
+}
+
+/// A job the world accepted.
+pub type JobId = Handle;
+
+/// The answer to an arriving attempt.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Admission {
+    /// An error answer.
+    Rejected(Rejection),
+    /// No answer ever comes.
+    Hang,
+    /// Served at once.
+    Started(JobId, Timeline),
+    /// Waiting for a slot; [`World::job_done`] or a later admission starts it.
+    Queued(JobId),
+}
+
+/// A job that started from the queue.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Started {
+    /// The job.
+    pub job: JobId,
+    /// The caller's tag from [`AttemptInput`].
+    pub tag: u64,
+    /// Its timeline.
+    pub timeline: Timeline,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Plan {
+    Complete(BodyKind),
+    Reset,
+    Broken,
+}
+
+struct Job {
+    input: AttemptInput,
+    plan: Plan,
+    latency_factor: f64,
+    limits: RateLimits,
+    running: Option<Timeline>,
+    removed: bool,
+}
+
+#[derive(Default)]
+struct ModelState {
+    running: u32,
+    queue: VecDeque<JobId>,
+    queued: u32,
+}
+
+/// What an abandoned attempt had cost the provider.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Abandoned {
+    /// Whether service had started (the prompt was processed and is billed).
+    pub started: bool,
+    /// Output tokens sent by then.
+    pub output_tokens: u32,
+}
+
+/// Conditions of a model at one time, after incidents.
+#[derive(Clone, Copy, Debug)]
+struct Conditions {
+    outage: Option<OutageMode>,
+    spike_rate: f64,
+    spike_status: u16,
+    latency: f64,
+    capacity: f64,
+    malformed_rate: f64,
+    malformed_kind: BodyKind,
+}
+
+/// The world: every provider's models, pools and in-flight work.
+pub struct World {
+    cfg: Arc<WorldConfig>,
+    models: Vec<ModelState>,
+    pools: Vec<QuotaPool>,
+    jobs: Slab<Job>,
+}
+
+impl World {
+    /// A fresh world at time zero.
+    pub fn new(cfg: Arc<WorldConfig>) -> Self {
+        let models = cfg.models.iter().map(|_| ModelState::default()).collect();
+        let pools = cfg.pools.iter().map(QuotaPool::new).collect();
+        Self { cfg, models, pools, jobs: Slab::default() }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &WorldConfig {
+        &self.cfg
+    }
+
+    /// Jobs served or queued right now (including abandoned ones).
+    pub fn jobs_in_flight(&self) -> usize {
+        self.jobs.len()
+    }
+
+    /// Running and queued jobs of a model.
+    pub fn occupancy(&self, model: usize) -> (u32, u32) {
+        let m = &self.models[model];
+        (m.running, m.queued)
+    }
+
+    fn conditions(&self, model: usize, now: Nanos) -> Conditions {
+        let provider = self.cfg.models[model].provider;
+        let mut c = Conditions {
+            outage: None,
+            spike_rate: 0.0,
+            spike_status: 500,
+            latency: 1.0,
+            capacity: 1.0,
+            malformed_rate: 0.0,
+            malformed_kind: BodyKind::Truncated,
+        };
+        for inc in &self.cfg.incidents {
+            if !inc.active(now) || !inc.hits_model(model, provider) {
+                continue;
+            }
+            match inc.effect {
+                Effect::Outage(mode) => {
+                    if c.outage != Some(OutageMode::Blackhole) {
+                        c.outage = Some(mode);
+                    }
+                }
+                Effect::ErrorSpike { rate, status } => {
+                    c.spike_rate = (c.spike_rate + rate).min(1.0);
+                    c.spike_status = status;
+                }
+                Effect::Latency(f) => c.latency *= f,
+                Effect::CapacityCut(f) => c.capacity *= f,
+                Effect::MalformedBurst { rate, kind } => {
+                    c.malformed_rate = (c.malformed_rate + rate).min(1.0);
+                    c.malformed_kind = kind;
+                }
+                Effect::QuotaCut(_) => {}
+            }
+        }
+        c
+    }
+
+    fn quota_factor(&self, pool: usize, now: Nanos) -> f64 {
+        let provider = self.cfg.pools[pool].provider;
+        let mut f = 1.0;
+        for inc in &self.cfg.incidents {
+            if let Effect::QuotaCut(x) = inc.effect {
+                let hit = match inc.target {
+                    Target::Pool(p) => p == pool,
+                    Target::Provider(p) => p == provider,
+                    Target::Model(_) => false,
+                };
+                if hit && inc.active(now) {
+                    f *= x;
+                }
+            }
+        }
+        f
+    }
+
+    /// The rate-limit figures for `key` at `now`.
+    pub fn limits(&mut self, key: usize, now: Nanos) -> RateLimits {
+        match self.cfg.keys[key].pool {
+            Some(p) => {
+                let f = self.quota_factor(p, now);
+                self.pools[p].limits(now, f)
+            }
+            None => RateLimits::default(),
+        }
+    }
+
+    /// An attempt arrives at `now`. Started and queued jobs that start because
+    /// of it (none here: the queue only moves when a slot frees) are not
+    /// reported; a started job's timeline is in the answer.
+    pub fn admit(&mut self, now: Nanos, a: AttemptInput) -> Admission {
+        let cfg = Arc::clone(&self.cfg);
+        let model = &cfg.models[a.model];
+        let provider = &cfg.providers[model.provider];
+        let cond = self.conditions(a.model, now);
+        let fast = provider.error_latency;
+
+        match cond.outage {
+            Some(OutageMode::Blackhole) => return Admission::Hang,
+            Some(OutageMode::Fast) => {
+                let limits = self.limits(a.key, now);
+                return Admission::Rejected(Rejection {
+                    after: fast,
+                    status: 503,
+                    error: ErrorType::Overloaded,
+                    retry_after: None,
+                    should_retry: None,
+                    limit: None,
+                    limits,
+                });
+            }
+            None => {}
+        }
+
+        if let Some(pool) = cfg.keys[a.key].pool {
+            let f = self.quota_factor(pool, now);
+            let res = self.pools[pool].admit(now, a.input_tokens, a.max_tokens, f);
+            let limits = self.pools[pool].limits(now, f);
+            if let Err(rej) = res {
+                return Admission::Rejected(Rejection {
+                    after: fast,
+                    status: 429,
+                    error: ErrorType::RateLimit,
+                    retry_after: Some(rej.retry_after),
+                    should_retry: None,
+                    limit: Some(rej.kind),
+                    limits,
+                });
+            }
+        }
+        let limits = self.limits(a.key, now);
+
+        // One uniform picks the fault, in a fixed order of segments.
+        let f = &model.faults;
+        let u = a.draws.fault;
+        let mut edge = cond.spike_rate;
+        if u < edge {
+            return Admission::Rejected(Rejection {
+                after: fast,
+                status: cond.spike_status,
+                error: error_type_for(cond.spike_status),
+                retry_after: None,
+                should_retry: None,
+                limit: None,
+                limits,
+            });
+        }
+        edge += f.error_500;
+        if u < edge {
+            return Admission::Rejected(Rejection {
+                after: fast,
+                status: 500,
+                error: ErrorType::Server,
+                retry_after: None,
+                should_retry: None,
+                limit: None,
+                limits,
+            });
+        }
+        edge += f.hang;
+        if u < edge {
+            return Admission::Hang;
+        }
+        let mut plan = Plan::Complete(BodyKind::Valid);
+        edge += f.reset;
+        if u < edge {
+            plan = Plan::Reset;
+        } else {
+            edge += f.broken_stream;
+            if u < edge {
+                plan = Plan::Broken;
+            } else {
+                edge += cond.malformed_rate;
+                if u < edge {
+                    plan = Plan::Complete(cond.malformed_kind);
+                } else {
+                    for (kind, p) in f.malformed {
+                        edge += p;
+                        if u < edge {
+                            plan = Plan::Complete(kind);
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+
+        let state = &self.models[a.model];
+        let slots = scaled(model.slots, cond.capacity);
+        let queue = scaled(model.queue, cond.capacity);
+        let can_start = state.running < slots && state.queued == 0;
+        if !can_start && state.queued >= queue {
+            return Admission::Rejected(Rejection {
+                after: fast,
+                status: provider.overload_status(),
+                error: ErrorType::Overloaded,
+                retry_after: None,
+                should_retry: None,
+                limit: None,
+                limits,
+            });
+        }
+        let job = self.jobs.insert(Job {
+            input: a,
+            plan,
+            latency_factor: cond.latency,
+            limits,
+            running: None,
+            removed: false,
+        });
+        if can_start {
+            let tl = self.start(job, now, slots);
+            Admission::Started(job, tl)
+        } else {
+            let st = &mut self.models[a.model];
+            st.queue.push_back(job);
+            st.queued += 1;
+            Admission::Queued(job)
+        }
+    }
+
+    fn start(&mut self, job: JobId, now: Nanos, slots: u32) -> Timeline {
+        let cfg = Arc::clone(&self.cfg);
+        let Some(j) = self.jobs.get(job) else {
+            unreachable!("started a job that is not stored")
+        };
+        let (input, plan, latency_factor, limits) = (j.input, j.plan, j.latency_factor, j.limits);
+        let model = &cfg.models[input.model];
+        let st = &mut self.models[input.model];
+        let occupancy = f64::from(st.running) / f64::from(slots.max(1));
+        st.running += 1;
+
+        let d = &input.draws;
+        let slow = if d.slow < model.slow_p { model.slow_factor } else { 1.0 };
+        let factor = slow * latency_factor;
+        let ttft = (model.ttft.at(d.ttft_z) * factor).max(1.0) as Nanos;
+        let tps = (model.tps.at(d.tps_z) / factor / (1.0 + model.occupancy_slowdown * occupancy))
+            .max(0.01);
+        let first_token_at = now + ttft;
+        let out = input.output_tokens.max(1);
+        let gen_ns = |tokens: u32| (f64::from(tokens.saturating_sub(1)) / tps * SECS as f64) as Nanos;
+        let tl = match plan {
+            Plan::Complete(body) => Timeline {
+                started_at: now,
+                first_token_at: Some(first_token_at),
+                end_at: first_token_at + gen_ns(out),
+                end: JobEnd::Complete(body),
+                output_tokens: out,
+                tps,
+                limits,
+            },
+            Plan::Reset => {
+                // Anywhere from the start of service to the last token.
+                let full = ttft + gen_ns(out);
+                let at = now + (d.position * full as f64) as Nanos;
+                let mut tl = Timeline {
+                    started_at: now,
+                    first_token_at: (at >= first_token_at).then_some(first_token_at),
+                    end_at: at,
+                    end: JobEnd::Reset,
+                    output_tokens: out,
+                    tps,
+                    limits,
+                };
+                tl.output_tokens = tl.tokens_by(at);
+                tl
+            }
+            Plan::Broken => {
+                let sent = 1 + (d.position * f64::from(out.saturating_sub(1))) as u32;
+                Timeline {
+                    started_at: now,
+                    first_token_at: Some(first_token_at),
+                    end_at: first_token_at + gen_ns(sent),
+                    end: JobEnd::Broken,
+                    output_tokens: sent,
+                    tps,
+                    limits,
+                }
+            }
+        };
+        if let Some(j) = self.jobs.get_mut(job) {
+            j.running = Some(tl);
+        }
+        tl
+    }
+
+    /// A running job reached its `end_at`: frees its slot and starts queued
+    /// jobs that now fit, appending them to `started`.
+    pub fn job_done(&mut self, now: Nanos, job: JobId, started: &mut Vec<Started>) {
+        let Some(j) = self.jobs.remove(job) else { return };
+        if j.removed || j.running.is_none() {
+            return;
+        }
+        let model = j.input.model;
+        self.models[model].running -= 1;
+        self.pump(now, model, started);
+    }
+
+    fn pump(&mut self, now: Nanos, model: usize, started: &mut Vec<Started>) {
+        let cond = self.conditions(model, now);
+        let slots = scaled(self.cfg.models[model].slots, cond.capacity);
+        while self.models[model].running < slots {
+            let Some(next) = self.models[model].queue.pop_front() else { break };
+            let Some(j) = self.jobs.get(next) else { continue };
+            if j.removed {
+                self.jobs.remove(next);
+                continue;
+            }
+            let tag = j.input.tag;
+            self.models[model].queued -= 1;
+            let timeline = self.start(next, now, slots);
+            started.push(Started { job: next, tag, timeline });
+        }
+    }
+
+    /// The client stopped listening to `job` at `now`. The provider keeps
+    /// serving it (it holds its slot or queue place) unless it cancels on
+    /// disconnect; queued jobs that start because of a freed slot are
+    /// appended to `started`.
+    pub fn abandon(&mut self, now: Nanos, job: JobId, started: &mut Vec<Started>) -> Abandoned {
+        let Some(j) = self.jobs.get(job) else { return Abandoned::default() };
+        let model = j.input.model;
+        let cancel = self.cfg.providers[self.cfg.models[model].provider].cancel_on_disconnect;
+        let out = match j.running {
+            Some(tl) => Abandoned { started: true, output_tokens: tl.tokens_by(now) },
+            None => Abandoned::default(),
+        };
+        if cancel {
+            if j.running.is_some() {
+                self.jobs.remove(job);
+                self.models[model].running -= 1;
+                self.pump(now, model, started);
+            } else if let Some(j) = self.jobs.get_mut(job) {
+                // Left in the queue as a tombstone; skipped when reached.
+                j.removed = true;
+                self.models[model].queued -= 1;
+            }
+        }
+        out
+    }
+}
+
+fn scaled(n: u32, factor: f64) -> u32 {
+    if factor >= 1.0 {
+        n
+    } else {
+        (f64::from(n) * factor) as u32
+    }
+}
+
+fn error_type_for(status: u16) -> ErrorType {
+    match status {
+        429 => ErrorType::RateLimit,
+        503 | 529 => ErrorType::Overloaded,
+        401 | 403 => ErrorType::Authentication,
+        400..=499 => ErrorType::InvalidRequest,
+        _ => ErrorType::Server,
+    }
+}
+
+#[cfg(test)]
+mod tests;

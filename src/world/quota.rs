@@ -1,0 +1,277 @@
+//! Quota pools: organisation or project limits on requests and tokens per
+//! minute, shared by every key that points at the pool.
+//!
+//! Each limit is a token bucket that refills continuously at `limit / 60 s`
+//! and holds `limit x burst / 60 s` (a `burst` of 60 s lets a whole minute's
+//! quota go at once; 1 s enforces per second, as providers do for sub-minute
+//! spikes). A request is admitted only if every bucket it draws on has room;
+//! a rejection says when the pool will really have room again, which is
+//! what a 429's `retry-after` carries. With `count_rejected`, a rejected
+//! request still spends a request (providers that count failed calls).
+//!
+//! OpenAI style admits `prompt + max_tokens` against `tpm`; Anthropic style
+//! admits input tokens against `itpm` and `max_tokens` against `otpm`.
+
+use crate::units::{Nanos, MINUTES};
+use crate::wire::RateLimits;
+
+use super::config::PoolSpec;
+
+/// One continuously refilling bucket.
+#[derive(Clone, Debug)]
+struct Bucket {
+    per_minute: f64,
+    burst: Nanos,
+    level: f64,
+    last: Nanos,
+}
+
+impl Bucket {
+    fn new(per_minute: f64, burst: Nanos) -> Self {
+        let mut b = Self { per_minute, burst, level: 0.0, last: 0 };
+        b.level = b.capacity(1.0);
+        b
+    }
+
+    fn capacity(&self, factor: f64) -> f64 {
+        self.per_minute * factor * self.burst as f64 / MINUTES as f64
+    }
+
+    fn rate_per_ns(&self, factor: f64) -> f64 {
+        self.per_minute * factor / MINUTES as f64
+    }
+
+    fn refill(&mut self, now: Nanos, factor: f64) {
+        let cap = self.capacity(factor);
+        if now > self.last {
+            self.level += self.rate_per_ns(factor) * (now - self.last) as f64;
+            self.last = now;
+        }
+        if self.level > cap {
+            self.level = cap;
+        }
+    }
+
+    /// Nanoseconds until `amount` fits, or the time to a full bucket when it
+    /// never can (a request larger than the burst).
+    fn wait_for(&self, amount: f64, factor: f64) -> Nanos {
+        let need = amount.min(self.capacity(factor)) - self.level;
+        if need <= 0.0 {
+            0
+        } else {
+            libm::ceil(need / self.rate_per_ns(factor)) as Nanos
+        }
+    }
+
+    fn reset_ns(&self, factor: f64) -> Nanos {
+        let missing = self.capacity(factor) - self.level;
+        if missing <= 0.0 {
+            0
+        } else {
+            libm::ceil(missing / self.rate_per_ns(factor)) as Nanos
+        }
+    }
+
+    fn remaining(&self) -> u32 {
+        if self.level <= 0.0 {
+            0
+        } else {
+            libm::floor(self.level).min(u32::MAX as f64) as u32
+        }
+    }
+}
+
+/// Which limit turned a request away.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LimitKind {
+    /// Requests per minute.
+    Requests,
+    /// Tokens per minute (any token limit).
+    Tokens,
+}
+
+/// A 429 from a pool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QuotaRejection {
+    /// The limit that was hit (requests before tokens when both are).
+    pub kind: LimitKind,
+    /// When the pool will have room for this request.
+    pub retry_after: Nanos,
+}
+
+/// The state of one pool.
+#[derive(Clone, Debug)]
+pub struct QuotaPool {
+    requests: Option<Bucket>,
+    tokens: Option<Bucket>,
+    input: Option<Bucket>,
+    output: Option<Bucket>,
+    count_rejected: bool,
+}
+
+impl QuotaPool {
+    /// A full pool.
+    pub fn new(spec: &PoolSpec) -> Self {
+        let b = |l: Option<f64>| l.map(|l| Bucket::new(l, spec.burst));
+        Self {
+            requests: b(spec.rpm),
+            tokens: b(spec.tpm),
+            input: b(spec.itpm),
+            output: b(spec.otpm),
+            count_rejected: spec.count_rejected,
+        }
+    }
+
+    fn buckets(&mut self) -> [Option<&mut Bucket>; 4] {
+        [
+            self.requests.as_mut(),
+            self.tokens.as_mut(),
+            self.input.as_mut(),
+            self.output.as_mut(),
+        ]
+    }
+
+    /// Tries to admit a request of `input` prompt tokens and `max_tokens`
+    /// at `now`, with the pool's limits multiplied by `factor` (a quota cut).
+    pub fn admit(
+        &mut self,
+        now: Nanos,
+        input: u32,
+        max_tokens: u32,
+        factor: f64,
+    ) -> Result<(), QuotaRejection> {
+        let amounts = [
+            1.0,
+            f64::from(input) + f64::from(max_tokens),
+            f64::from(input),
+            f64::from(max_tokens),
+        ];
+        let mut worst: Option<QuotaRejection> = None;
+        for (i, b) in self.buckets().into_iter().enumerate() {
+            if let Some(b) = b {
+                b.refill(now, factor);
+                let wait = b.wait_for(amounts[i], factor);
+                if wait > 0 || b.capacity(factor) < amounts[i] {
+                    let kind = if i == 0 { LimitKind::Requests } else { LimitKind::Tokens };
+                    let wait = wait.max(1);
+                    if worst.is_none_or(|w| wait > w.retry_after) {
+                        worst = Some(QuotaRejection { kind, retry_after: wait });
+                    }
+                }
+            }
+        }
+        if let Some(rej) = worst {
+            if self.count_rejected {
+                if let Some(b) = self.requests.as_mut() {
+                    b.level -= 1.0;
+                }
+            }
+            return Err(rej);
+        }
+        for (i, b) in self.buckets().into_iter().enumerate() {
+            if let Some(b) = b {
+                b.level -= amounts[i];
+            }
+        }
+        Ok(())
+    }
+
+    /// The figures a provider sends with a response at `now`.
+    pub fn limits(&mut self, now: Nanos, factor: f64) -> RateLimits {
+        let mut out = RateLimits::default();
+        if let Some(b) = self.requests.as_mut() {
+            b.refill(now, factor);
+            out.remaining_requests = Some(b.remaining());
+            out.reset_requests = Some(b.reset_ns(factor));
+        }
+        // The tightest token bucket speaks for tokens.
+        for b in [self.tokens.as_mut(), self.input.as_mut(), self.output.as_mut()]
+            .into_iter()
+            .flatten()
+        {
+            b.refill(now, factor);
+            let rem = b.remaining();
+            if out.remaining_tokens.is_none_or(|r| rem < r) {
+                out.remaining_tokens = Some(rem);
+                out.reset_tokens = Some(b.reset_ns(factor));
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::units::SECS;
+
+    fn spec(rpm: f64, burst: Nanos) -> PoolSpec {
+        PoolSpec {
+            name: "p".into(),
+            provider: 0,
+            rpm: Some(rpm),
+            tpm: None,
+            itpm: None,
+            otpm: None,
+            burst,
+            count_rejected: false,
+        }
+    }
+
+    #[test]
+    fn retry_after_is_when_the_pool_has_room_again() {
+        // 60 rpm with a 1 s burst: one request per second.
+        let mut p = QuotaPool::new(&spec(60.0, SECS));
+        assert!(p.admit(0, 10, 10, 1.0).is_ok());
+        let rej = p.admit(0, 10, 10, 1.0).unwrap_err();
+        assert_eq!(rej.kind, LimitKind::Requests);
+        assert_eq!(rej.retry_after, SECS);
+        // Just before that: still no room; at that time: room.
+        assert!(p.admit(rej.retry_after - 1_000, 10, 10, 1.0).is_err());
+        assert!(p.admit(rej.retry_after, 10, 10, 1.0).is_ok());
+    }
+
+    #[test]
+    fn token_limits_count_prompt_plus_max_tokens() {
+        let mut s = spec(1000.0, 60 * SECS);
+        s.tpm = Some(1000.0);
+        let mut p = QuotaPool::new(&s);
+        assert!(p.admit(0, 300, 200, 1.0).is_ok());
+        assert!(p.admit(0, 300, 200, 1.0).is_ok());
+        let rej = p.admit(0, 1, 1, 1.0).unwrap_err();
+        assert_eq!(rej.kind, LimitKind::Tokens);
+        // 2 tokens at 1000/min take 120 ms to refill.
+        assert_eq!(rej.retry_after, 120_000_000);
+    }
+
+    #[test]
+    fn a_quota_cut_shrinks_the_pool() {
+        let mut p = QuotaPool::new(&spec(60.0, 60 * SECS));
+        for _ in 0..10 {
+            assert!(p.admit(0, 1, 1, 0.1).is_ok());
+        }
+        assert!(p.admit(0, 1, 1, 0.1).is_err());
+    }
+
+    #[test]
+    fn counted_rejections_push_the_next_slot_out() {
+        let mut s = spec(60.0, SECS);
+        s.count_rejected = true;
+        let mut p = QuotaPool::new(&s);
+        assert!(p.admit(0, 1, 1, 1.0).is_ok());
+        assert!(p.admit(0, 1, 1, 1.0).is_err());
+        // The rejected call spent a request too: one second is no longer enough.
+        assert!(p.admit(SECS, 1, 1, 1.0).is_err());
+        assert!(p.admit(3 * SECS, 1, 1, 1.0).is_ok());
+    }
+
+    #[test]
+    fn limits_report_remaining_and_reset() {
+        let mut p = QuotaPool::new(&spec(60.0, 60 * SECS));
+        p.admit(0, 1, 1, 1.0).unwrap();
+        let l = p.limits(0, 1.0);
+        assert_eq!(l.remaining_requests, Some(59));
+        assert_eq!(l.reset_requests, Some(SECS));
+        assert_eq!(l.remaining_tokens, None);
+    }
+}
