@@ -1,1 +1,1 @@
-//! x
+//! mock-provider: placeholder library (the real server is issue 4).

@@ -7,7 +7,9 @@
 //! spikes). A request is admitted only if every bucket it draws on has room;
 //! a rejection says when the pool will really have room again, which is
 //! what a 429's `retry-after` carries. With `count_rejected`, a rejected
-//! request still spends a request (providers that count failed calls).
+//! request still spends a request (providers that count failed calls), down
+//! to at most one bucket's depth of debt (a sliding window remembers only one
+//! window of calls): a client that keeps hammering a full pool keeps it full.
 //!
 //! OpenAI style admits `prompt + max_tokens` against `tpm`; Anthropic style
 //! admits input tokens against `itpm` and `max_tokens` against `otpm`.
@@ -163,7 +165,9 @@ impl QuotaPool {
         if let Some(rej) = worst {
             if self.count_rejected {
                 if let Some(b) = self.requests.as_mut() {
-                    b.level -= 1.0;
+                    // A window only remembers one window's worth of calls:
+                    // the debt is bounded by the bucket's depth.
+                    b.level = (b.level - 1.0).max(-b.capacity(factor));
                 }
             }
             return Err(rej);
