@@ -8,8 +8,9 @@ pub const Z99: f64 = 2.326_347_874_040_841;
 /// A uniform draw in the open interval (0, 1) from 64 random bits.
 #[inline]
 pub fn unit(bits: u64) -> f64 {
-    // 53 significant bits, shifted by half a step so neither end is reached.
-    ((bits >> 11) as f64 + 0.5) * (1.0 / (1u64 << 53) as f64)
+    // 52 bits, shifted by half a step so neither end is reached (with 53
+    // bits the half step is not representable next to 1 and rounds to 1).
+    ((bits >> 12) as f64 + 0.5) * (1.0 / (1u64 << 52) as f64)
 }
 
 /// A standard normal draw from two uniforms in (0, 1) (Box-Muller).

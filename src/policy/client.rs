@@ -485,3 +485,6 @@ fn reason_of(c: FailureClass) -> FailReason {
         FailureClass::Malformed => FailReason::Malformed,
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use toml::Spanned;
 
-use super::error::ScenarioError;
+use super::error::{closest, ScenarioError};
 use super::schema::{
     IncidentSection, Price, ProviderSection, RunSection, ScenarioFile, StrategySection,
     TrafficSection,
@@ -139,12 +139,24 @@ fn read_into(
 }
 
 fn toml_hint(msg: &str) -> Option<String> {
+    // "unknown field `x`, expected one of `a`, `b`": the closest of a, b.
+    let close = || {
+        let mut names = msg.split('`').skip(1).step_by(2);
+        let name = names.next().unwrap_or_default();
+        closest(name, names)
+    };
     if msg.starts_with("unknown field") {
-        Some("check the spelling; the README's scenario reference lists every key".into())
+        Some(match close() {
+            Some(k) => format!("did you mean `{k}`? the README's scenario reference lists every key"),
+            None => "check the spelling; the README's scenario reference lists every key".into(),
+        })
     } else if msg.starts_with("missing field") {
         Some("this key has no default; add it".into())
     } else if msg.starts_with("unknown variant") {
-        Some("use one of the listed values".into())
+        Some(match close() {
+            Some(k) => format!("did you mean `{k}`?"),
+            None => "use one of the listed values".into(),
+        })
     } else if msg.starts_with("invalid type") {
         Some("durations are strings (\"250ms\"), rates and probabilities are numbers".into())
     } else {

@@ -62,6 +62,20 @@ fn lookup<'a>(
     })
 }
 
+/// Where `key` is written: the first line that starts with it (so that a
+/// mention in a comment is not taken for it), or else its first occurrence.
+fn key_line(text: &str, key: &str) -> Option<usize> {
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        let t = line.trim_start();
+        if t.starts_with(key) {
+            return Some(offset + line.len() - t.len());
+        }
+        offset += line.len();
+    }
+    text.find(key)
+}
+
 /// Resolves merged files into a runnable scenario.
 pub(super) fn resolve(src: &Sources, m: Merged, default_name: &str) -> R<Scenario> {
     let main = &src.files[0].0;
@@ -75,7 +89,7 @@ pub(super) fn resolve(src: &Sources, m: Merged, default_name: &str) -> R<Scenari
     if warmup >= duration {
         let (f, _) = m.run.as_ref().map_or((0, ()), |(f, _)| (*f, ()));
         let (path, text) = &src.files[f];
-        let at = text.find("warmup").unwrap_or(0);
+        let at = key_line(text, "warmup").unwrap_or(0);
         return Err(ScenarioError::at(path, text, at..at, "warmup is not shorter than duration")
             .hint("warm-up requests are left out of the figures; leave some run after it"));
     }
@@ -260,16 +274,29 @@ pub(super) fn resolve(src: &Sources, m: Merged, default_name: &str) -> R<Scenari
                 Ok(())
             }
         };
+        let applies: &[&str] = match i.kind {
+            IncidentKind::Outage => &["mode"],
+            IncidentKind::ErrorSpike => &["rate", "status"],
+            IncidentKind::Latency | IncidentKind::CapacityCut | IncidentKind::QuotaCut => &["factor"],
+            IncidentKind::MalformedBurst => &["rate", "malformed"],
+        };
+        let optional = [
+            ("mode", i.mode.is_some()),
+            ("rate", i.rate.is_some()),
+            ("status", i.status.is_some()),
+            ("factor", i.factor.is_some()),
+            ("malformed", i.malformed.is_some()),
+        ];
+        for (what, present) in optional {
+            if !applies.contains(&what) {
+                refuse(what, present)?;
+            }
+        }
         let factor = i.factor.map(|f| f.0);
         let effect = match i.kind {
-            IncidentKind::Outage => {
-                refuse("rate", i.rate.is_some())?;
-                refuse("factor", i.factor.is_some())?;
-                Effect::Outage(i.mode.unwrap_or_default())
-            }
+            IncidentKind::Outage => Effect::Outage(i.mode.unwrap_or_default()),
             IncidentKind::ErrorSpike => {
                 need("rate", i.rate.is_some())?;
-                refuse("factor", i.factor.is_some())?;
                 let status = i.status.unwrap_or(500);
                 if !(400..=599).contains(&status) {
                     return Err(src.error_at(file, inc, format!("status {status} is not an error status"))
@@ -313,9 +340,6 @@ pub(super) fn resolve(src: &Sources, m: Merged, default_name: &str) -> R<Scenari
                 }
             }
         };
-        if i.kind != IncidentKind::Outage && i.mode.is_some() {
-            return Err(src.error_at(file, inc, format!("`mode` does not apply to a `{kind_name}` incident")));
-        }
         let start = i.start.0;
         world.incidents.push(IncidentSpec {
             name: i.name.clone().unwrap_or_else(|| format!("{kind_name}@{}", crate::units::format_duration(start))),
@@ -334,7 +358,7 @@ pub(super) fn resolve(src: &Sources, m: Merged, default_name: &str) -> R<Scenari
     let tfile = *tfile;
     let (tpath, ttext) = &src.files[tfile];
     let traffic_at = |msg: &str| {
-        let at = ttext.find("[traffic]").unwrap_or(0);
+        let at = key_line(ttext, "[traffic]").unwrap_or(0);
         ScenarioError::at(tpath, ttext, at..at, msg)
     };
     let profile: Vec<(Nanos, f64)> = match (&t.rate, t.profile.is_empty()) {

@@ -436,12 +436,12 @@ impl World {
         let d = &input.draws;
         let slow = if d.slow < model.slow_p { model.slow_factor } else { 1.0 };
         let factor = slow * latency_factor;
-        let ttft = (model.ttft.at(d.ttft_z) * factor).max(1.0) as Nanos;
+        let ttft = (model.ttft.at(d.ttft_z) * factor).round().max(1.0) as Nanos;
         let tps = (model.tps.at(d.tps_z) / factor / (1.0 + model.occupancy_slowdown * occupancy))
             .max(0.01);
         let first_token_at = now + ttft;
         let out = input.output_tokens.max(1);
-        let gen_ns = |tokens: u32| (f64::from(tokens.saturating_sub(1)) / tps * SECS as f64) as Nanos;
+        let gen_ns = |tokens: u32| (f64::from(tokens.saturating_sub(1)) / tps * SECS as f64).round() as Nanos;
         let tl = match plan {
             Plan::Complete(body) => Timeline {
                 started_at: now,

@@ -250,8 +250,9 @@ mod tests {
 
     #[test]
     fn a_quota_cut_shrinks_the_pool() {
+        // 60 rpm cut to 10%: six requests in the minute.
         let mut p = QuotaPool::new(&spec(60.0, 60 * SECS));
-        for _ in 0..10 {
+        for _ in 0..6 {
             assert!(p.admit(0, 1, 1, 0.1).is_ok());
         }
         assert!(p.admit(0, 1, 1, 0.1).is_err());

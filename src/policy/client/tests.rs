@@ -1,0 +1,292 @@
+use super::*;
+use crate::policy::harness::{finished, sent, Harness};
+use crate::policy::{Backoff, Classifier, ModelInfo, RetryConfig, Tier, Timeouts};
+use crate::units::{MILLIS, SECS};
+use crate::wire::ErrorType;
+
+fn cfg() -> StrategyConfig {
+    let model = |name: &str, keys: Vec<u16>| ModelInfo {
+        name: name.into(),
+        price_in: 1_000_000,  // 1 USD per million
+        price_out: 2_000_000, // 2 USD per million
+        keys,
+    };
+    StrategyConfig {
+        name: "t".into(),
+        clients: 1,
+        seed: 1,
+        models: vec![model("a", vec![0, 1]), model("b", vec![2])],
+        retry: RetryConfig {
+            max_retries: 2,
+            backoff: Backoff::Constant { base: SECS },
+            honor_retry_after: true,
+            max_retry_after: 60 * SECS,
+            honor_should_retry: true,
+        },
+        timeouts: [Timeouts::default(); 3],
+        route_by_task: vec![0],
+        default_model: 0,
+        chains: [vec![1], vec![1], vec![1]],
+        classify: Classifier::default(),
+    }
+}
+
+fn req(id: u64) -> Request {
+    Request {
+        id,
+        task: 0,
+        tier: Tier::Standard,
+        input_tokens: 1000,
+        max_tokens: 500,
+        json: true,
+        deadline: 30 * SECS,
+        measured: true,
+    }
+}
+
+fn http(status: u16, error: ErrorType, retry_after: Option<Nanos>) -> Outcome {
+    Outcome::HttpError { status, error, retry_after, should_retry: None }
+}
+
+fn ok(body: BodyKind) -> Outcome {
+    Outcome::Success { input_tokens: 1000, output_tokens: 100, body }
+}
+
+fn result_of(a: Option<Action>) -> RequestResult {
+    match a {
+        Some(Action::Finish { result, .. }) => result,
+        other => panic!("expected a Finish, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_success_finishes_with_its_cost() {
+    let mut h = Harness::new(cfg(), 1);
+    let (id, model, k) = sent(&h.request(req(1))).unwrap();
+    assert_eq!((model, k), (0, 0));
+    h.set_time(2 * SECS);
+    let out = h.outcome(id, ok(BodyKind::Valid));
+    match finished(&out) {
+        Some(Action::Finish { result, cost, attempts, arrived, .. }) => {
+            assert_eq!(result, RequestResult::Success);
+            // 1000 x 1 + 100 x 2 USD per million = 0.0012 USD.
+            assert_eq!(cost, NanoUsd(1_200_000));
+            assert_eq!((attempts, arrived), (1, 0));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(h.client.in_flight(), 0);
+    assert_eq!(h.client.poll_timeout(), None, "no timer outlives its request");
+}
+
+#[test]
+fn a_429_waits_for_retry_after_when_longer_than_the_backoff() {
+    let mut h = Harness::new(cfg(), 1);
+    let (id, ..) = sent(&h.request(req(1))).unwrap();
+    assert!(h.outcome(id, http(429, ErrorType::RateLimit, Some(3 * SECS))).is_empty());
+    assert_eq!(h.client.poll_timeout(), Some(3 * SECS));
+    let out = h.next_timer().unwrap();
+    let (_, model, k) = sent(&out).unwrap();
+    assert_eq!((h.now, model, k), (3 * SECS, 0, 1));
+}
+
+#[test]
+fn a_short_retry_after_does_not_shorten_the_backoff() {
+    let mut h = Harness::new(cfg(), 1);
+    let (id, ..) = sent(&h.request(req(1))).unwrap();
+    h.outcome(id, http(429, ErrorType::RateLimit, Some(20 * MILLIS)));
+    assert_eq!(h.client.poll_timeout(), Some(SECS));
+}
+
+#[test]
+fn a_retry_after_past_the_bound_moves_to_the_fallback() {
+    let mut h = Harness::new(cfg(), 1);
+    let (id, ..) = sent(&h.request(req(1))).unwrap();
+    let out = h.outcome(id, http(429, ErrorType::RateLimit, Some(120 * SECS)));
+    assert_eq!(sent(&out).map(|s| s.1), Some(1));
+}
+
+#[test]
+fn retries_are_spent_then_the_chain_is_followed_then_the_request_fails() {
+    let mut h = Harness::new(cfg(), 1);
+    let (mut id, ..) = sent(&h.request(req(1))).unwrap();
+    let mut models = Vec::new();
+    loop {
+        let out = h.outcome(id, http(503, ErrorType::Overloaded, None));
+        let out = if out.is_empty() { h.next_timer().unwrap() } else { out };
+        if let Some(f) = finished(&out) {
+            assert_eq!(result_of(Some(f)), RequestResult::Failed(FailReason::Overloaded));
+            break;
+        }
+        let (next, model, k) = sent(&out).unwrap();
+        models.push((model, k));
+        id = next;
+    }
+    // Two retries on a, then b with its own two retries.
+    assert_eq!(models, [(0, 1), (0, 2), (1, 0), (1, 1), (1, 2)]);
+}
+
+#[test]
+fn a_500_falls_back_at_once() {
+    let mut h = Harness::new(cfg(), 1);
+    let (id, ..) = sent(&h.request(req(1))).unwrap();
+    let out = h.outcome(id, http(500, ErrorType::Server, None));
+    let (_, model, k) = sent(&out).unwrap();
+    assert_eq!((h.now, model, k), (0, 1, 0));
+}
+
+#[test]
+fn client_errors_and_exhausted_quota_are_final() {
+    for (status, error, reason) in [
+        (400, ErrorType::InvalidRequest, FailReason::ClientError),
+        (401, ErrorType::Authentication, FailReason::ClientError),
+        (403, ErrorType::Authentication, FailReason::ClientError),
+        (429, ErrorType::InsufficientQuota, FailReason::QuotaExhausted),
+    ] {
+        let mut h = Harness::new(cfg(), 1);
+        let (id, ..) = sent(&h.request(req(1))).unwrap();
+        let out = h.outcome(id, http(status, error, None));
+        assert_eq!(result_of(finished(&out)), RequestResult::Failed(reason), "{status}");
+    }
+}
+
+#[test]
+fn should_retry_header_overrides_the_class_when_honoured() {
+    let mut h = Harness::new(cfg(), 1);
+    let (id, ..) = sent(&h.request(req(1))).unwrap();
+    let no = Outcome::HttpError { status: 503, error: ErrorType::Overloaded, retry_after: None, should_retry: Some(false) };
+    assert_eq!(sent(&h.outcome(id, no)).map(|s| s.1), Some(1), "no retry: straight to the fallback");
+
+    let mut h = Harness::new(cfg(), 1);
+    let (id, ..) = sent(&h.request(req(1))).unwrap();
+    let yes = Outcome::HttpError { status: 400, error: ErrorType::InvalidRequest, retry_after: None, should_retry: Some(true) };
+    assert!(h.outcome(id, yes).is_empty(), "a 400 with x-should-retry: true waits for a retry");
+    assert_eq!(h.client.poll_timeout(), Some(SECS));
+
+    let mut c = cfg();
+    c.retry.honor_should_retry = false;
+    let mut h = Harness::new(c, 1);
+    let (id, ..) = sent(&h.request(req(1))).unwrap();
+    assert!(finished(&h.outcome(id, yes)).is_some(), "ignored when not honoured");
+}
+
+#[test]
+fn json_bodies_are_validated() {
+    let mut h = Harness::new(cfg(), 1);
+    let (id, ..) = sent(&h.request(req(1))).unwrap();
+    assert_eq!(result_of(finished(&h.outcome(id, ok(BodyKind::Fenced)))), RequestResult::Success);
+    for bad in [BodyKind::Truncated, BodyKind::MissingFields, BodyKind::PlainText] {
+        let mut h = Harness::new(cfg(), 1);
+        let (id, ..) = sent(&h.request(req(1))).unwrap();
+        let out = h.outcome(id, ok(bad));
+        assert_eq!(sent(&out).map(|s| s.1), Some(1), "{bad:?} falls back");
+        // The bad answer was still billed.
+        assert_eq!(h.client.ledger().all[0].output_tokens, 100);
+    }
+    let mut h = Harness::new(cfg(), 1);
+    let mut r = req(1);
+    r.json = false;
+    let (id, ..) = sent(&h.request(r)).unwrap();
+    assert_eq!(result_of(finished(&h.outcome(id, ok(BodyKind::PlainText)))), RequestResult::Success);
+}
+
+#[test]
+fn a_first_token_timeout_cancels_and_retries_and_the_cancel_is_billed() {
+    let mut c = cfg();
+    c.timeouts[Tier::Standard.index()].first_token = Some(5 * SECS);
+    let mut h = Harness::new(c, 1);
+    let (id, ..) = sent(&h.request(req(1))).unwrap();
+    let out = h.next_timer().unwrap();
+    assert_eq!(h.now, 5 * SECS);
+    assert_eq!(out, [Action::Cancel { attempt: id, reason: CancelReason::FirstTokenTimeout }]);
+    // The driver answers the cancel: the prompt had been processed.
+    h.outcome(id, Outcome::Cancelled { input_tokens: 1000, output_tokens: 0 });
+    assert_eq!(h.client.ledger().all[0].input_tokens, 1000);
+    // Backoff, then a retry on the same model.
+    let out = h.next_timer().unwrap();
+    assert_eq!(h.now, 6 * SECS);
+    assert_eq!(sent(&out).map(|s| (s.1, s.2)), Some((0, 1)));
+}
+
+#[test]
+fn a_first_token_in_time_disarms_its_timeout() {
+    let mut c = cfg();
+    c.timeouts[Tier::Standard.index()].first_token = Some(5 * SECS);
+    let mut h = Harness::new(c, 1);
+    let (id, ..) = sent(&h.request(req(1))).unwrap();
+    h.set_time(SECS);
+    h.first_token(id);
+    // Only the request deadline is left.
+    assert_eq!(h.client.poll_timeout(), Some(30 * SECS));
+    h.set_time(9 * SECS);
+    let out = h.outcome(id, ok(BodyKind::Valid));
+    match finished(&out) {
+        Some(Action::Finish { first_token, .. }) => assert_eq!(first_token, Some(SECS)),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_stalled_stream_hits_the_between_chunks_timeout() {
+    let mut c = cfg();
+    c.timeouts[Tier::Standard.index()].between_chunks = Some(2 * SECS);
+    let mut h = Harness::new(c, 1);
+    let (id, ..) = sent(&h.request(req(1))).unwrap();
+    h.set_time(SECS);
+    h.first_token(id);
+    h.client.handle_chunk(SECS, id);
+    let out = h.next_timer().unwrap();
+    assert_eq!(h.now, 3 * SECS);
+    assert_eq!(out, [Action::Cancel { attempt: id, reason: CancelReason::IdleTimeout }]);
+}
+
+#[test]
+fn the_deadline_ends_the_request_whatever_it_is_doing() {
+    let mut h = Harness::new(cfg(), 1);
+    let (id, ..) = sent(&h.request(req(1))).unwrap();
+    let out = h.next_timer().unwrap();
+    assert_eq!(h.now, 30 * SECS);
+    assert_eq!(out[0], Action::Cancel { attempt: id, reason: CancelReason::Deadline });
+    assert_eq!(result_of(finished(&out)), RequestResult::Failed(FailReason::Deadline));
+    // A late answer to the cancelled attempt is billed but changes nothing.
+    h.outcome(id, Outcome::Cancelled { input_tokens: 1000, output_tokens: 40 });
+    assert_eq!(h.client.ledger().all[0].output_tokens, 40);
+    assert_eq!(h.client.poll_timeout(), None);
+}
+
+#[test]
+fn a_retry_that_could_not_start_before_the_deadline_is_not_made() {
+    let mut h = Harness::new(cfg(), 1);
+    let (id, ..) = sent(&h.request(req(1))).unwrap();
+    h.set_time(29_500 * MILLIS);
+    let out = h.outcome(id, http(503, ErrorType::Overloaded, None));
+    assert_eq!(result_of(finished(&out)), RequestResult::Failed(FailReason::Overloaded));
+}
+
+#[test]
+fn keys_rotate_round_robin() {
+    let mut h = Harness::new(cfg(), 1);
+    let keys: Vec<u16> = (0..4)
+        .map(|i| match h.request(req(i))[0] {
+            Action::Send { key, .. } => key,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(keys, [0, 1, 0, 1]);
+}
+
+#[test]
+fn the_same_inputs_give_the_same_actions() {
+    let run = || {
+        let mut c = cfg();
+        c.retry.backoff = Backoff::FullJitter { base: SECS, cap: 8 * SECS };
+        let mut h = Harness::new(c, 7);
+        for i in 0..20 {
+            let (id, ..) = sent(&h.request(req(i))).unwrap();
+            h.outcome(id, http(429, ErrorType::RateLimit, None));
+        }
+        while h.next_timer().is_some() {}
+        h.log
+    };
+    assert_eq!(run(), run());
+}
