@@ -1,1 +1,120 @@
-fn main(){}
+//! Simulator and core benches (criterion).
+//!
+//! - `sim/throughput`: one strategy of `benches/scenarios/throughput.toml`
+//!   (over 50,000 requests in flight at the peak, about 8% of attempts
+//!   faulty, every policy of the core on), single-threaded; criterion reports
+//!   simulated attempts per second.
+//! - `core/request-success` and `core/retry-then-success`: the core's own cost
+//!   per request, driven by the step harness's inputs without a world.
+//!
+//! `cargo bench --bench sim`; figures go to BENCHMARKS.md.
+
+use std::hint::black_box;
+use std::path::Path;
+use std::sync::Arc;
+
+use criterion::{criterion_main, Criterion, Throughput};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use stormglass::policy::{Action, Client, Outcome, Request, Tier};
+use stormglass::units::SECS;
+use stormglass::wire::{BodyKind, ErrorType, RateLimits};
+
+fn throughput(c: &mut Criterion) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/scenarios/throughput.toml");
+    let sc = stormglass::scenario::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    let strategy = Arc::clone(&sc.strategies[0]);
+    let (_, stats) =
+        stormglass::sim::run_strategy(&sc, &strategy).unwrap_or_else(|e| panic!("{e}"));
+    eprintln!(
+        "bench scenario: {} requests, {} attempts, {} events, peak {} requests in flight",
+        stats.requests, stats.attempts, stats.events, stats.peak_in_flight
+    );
+    let mut g = c.benchmark_group("sim");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(stats.attempts));
+    g.bench_function("throughput", |b| {
+        b.iter(|| black_box(stormglass::sim::run_strategy(&sc, &strategy).map(|r| r.1.attempts)));
+    });
+    g.finish();
+}
+
+fn core(c: &mut Criterion) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/scenarios/throughput.toml");
+    let sc = stormglass::scenario::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    let cfg = Arc::clone(&sc.strategies[0]);
+    let req = |id| Request {
+        id,
+        task: 1,
+        tier: Tier::Standard,
+        input_tokens: 1000,
+        max_tokens: 500,
+        json: false,
+        deadline: id * 1000 + 60 * SECS,
+        measured: true,
+    };
+    let sent = |client: &mut Client| {
+        let mut id = None;
+        while let Some(a) = client.poll_action() {
+            if let Action::Send { attempt, .. } = a {
+                id = Some(attempt);
+            }
+        }
+        id
+    };
+    let ok = Outcome::Success {
+        input_tokens: 1000,
+        output_tokens: 200,
+        body: BodyKind::Valid,
+    };
+    let mut g = c.benchmark_group("core");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("request-success", |b| {
+        let mut client = Client::new(Arc::clone(&cfg), ChaCha8Rng::seed_from_u64(1));
+        let mut n = 0u64;
+        b.iter(|| {
+            n += 1;
+            let now = n * 1000;
+            client.handle_request(now, req(n));
+            if let Some(id) = sent(&mut client) {
+                client.handle_first_token(now + 1, id);
+                client.handle_outcome(now + 2, id, ok, RateLimits::default());
+            }
+            black_box(sent(&mut client));
+            black_box(client.poll_timeout())
+        });
+    });
+    g.bench_function("retry-then-success", |b| {
+        let mut client = Client::new(Arc::clone(&cfg), ChaCha8Rng::seed_from_u64(1));
+        let mut n = 0u64;
+        let busy = Outcome::HttpError {
+            status: 429,
+            error: ErrorType::RateLimit,
+            retry_after: None,
+            should_retry: None,
+        };
+        b.iter(|| {
+            n += 1;
+            let now = n * 10 * SECS;
+            client.handle_request(now, req(n));
+            if let Some(id) = sent(&mut client) {
+                client.handle_outcome(now + 1, id, busy, RateLimits::default());
+            }
+            sent(&mut client);
+            let wake = client.poll_timeout().unwrap_or(now);
+            client.handle_timeout(wake);
+            if let Some(id) = sent(&mut client) {
+                client.handle_outcome(wake + 1, id, ok, RateLimits::default());
+            }
+            black_box(sent(&mut client))
+        });
+    });
+    g.finish();
+}
+
+#[allow(missing_docs, unreachable_pub)]
+mod group {
+    use super::{core, throughput};
+    criterion::criterion_group!(benches, throughput, core);
+}
+criterion_main!(group::benches);

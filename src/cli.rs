@@ -63,7 +63,13 @@ pub fn run(opts: Opts) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Run { scenario, out, seed, threads, json } => {
+        Command::Run {
+            scenario,
+            out,
+            seed,
+            threads,
+            json,
+        } => {
             let mut sc = scenario::load(&scenario)?;
             if let Some(seed) = seed {
                 sc = sc.with_seed(seed);
@@ -74,7 +80,8 @@ pub fn run(opts: Opts) -> anyhow::Result<ExitCode> {
             );
             let (rep, _) = sim::run(&sc, threads)?;
             let dir = out.unwrap_or_else(|| PathBuf::from("reports").join(&sc.name));
-            let path = report::write(&rep, &dir).with_context(|| format!("writing {}", dir.display()))?;
+            let path =
+                report::write(&rep, &dir).with_context(|| format!("writing {}", dir.display()))?;
             let mut stdout = std::io::stdout().lock();
             if json {
                 stdout.write_all(report::to_json(&rep).as_bytes())?;

@@ -102,7 +102,10 @@ mod tests {
     fn exponential_has_its_mean() {
         let mut rng = ChaCha8Rng::seed_from_u64(9);
         let n = 200_000;
-        let mean: f64 = (0..n).map(|_| exponential(4.0, unit(rng.next_u64()))).sum::<f64>() / n as f64;
+        let mean: f64 = (0..n)
+            .map(|_| exponential(4.0, unit(rng.next_u64())))
+            .sum::<f64>()
+            / n as f64;
         assert!((mean - 0.25).abs() < 0.005, "mean {mean}");
     }
 

@@ -9,6 +9,7 @@
 //! - [`report`]: histograms, figures, `report.json` and the console table.
 //! - [`cli`]: the command line (`run`, `validate`).
 
+pub mod calendar;
 pub mod cli;
 pub mod dist;
 pub mod policy;

@@ -19,7 +19,10 @@ impl Handle {
 
     /// The inverse of [`Handle::to_u64`].
     pub fn from_u64(v: u64) -> Self {
-        Self { index: v as u32, gen: (v >> 32) as u32 }
+        Self {
+            index: v as u32,
+            gen: (v >> 32) as u32,
+        }
     }
 }
 
@@ -37,7 +40,11 @@ pub struct Slab<T> {
 
 impl<T> Default for Slab<T> {
     fn default() -> Self {
-        Self { entries: Vec::new(), free: Vec::new(), len: 0 }
+        Self {
+            entries: Vec::new(),
+            free: Vec::new(),
+            len: 0,
+        }
     }
 }
 
@@ -52,7 +59,10 @@ impl<T> Slab<T> {
             Handle { index, gen: e.gen }
         } else {
             let index = self.entries.len() as u32;
-            self.entries.push(Entry { gen: 0, value: Some(value) });
+            self.entries.push(Entry {
+                gen: 0,
+                value: Some(value),
+            });
             Handle { index, gen: 0 }
         }
     }

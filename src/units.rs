@@ -77,7 +77,9 @@ pub fn parse_duration(s: &str) -> Result<Nanos, String> {
         return Err("empty duration; write e.g. \"250ms\", \"5m\" or \"1h\"".into());
     }
     if t.starts_with('-') {
-        return Err(format!("duration \"{s}\" is negative; durations count forward from zero"));
+        return Err(format!(
+            "duration \"{s}\" is negative; durations count forward from zero"
+        ));
     }
     let bytes = t.as_bytes();
     let mut i = 0;
@@ -89,7 +91,9 @@ pub fn parse_duration(s: &str) -> Result<Nanos, String> {
         }
         let num = &t[start..i];
         if num.is_empty() {
-            return Err(format!("expected a number in duration \"{s}\" (e.g. \"250ms\", \"5m\", \"1h\")"));
+            return Err(format!(
+                "expected a number in duration \"{s}\" (e.g. \"250ms\", \"5m\", \"1h\")"
+            ));
         }
         let value: f64 = num
             .parse()
@@ -107,11 +111,9 @@ pub fn parse_duration(s: &str) -> Result<Nanos, String> {
             "m" | "min" => 60e9,
             "h" => 3600e9,
             "d" => 86400e9,
-            "" => {
-                return Err(format!(
-                    "duration \"{s}\" has no unit; add one of ns, us, ms, s, m, h, d (e.g. \"{num}s\")"
-                ))
-            }
+            "" => return Err(format!(
+                "duration \"{s}\" has no unit; add one of ns, us, ms, s, m, h, d (e.g. \"{num}s\")"
+            )),
             other => {
                 return Err(format!(
                     "unknown unit \"{other}\" in duration \"{s}\"; use ns, us, ms, s, m, h or d"
@@ -189,7 +191,15 @@ mod tests {
 
     #[test]
     fn formats_round_trip() {
-        for ns in [0, 250 * MILLIS, 5 * MINUTES, HOURS, 90 * MINUTES, 1_500 * MILLIS, 7 * MICROS] {
+        for ns in [
+            0,
+            250 * MILLIS,
+            5 * MINUTES,
+            HOURS,
+            90 * MINUTES,
+            1_500 * MILLIS,
+            7 * MICROS,
+        ] {
             assert_eq!(parse_duration(&format_duration(ns)), Ok(ns));
         }
     }
@@ -197,7 +207,10 @@ mod tests {
     #[test]
     fn money_is_exact() {
         // 1,000 tokens at 2.50 USD per million = 0.0025 USD.
-        assert_eq!(NanoUsd::for_tokens(1000, pico_per_token(2.5)), NanoUsd(2_500_000));
+        assert_eq!(
+            NanoUsd::for_tokens(1000, pico_per_token(2.5)),
+            NanoUsd(2_500_000)
+        );
         assert_eq!(NanoUsd(2_500_000).to_string(), "0.002500");
         assert_eq!(NanoUsd(12_345_678_901).to_string(), "12.345679");
     }

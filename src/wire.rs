@@ -5,7 +5,9 @@
 use serde::{Deserialize, Serialize};
 
 /// The shape of a successful response body, as a client's parser finds it.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum BodyKind {
     /// Well-formed: JSON with the fields asked for.

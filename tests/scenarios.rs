@@ -23,20 +23,37 @@ fn retry_storm_fixed_retries_sustain_the_storm_and_jitter_recovers() {
     assert_eq!(fixed.requests, decor.requests);
 
     // More attempts per request without jitter.
-    assert!(fixed.amplification > 2.0 * full.amplification, "{} vs {}", fixed.amplification, full.amplification);
+    assert!(
+        fixed.amplification > 2.0 * full.amplification,
+        "{} vs {}",
+        fixed.amplification,
+        full.amplification
+    );
     assert!(fixed.amplification > 2.0 * decor.amplification);
     // The storm outlives the quota cut (4m..6m): fixed retries keep the pool
     // empty, jittered ones let it recover.
     let after = |s| window(s, &s.series.successes, 7 * 60, 10 * 60);
     assert_eq!(after(fixed), 0, "fixed retries should still be locked out");
-    assert!(after(full) > 1000, "full jitter should have recovered: {}", after(full));
+    assert!(
+        after(full) > 1000,
+        "full jitter should have recovered: {}",
+        after(full)
+    );
     assert!(after(decor) > 1000);
-    assert!(fixed.success_rate < 0.5 && full.success_rate > 0.75, "{} {}", fixed.success_rate, full.success_rate);
+    assert!(
+        fixed.success_rate < 0.5 && full.success_rate > 0.75,
+        "{} {}",
+        fixed.success_rate,
+        full.success_rate
+    );
     // The typical user waits far longer without jitter.
     assert!(fixed.latency.all.p50_us > 5 * full.latency.all.p50_us);
     // Before the cut, all three do about the same (they differ only in when
     // the rare 500s and resets are retried).
-    let (a, b) = (window(fixed, &fixed.series.successes, 60, 230), window(full, &full.series.successes, 60, 230));
+    let (a, b) = (
+        window(fixed, &fixed.series.successes, 60, 230),
+        window(full, &full.series.successes, 60, 230),
+    );
     assert!(a.abs_diff(b) * 100 <= a, "{a} vs {b}");
 }
 
@@ -46,21 +63,42 @@ fn provider_outage_fallback_holds_while_retry_only_drops() {
     let r = run(&sc);
     let retry = strategy(&r, "retry-only");
     let fb = strategy(&r, "fallback-chain");
-    assert!(fb.success_rate > 0.99, "fallback success {}", fb.success_rate);
-    assert!(retry.success_rate < 0.9, "retry-only success {}", retry.success_rate);
+    assert!(
+        fb.success_rate > 0.99,
+        "fallback success {}",
+        fb.success_rate
+    );
+    assert!(
+        retry.success_rate < 0.9,
+        "retry-only success {}",
+        retry.success_rate
+    );
 
     // During the outage (12m..17m; requests that finish in it).
     let ok = |s| window(s, &s.series.successes, 12 * 60 + 30, 17 * 60);
     let bad = |s| failures_in(s, 12 * 60 + 30, 17 * 60);
-    assert!(bad(retry) > ok(retry), "retry-only should fail most requests in the window");
-    assert!(bad(fb) * 100 < ok(fb), "fallback should fail under 1% in the window");
+    assert!(
+        bad(retry) > ok(retry),
+        "retry-only should fail most requests in the window"
+    );
+    assert!(
+        bad(fb) * 100 < ok(fb),
+        "fallback should fail under 1% in the window"
+    );
     // The fallback model is used, and billed.
-    let sonnet = fb.models.iter().find(|m| m.model == "claude-sonnet-4").unwrap();
+    let sonnet = fb
+        .models
+        .iter()
+        .find(|m| m.model == "claude-sonnet-4")
+        .unwrap();
     assert!(sonnet.attempts > 1000 && sonnet.cost.nano_usd > 0);
     assert!(retry.models.iter().all(|m| m.model != "claude-sonnet-4"));
     // Before the outage they differ only on the rare 500s, which the
     // fallback strategy sends to the other model.
-    let (a, b) = (window(retry, &retry.series.successes, 60, 11 * 60), window(fb, &fb.series.successes, 60, 11 * 60));
+    let (a, b) = (
+        window(retry, &retry.series.successes, 60, 11 * 60),
+        window(fb, &fb.series.successes, 60, 11 * 60),
+    );
     assert!(a <= b && (b - a) * 100 <= b, "{a} vs {b}");
 }
 
@@ -95,8 +133,14 @@ fn adding_or_removing_strategies_changes_nothing_for_the_others() {
     more.strategies.insert(0, Arc::new(extra));
     let crowded = run(&more);
     let json = |s: &stormglass::report::StrategyReport| serde_json::to_string(s).unwrap();
-    assert_eq!(json(strategy(&both, "fallback-chain")), json(strategy(&alone, "fallback-chain")));
-    assert_eq!(json(strategy(&both, "fallback-chain")), json(strategy(&crowded, "fallback-chain")));
+    assert_eq!(
+        json(strategy(&both, "fallback-chain")),
+        json(strategy(&alone, "fallback-chain"))
+    );
+    assert_eq!(
+        json(strategy(&both, "fallback-chain")),
+        json(strategy(&crowded, "fallback-chain"))
+    );
 
     // And the arrival stream and request sizes do not depend on strategies at all.
     let stream = |sc: &stormglass::scenario::Scenario| {
@@ -104,7 +148,13 @@ fn adding_or_removing_strategies_changes_nothing_for_the_others() {
         for mut src in traffic::sources(sc) {
             while let Some((at, id)) = src.next(sc, sc.duration) {
                 let r = traffic::request(sc, id, at, src.task);
-                out.push((at, id, r.task, r.input_tokens, traffic::output_tokens(sc, id, r.task.into(), 0)));
+                out.push((
+                    at,
+                    id,
+                    r.task,
+                    r.input_tokens,
+                    traffic::output_tokens(sc, id, r.task.into(), 0),
+                ));
             }
         }
         out
@@ -127,13 +177,21 @@ fn a_seed_sweep_keeps_the_lessons_and_the_books_balanced() {
         assert_eq!(retry.requests, fb.requests, "seed {seed}");
         for st in &r.strategies {
             let failed: u64 = st.failures.values().sum();
-            assert_eq!(st.successes + failed, st.requests, "seed {seed} {}", st.name);
+            assert_eq!(
+                st.successes + failed,
+                st.requests,
+                "seed {seed} {}",
+                st.name
+            );
             assert!(st.attempts >= st.requests);
             assert_eq!(st.latency.all.count, st.requests);
             assert_eq!(st.latency.success.count, st.successes);
             assert_eq!(st.latency.all.overflow, 0, "deadlines bound latency");
             let model_cost: u64 = st.models.iter().map(|m| m.cost.nano_usd).sum();
-            assert_eq!(model_cost, st.cost.nano_usd, "seed {seed}: per-model costs add up");
+            assert_eq!(
+                model_cost, st.cost.nano_usd,
+                "seed {seed}: per-model costs add up"
+            );
             let attempts: u64 = st.models.iter().map(|m| m.attempts).sum();
             assert_eq!(attempts, st.attempts);
         }
@@ -152,8 +210,16 @@ fn a_day_long_run_keeps_memory_flat() {
     let s = &r.strategies[0];
     assert!(s.requests > 40_000);
     // Time series: at most about 2,000 buckets, whatever the length.
-    assert!(s.series.successes.len() <= 2_010, "{} buckets", s.series.successes.len());
+    assert!(
+        s.series.successes.len() <= 2_010,
+        "{} buckets",
+        s.series.successes.len()
+    );
     assert_eq!(s.series.bucket_ns, 44 * SECS);
     // Nothing per finished request is kept: in flight stays small.
-    assert!(stats[0].peak_in_flight < 100, "peak in flight {}", stats[0].peak_in_flight);
+    assert!(
+        stats[0].peak_in_flight < 100,
+        "peak in flight {}",
+        stats[0].peak_in_flight
+    );
 }

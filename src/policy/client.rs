@@ -30,13 +30,13 @@
 //! chain, or failed. The request's deadline ends it whatever it is doing.
 //! Every billed token goes into the [`CostLedger`].
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use rand::RngCore;
 use rand_chacha::ChaCha8Rng;
 
+use crate::calendar::CalendarQueue;
 use crate::dist::unit;
 use crate::slab::{Handle, Slab};
 use crate::units::{NanoUsd, Nanos};
@@ -52,17 +52,14 @@ use super::retry::{Disposition, FailureClass};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum TimerKind {
-    Deadline,
     Wake,
     FirstToken,
     Idle,
     End,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Timer {
-    at: Nanos,
-    seq: u64,
     req: Handle,
     serial: u32,
     kind: TimerKind,
@@ -102,8 +99,7 @@ pub struct Client {
     cfg: Arc<StrategyConfig>,
     rng: ChaCha8Rng,
     requests: Slab<ReqState>,
-    timers: BinaryHeap<Reverse<Timer>>,
-    seq: u64,
+    timers: CalendarQueue<Timer>,
     serial: u32,
     actions: VecDeque<Action>,
     key_rr: Vec<u32>,
@@ -125,8 +121,7 @@ impl Client {
             cfg,
             rng,
             requests: Slab::default(),
-            timers: BinaryHeap::new(),
-            seq: 0,
+            timers: CalendarQueue::default(),
             serial: 0,
             actions: VecDeque::new(),
             key_rr: vec![0; n],
@@ -163,9 +158,10 @@ impl Client {
 
     /// The earliest time the core wants [`Client::handle_timeout`] called.
     pub fn poll_timeout(&mut self) -> Option<Nanos> {
-        while let Some(Reverse(t)) = self.timers.peek().copied() {
-            if self.timer_live(&t) {
-                return Some(t.at);
+        while let Some((at, t)) = self.timers.peek() {
+            let t = *t;
+            if self.timer_live(at, &t) {
+                return Some(at);
             }
             self.timers.pop();
         }
@@ -173,19 +169,19 @@ impl Client {
     }
 
     fn push_timer(&mut self, at: Nanos, req: Handle, serial: u32, kind: TimerKind) {
-        self.seq += 1;
-        self.timers.push(Reverse(Timer { at, seq: self.seq, req, serial, kind }));
+        self.timers.push(at, Timer { req, serial, kind });
     }
 
-    fn timer_live(&self, t: &Timer) -> bool {
-        let Some(st) = self.requests.get(t.req) else { return false };
+    fn timer_live(&self, at: Nanos, t: &Timer) -> bool {
+        let Some(st) = self.requests.get(t.req) else {
+            return false;
+        };
         let live = st.live.filter(|l| l.serial == t.serial);
         match t.kind {
-            TimerKind::Deadline => true,
-            TimerKind::Wake => st.wake_at == Some(t.at),
-            TimerKind::FirstToken => live.is_some_and(|l| l.first_token_deadline == Some(t.at)),
-            TimerKind::Idle => live.is_some_and(|l| l.idle_deadline == Some(t.at)),
-            TimerKind::End => live.is_some_and(|l| l.end_deadline == t.at),
+            TimerKind::Wake => st.wake_at == Some(at),
+            TimerKind::FirstToken => live.is_some_and(|l| l.first_token_deadline == Some(at)),
+            TimerKind::Idle => live.is_some_and(|l| l.idle_deadline == Some(at)),
+            TimerKind::End => live.is_some_and(|l| l.end_deadline == at),
         }
     }
 
@@ -212,7 +208,8 @@ impl Client {
             self.finish(h, RequestResult::Failed(FailReason::Deadline), None);
             return;
         }
-        self.push_timer(req.deadline, h, 0, TimerKind::Deadline);
+        // No timer for the deadline itself: every attempt's end timer is
+        // capped at it, and no backoff wakes up past it.
         self.send(now, h);
     }
 
@@ -220,8 +217,12 @@ impl Client {
         self.serial = self.serial.wrapping_add(1).max(1);
         let serial = self.serial;
         let cfg = Arc::clone(&self.cfg);
-        let Some(st) = self.requests.get_mut(h) else { return };
-        let Some(model) = st.chain.get(st.pos) else { return };
+        let Some(st) = self.requests.get_mut(h) else {
+            return;
+        };
+        let Some(model) = st.chain.get(st.pos) else {
+            return;
+        };
         let info = &cfg.models[usize::from(model)];
         let rr = &mut self.key_rr[usize::from(model)];
         let key = info.keys[(*rr as usize) % info.keys.len().max(1)];
@@ -255,10 +256,7 @@ impl Client {
             deadline: end,
             hedge: false,
         });
-        let deadline = st.req.deadline;
-        if end < deadline {
-            self.push_timer(end, h, serial, TimerKind::End);
-        }
+        self.push_timer(end, h, serial, TimerKind::End);
         if let Some(ft) = ft {
             self.push_timer(ft, h, serial, TimerKind::FirstToken);
         }
@@ -272,7 +270,9 @@ impl Client {
 
     /// The first output token of an attempt arrived.
     pub fn handle_first_token(&mut self, now: Nanos, id: AttemptId) {
-        let Some(h) = self.live_handle(id) else { return };
+        let Some(h) = self.live_handle(id) else {
+            return;
+        };
         if let Some(l) = self.requests.get_mut(h).and_then(|st| st.live.as_mut()) {
             if l.first_token.is_none() {
                 l.first_token = Some(now);
@@ -283,9 +283,15 @@ impl Client {
 
     /// A later chunk of a stream arrived: restarts the between-chunks clock.
     pub fn handle_chunk(&mut self, now: Nanos, id: AttemptId) {
-        let Some(h) = self.live_handle(id) else { return };
-        let Some(st) = self.requests.get_mut(h) else { return };
-        let Some(bc) = self.cfg.timeouts[st.req.tier.index()].between_chunks else { return };
+        let Some(h) = self.live_handle(id) else {
+            return;
+        };
+        let Some(st) = self.requests.get_mut(h) else {
+            return;
+        };
+        let Some(bc) = self.cfg.timeouts[st.req.tier.index()].between_chunks else {
+            return;
+        };
         let Some(l) = st.live.as_mut() else { return };
         let at = now + bc;
         if at < l.end_deadline {
@@ -296,32 +302,63 @@ impl Client {
     }
 
     /// An attempt ended. `limits` are the rate-limit figures that came with it.
-    pub fn handle_outcome(&mut self, now: Nanos, id: AttemptId, outcome: Outcome, limits: RateLimits) {
-        if let Outcome::Cancelled { input_tokens, output_tokens } = outcome {
+    pub fn handle_outcome(
+        &mut self,
+        now: Nanos,
+        id: AttemptId,
+        outcome: Outcome,
+        limits: RateLimits,
+    ) {
+        if let Outcome::Cancelled {
+            input_tokens,
+            output_tokens,
+        } = outcome
+        {
             if let Some((model, measured, h)) = self.cancelled.remove(&id) {
                 let info = &self.cfg.models[usize::from(model)];
-                let cost =
-                    self.ledger.charge(usize::from(model), info, input_tokens, output_tokens, measured);
+                let cost = self.ledger.charge(
+                    usize::from(model),
+                    info,
+                    input_tokens,
+                    output_tokens,
+                    measured,
+                );
                 if let Some(st) = self.requests.get_mut(h) {
                     st.cost += cost;
                 }
             }
             return;
         }
-        let Some(h) = self.live_handle(id) else { return };
+        let Some(h) = self.live_handle(id) else {
+            return;
+        };
         let cfg = Arc::clone(&self.cfg);
-        let Some(st) = self.requests.get_mut(h) else { return };
+        let Some(st) = self.requests.get_mut(h) else {
+            return;
+        };
         let Some(live) = st.live.take() else { return };
         let model = usize::from(live.model);
         self.last_limits[model] = limits;
         let (input, output) = match outcome {
-            Outcome::Success { input_tokens, output_tokens, .. }
-            | Outcome::Reset { input_tokens, output_tokens }
-            | Outcome::BrokenStream { input_tokens, output_tokens } => (input_tokens, output_tokens),
+            Outcome::Success {
+                input_tokens,
+                output_tokens,
+                ..
+            }
+            | Outcome::Reset {
+                input_tokens,
+                output_tokens,
+            }
+            | Outcome::BrokenStream {
+                input_tokens,
+                output_tokens,
+            } => (input_tokens, output_tokens),
             Outcome::HttpError { .. } | Outcome::Cancelled { .. } => (0, 0),
         };
         if input > 0 || output > 0 {
-            st.cost += self.ledger.charge(model, &cfg.models[model], input, output, st.req.measured);
+            st.cost +=
+                self.ledger
+                    .charge(model, &cfg.models[model], input, output, st.req.measured);
         }
         match outcome {
             Outcome::Success { body, .. } => {
@@ -332,7 +369,12 @@ impl Client {
                     self.failed(now, h, FailureClass::Malformed, None, None);
                 }
             }
-            Outcome::HttpError { status, error, retry_after, should_retry } => {
+            Outcome::HttpError {
+                status,
+                error,
+                retry_after,
+                should_retry,
+            } => {
                 let class = FailureClass::of_http(status, error);
                 self.failed(now, h, class, retry_after, should_retry);
             }
@@ -346,16 +388,21 @@ impl Client {
 
     /// Timers that are due at `now` fire.
     pub fn handle_timeout(&mut self, now: Nanos) {
-        while let Some(Reverse(t)) = self.timers.peek().copied() {
-            if t.at > now {
+        while let Some((at, t)) = self.timers.peek() {
+            let t = *t;
+            if at > now {
                 break;
             }
             self.timers.pop();
-            if !self.timer_live(&t) {
+            if !self.timer_live(at, &t) {
                 continue;
             }
+            let past_deadline = self
+                .requests
+                .get(t.req)
+                .is_some_and(|st| now >= st.req.deadline);
             match t.kind {
-                TimerKind::Deadline => {
+                _ if past_deadline => {
                     self.cancel_live(t.req, CancelReason::Deadline);
                     self.finish(t.req, RequestResult::Failed(FailReason::Deadline), None);
                 }
@@ -379,10 +426,15 @@ impl Client {
     }
 
     fn cancel_live(&mut self, h: Handle, reason: CancelReason) {
-        let Some(st) = self.requests.get_mut(h) else { return };
+        let Some(st) = self.requests.get_mut(h) else {
+            return;
+        };
         if let Some(l) = st.live.take() {
             self.cancelled.insert(l.id, (l.model, st.req.measured, h));
-            self.actions.push_back(Action::Cancel { attempt: l.id, reason });
+            self.actions.push_back(Action::Cancel {
+                attempt: l.id,
+                reason,
+            });
         }
     }
 
@@ -399,15 +451,23 @@ impl Client {
         let mut disposition = cfg.classify.get(class);
         if retry.honor_should_retry {
             match should_retry {
-                Some(false) if disposition == Disposition::Retry => disposition = Disposition::Fallback,
+                Some(false) if disposition == Disposition::Retry => {
+                    disposition = Disposition::Fallback
+                }
                 Some(true) if disposition == Disposition::Fail => disposition = Disposition::Retry,
                 _ => {}
             }
         }
-        let Some(st) = self.requests.get_mut(h) else { return };
+        let Some(st) = self.requests.get_mut(h) else {
+            return;
+        };
         st.last_fail = reason_of(class);
         if disposition == Disposition::Retry && st.retries_here < retry.max_retries {
-            let u = if retry.backoff.is_random() { unit(self.rng.next_u64()) } else { 0.5 };
+            let u = if retry.backoff.is_random() {
+                unit(self.rng.next_u64())
+            } else {
+                0.5
+            };
             let mut wait = retry.backoff.delay(st.retries_here, st.prev_wait, u);
             let mut give_up_model = false;
             if let (true, Some(ra)) = (retry.honor_retry_after, retry_after) {
@@ -448,7 +508,9 @@ impl Client {
     }
 
     fn finish(&mut self, h: Handle, result: RequestResult, first_token: Option<Nanos>) {
-        let Some(st) = self.requests.remove(h) else { return };
+        let Some(st) = self.requests.remove(h) else {
+            return;
+        };
         self.actions.push_back(Action::Finish {
             request: st.req.id,
             result,

@@ -8,7 +8,9 @@ use super::retry::{Backoff, Classifier};
 use super::timeout::Timeouts;
 
 /// Complexity tier of a task: picks timeouts and fallback chains.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Tier {
     /// Short, cheap tasks.

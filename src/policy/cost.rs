@@ -33,7 +33,10 @@ pub struct CostLedger {
 impl CostLedger {
     /// A ledger for `n` models.
     pub fn new(n: usize) -> Self {
-        Self { measured: vec![ModelCost::default(); n], all: vec![ModelCost::default(); n] }
+        Self {
+            measured: vec![ModelCost::default(); n],
+            all: vec![ModelCost::default(); n],
+        }
     }
 
     /// The price of `input` and `output` tokens on `model`.
@@ -66,12 +69,19 @@ impl CostLedger {
 
     /// Total cost of measured requests.
     pub fn measured_total(&self) -> NanoUsd {
-        self.measured.iter().fold(NanoUsd::ZERO, |a, m| a.saturating_add(m.cost))
+        self.measured
+            .iter()
+            .fold(NanoUsd::ZERO, |a, m| a.saturating_add(m.cost))
     }
 
     /// Adds another ledger's figures (replicas of one strategy).
     pub fn merge(&mut self, o: &Self) {
-        for (a, b) in self.measured.iter_mut().zip(&o.measured).chain(self.all.iter_mut().zip(&o.all)) {
+        for (a, b) in self
+            .measured
+            .iter_mut()
+            .zip(&o.measured)
+            .chain(self.all.iter_mut().zip(&o.all))
+        {
             a.input_tokens += b.input_tokens;
             a.output_tokens += b.output_tokens;
             a.cost += b.cost;

@@ -24,7 +24,10 @@ pub struct Chain {
 impl Chain {
     /// The routed model followed by the request's tier chain.
     pub fn for_request(cfg: &StrategyConfig, req: &Request) -> Self {
-        let mut c = Self { models: [0; MAX_CHAIN], len: 0 };
+        let mut c = Self {
+            models: [0; MAX_CHAIN],
+            len: 0,
+        };
         c.push(route(cfg, req));
         for &m in &cfg.chains[req.tier.index()] {
             c.push(m);

@@ -40,7 +40,11 @@ impl Harness {
 
     fn drain(&mut self) -> Vec<Action> {
         self.steps += 1;
-        assert!(self.steps <= self.max_steps, "harness: more than {} steps", self.max_steps);
+        assert!(
+            self.steps <= self.max_steps,
+            "harness: more than {} steps",
+            self.max_steps
+        );
         let mut out = Vec::new();
         while let Some(a) = self.client.poll_action() {
             self.log.push((self.now, a));
@@ -69,7 +73,8 @@ impl Harness {
 
     /// An attempt ends now.
     pub fn outcome(&mut self, id: AttemptId, o: Outcome) -> Vec<Action> {
-        self.client.handle_outcome(self.now, id, o, RateLimits::default());
+        self.client
+            .handle_outcome(self.now, id, o, RateLimits::default());
         self.drain()
     }
 
@@ -85,12 +90,20 @@ impl Harness {
 /// The first `Send` in a list of actions: (attempt, model, try on model).
 pub fn sent(actions: &[Action]) -> Option<(AttemptId, u16, u32)> {
     actions.iter().find_map(|a| match *a {
-        Action::Send { attempt, model, try_on_model, .. } => Some((attempt, model, try_on_model)),
+        Action::Send {
+            attempt,
+            model,
+            try_on_model,
+            ..
+        } => Some((attempt, model, try_on_model)),
         _ => None,
     })
 }
 
 /// The `Finish` in a list of actions, if any.
 pub fn finished(actions: &[Action]) -> Option<Action> {
-    actions.iter().copied().find(|a| matches!(a, Action::Finish { .. }))
+    actions
+        .iter()
+        .copied()
+        .find(|a| matches!(a, Action::Finish { .. }))
 }

@@ -26,7 +26,11 @@ pub struct Timeouts {
 
 impl Default for Timeouts {
     fn default() -> Self {
-        Self { first_token: None, between_chunks: None, total: Some(600 * SECS) }
+        Self {
+            first_token: None,
+            between_chunks: None,
+            total: Some(600 * SECS),
+        }
     }
 }
 

@@ -8,9 +8,7 @@ use crate::policy::{CostLedger, FailReason, ModelId, RequestResult};
 use crate::units::{NanoUsd, Nanos, MICROS, SECS};
 
 use super::hist::LatencyHist;
-use super::json::{
-    Costs, Latencies, ModelReport, Series, StrategyReport, TenantReport, Tokens,
-};
+use super::json::{Costs, Latencies, ModelReport, Series, StrategyReport, TenantReport, Tokens};
 
 /// How an attempt ended, for per-model counts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -118,7 +116,13 @@ impl Collector {
 
     /// A measured request finished at `now`.
     #[inline]
-    pub fn on_finish(&mut self, now: Nanos, arrived: Nanos, result: RequestResult, first_token: Option<Nanos>) {
+    pub fn on_finish(
+        &mut self,
+        now: Nanos,
+        arrived: Nanos,
+        result: RequestResult,
+        first_token: Option<Nanos>,
+    ) {
         self.requests += 1;
         let latency = now - arrived;
         self.all.record(latency);
@@ -150,11 +154,19 @@ impl Collector {
         tenants: Vec<TenantReport>,
     ) -> StrategyReport {
         let cost = ledger.measured_total();
-        let ratio = |a: u64, b: u64| if b == 0 { 0.0 } else { round6(a as f64 / b as f64) };
+        let ratio = |a: u64, b: u64| {
+            if b == 0 {
+                0.0
+            } else {
+                round6(a as f64 / b as f64)
+            }
+        };
         let per_1k = if self.successes == 0 {
             None
         } else {
-            Some(NanoUsd((u128::from(cost.0) * 1000 / u128::from(self.successes)) as u64))
+            Some(NanoUsd(
+                (u128::from(cost.0) * 1000 / u128::from(self.successes)) as u64,
+            ))
         };
         let mut failures = BTreeMap::new();
         for r in FailReason::ALL {
@@ -183,15 +195,21 @@ impl Collector {
                     errors: m.errors,
                     broken: m.broken,
                     cancelled: m.cancelled,
-                    tokens: Tokens { input: c.input_tokens, output: c.output_tokens },
+                    tokens: Tokens {
+                        input: c.input_tokens,
+                        output: c.output_tokens,
+                    },
                     cost: Costs::from(c.cost),
                 }
             })
             .collect();
-        let tokens = ledger.measured.iter().fold(Tokens::default(), |t, m| Tokens {
-            input: t.input + m.input_tokens,
-            output: t.output + m.output_tokens,
-        });
+        let tokens = ledger
+            .measured
+            .iter()
+            .fold(Tokens::default(), |t, m| Tokens {
+                input: t.input + m.input_tokens,
+                output: t.output + m.output_tokens,
+            });
         StrategyReport {
             name: name.to_owned(),
             clients,

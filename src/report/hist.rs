@@ -39,8 +39,9 @@ pub struct LatencySummary {
 impl LatencyHist {
     /// A histogram for values from 1 us to `max_us`.
     pub fn new(max_us: u64) -> Self {
-        let hist = Histogram::new_with_bounds(1, max_us.max(2), 3)
-            .unwrap_or_else(|_| Histogram::new(3).unwrap_or_else(|_| unreachable!("3 sig figs is valid")));
+        let hist = Histogram::new_with_bounds(1, max_us.max(2), 3).unwrap_or_else(|_| {
+            Histogram::new(3).unwrap_or_else(|_| unreachable!("3 sig figs is valid"))
+        });
         Self { hist, overflow: 0 }
     }
 

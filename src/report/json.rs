@@ -82,7 +82,10 @@ impl Serialize for Usd {
 
 impl From<NanoUsd> for Costs {
     fn from(c: NanoUsd) -> Self {
-        Self { nano_usd: c.0, usd: Usd(c) }
+        Self {
+            nano_usd: c.0,
+            usd: Usd(c),
+        }
     }
 }
 

@@ -16,7 +16,8 @@ pub use json::{Report, StrategyReport, SCHEMA_VERSION};
 
 /// The report as pretty JSON with a trailing newline.
 pub fn to_json(r: &Report) -> String {
-    let mut s = serde_json::to_string_pretty(r).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
+    let mut s =
+        serde_json::to_string_pretty(r).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
     s.push('\n');
     s
 }
@@ -32,7 +33,15 @@ pub fn write(r: &Report, dir: &Path) -> std::io::Result<std::path::PathBuf> {
 /// The comparison table: one row per strategy.
 pub fn table(r: &Report) -> String {
     let header = [
-        "strategy", "requests", "success", "attempts/req", "p50", "p99", "p99.9", "cost USD", "USD/1k ok",
+        "strategy",
+        "requests",
+        "success",
+        "attempts/req",
+        "p50",
+        "p99",
+        "p99.9",
+        "cost USD",
+        "USD/1k ok",
     ];
     let mut rows: Vec<[String; 9]> = Vec::new();
     for s in &r.strategies {
@@ -46,7 +55,8 @@ pub fn table(r: &Report) -> String {
             format_latency(l.p99_us * MICROS),
             format_latency(l.p999_us * MICROS),
             format!("{:.4}", s.cost.nano_usd as f64 / 1e9),
-            s.cost_per_1k_successes.map_or("-".into(), |c| format!("{:.4}", c.nano_usd as f64 / 1e9)),
+            s.cost_per_1k_successes
+                .map_or("-".into(), |c| format!("{:.4}", c.nano_usd as f64 / 1e9)),
         ]);
     }
     let mut widths = header.map(str::len);
@@ -68,9 +78,15 @@ pub fn table(r: &Report) -> String {
     };
     line(&mut out, &header);
     let rule: Vec<String> = widths.iter().map(|&w| "-".repeat(w)).collect();
-    line(&mut out, &rule.iter().map(String::as_str).collect::<Vec<_>>());
+    line(
+        &mut out,
+        &rule.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
     for row in &rows {
-        line(&mut out, &row.iter().map(String::as_str).collect::<Vec<_>>());
+        line(
+            &mut out,
+            &row.iter().map(String::as_str).collect::<Vec<_>>(),
+        );
     }
     out.push_str("latency: all requests, end to end (failures at the time they gave up)\n");
     out

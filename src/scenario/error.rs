@@ -64,13 +64,25 @@ impl ScenarioError {
 impl fmt::Display for ScenarioError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.line > 0 {
-            write!(f, "{}:{}:{}: {}", self.file.display(), self.line, self.column, self.message)?;
+            write!(
+                f,
+                "{}:{}:{}: {}",
+                self.file.display(),
+                self.line,
+                self.column,
+                self.message
+            )?;
         } else {
             write!(f, "{}: {}", self.file.display(), self.message)?;
         }
         if let Some(src) = &self.source_line {
             let n = self.line.to_string();
-            write!(f, "\n {n} | {src}\n {} | {}^", " ".repeat(n.len()), " ".repeat(self.column.saturating_sub(1)))?;
+            write!(
+                f,
+                "\n {n} | {src}\n {} | {}^",
+                " ".repeat(n.len()),
+                " ".repeat(self.column.saturating_sub(1))
+            )?;
         }
         if let Some(h) = &self.hint {
             write!(f, "\n  hint: {h}")?;
@@ -99,7 +111,9 @@ fn edit_distance(a: &str, b: &str) -> usize {
     for (i, ca) in a.chars().enumerate() {
         let mut cur = vec![i + 1; b.len() + 1];
         for (j, &cb) in b.iter().enumerate() {
-            cur[j + 1] = (prev[j] + usize::from(ca != cb)).min(prev[j + 1] + 1).min(cur[j] + 1);
+            cur[j + 1] = (prev[j] + usize::from(ca != cb))
+                .min(prev[j + 1] + 1)
+                .min(cur[j] + 1);
         }
         prev = cur;
     }
@@ -107,7 +121,11 @@ fn edit_distance(a: &str, b: &str) -> usize {
 }
 
 /// A hint naming what is known, with a "did you mean" when one is close.
-pub fn known_hint<'a>(what: &str, name: &str, known: impl IntoIterator<Item = &'a str> + Clone) -> String {
+pub fn known_hint<'a>(
+    what: &str,
+    name: &str,
+    known: impl IntoIterator<Item = &'a str> + Clone,
+) -> String {
     let list: Vec<&str> = known.clone().into_iter().collect();
     match closest(name, known) {
         Some(k) => format!("did you mean `{k}`? {what}: {}", list.join(", ")),

@@ -28,7 +28,12 @@ pub struct Sources {
 
 impl Sources {
     /// An error at `span` of file `id`.
-    pub fn error(&self, id: FileId, span: std::ops::Range<usize>, msg: impl Into<String>) -> ScenarioError {
+    pub fn error(
+        &self,
+        id: FileId,
+        span: std::ops::Range<usize>,
+        msg: impl Into<String>,
+    ) -> ScenarioError {
         let (path, text) = &self.files[id];
         ScenarioError::at(path, text, span, msg)
     }
@@ -73,7 +78,13 @@ pub fn read_str(name: &Path, text: &str) -> Result<(Sources, Merged), ScenarioEr
     let mut sources = Sources::default();
     let mut merged = Merged::default();
     let mut stack = Vec::new();
-    read_into(name, &mut sources, &mut merged, &mut stack, Some(text.to_owned()))?;
+    read_into(
+        name,
+        &mut sources,
+        &mut merged,
+        &mut stack,
+        Some(text.to_owned()),
+    )?;
     Ok((sources, merged))
 }
 
@@ -110,15 +121,29 @@ fn read_into(
         let canon = inc_path.canonicalize().unwrap_or_else(|_| inc_path.clone());
         if stack.contains(&canon) {
             return Err(sources
-                .error_at(id, inc, format!("include cycle: `{}` includes itself", inc.get_ref()))
-                .hint("an included file must not include, directly or not, a file that includes it"));
+                .error_at(
+                    id,
+                    inc,
+                    format!("include cycle: `{}` includes itself", inc.get_ref()),
+                )
+                .hint(
+                    "an included file must not include, directly or not, a file that includes it",
+                ));
         }
         if stack.len() >= MAX_DEPTH {
-            return Err(sources.error_at(id, inc, format!("includes nested deeper than {MAX_DEPTH}")));
+            return Err(sources.error_at(
+                id,
+                inc,
+                format!("includes nested deeper than {MAX_DEPTH}"),
+            ));
         }
         if !inc_path.exists() {
             return Err(sources
-                .error_at(id, inc, format!("included file `{}` does not exist", inc_path.display()))
+                .error_at(
+                    id,
+                    inc,
+                    format!("included file `{}` does not exist", inc_path.display()),
+                )
                 .hint("include paths are relative to the file that includes them"));
         }
         read_into(&inc_path, sources, merged, stack, None)?;
@@ -129,12 +154,18 @@ fn read_into(
         merged.run = Some((id, run));
     }
     merged.prices.extend(file.prices);
-    merged.providers.extend(file.provider.into_iter().map(|p| (id, p)));
-    merged.incidents.extend(file.incident.into_iter().map(|p| (id, p)));
+    merged
+        .providers
+        .extend(file.provider.into_iter().map(|p| (id, p)));
+    merged
+        .incidents
+        .extend(file.incident.into_iter().map(|p| (id, p)));
     if let Some(t) = file.traffic {
         merged.traffic = Some((id, t));
     }
-    merged.strategies.extend(file.strategy.into_iter().map(|p| (id, p)));
+    merged
+        .strategies
+        .extend(file.strategy.into_iter().map(|p| (id, p)));
     Ok(())
 }
 
@@ -147,7 +178,9 @@ fn toml_hint(msg: &str) -> Option<String> {
     };
     if msg.starts_with("unknown field") {
         Some(match close() {
-            Some(k) => format!("did you mean `{k}`? the README's scenario reference lists every key"),
+            Some(k) => {
+                format!("did you mean `{k}`? the README's scenario reference lists every key")
+            }
             None => "check the spelling; the README's scenario reference lists every key".into(),
         })
     } else if msg.starts_with("missing field") {

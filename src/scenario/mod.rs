@@ -72,11 +72,14 @@ impl Scenario {
 }
 
 fn stem(path: &Path) -> String {
-    path.file_stem().map_or_else(|| "scenario".into(), |s| s.to_string_lossy().into_owned())
+    path.file_stem()
+        .map_or_else(|| "scenario".into(), |s| s.to_string_lossy().into_owned())
 }
 
 fn strip<T: serde::Serialize>(v: &[(usize, toml::Spanned<T>)]) -> Vec<serde_json::Value> {
-    v.iter().map(|(_, x)| serde_json::to_value(x.get_ref()).unwrap_or_default()).collect()
+    v.iter()
+        .map(|(_, x)| serde_json::to_value(x.get_ref()).unwrap_or_default())
+        .collect()
 }
 
 fn merged_json(m: &load::Merged) -> serde_json::Value {

@@ -19,9 +19,7 @@ use crate::world::config::{
 
 use super::error::{known_hint, ScenarioError};
 use super::load::{FileId, Merged, Sources};
-use super::schema::{
-    BackoffKind, IncidentKind, MalformedKind, StrategySection, TimeoutSet,
-};
+use super::schema::{BackoffKind, IncidentKind, MalformedKind, StrategySection, TimeoutSet};
 use super::traffic::{RunawaySpec, TaskSpec, TenantSpec, TrafficSpec};
 use super::Scenario;
 
@@ -38,7 +36,9 @@ fn body_kind(k: MalformedKind) -> BodyKind {
 
 fn name_hash(s: &str) -> u64 {
     // FNV-1a: stable across platforms and versions.
-    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
 }
 
 struct Names {
@@ -49,16 +49,20 @@ struct Names {
     tasks: BTreeMap<String, usize>,
 }
 
-fn lookup<'a>(
+fn lookup(
     src: &Sources,
     file: FileId,
-    map: &'a BTreeMap<String, usize>,
+    map: &BTreeMap<String, usize>,
     what: &str,
     name: &Spanned<String>,
 ) -> R<usize> {
     map.get(name.get_ref().as_str()).copied().ok_or_else(|| {
         src.error_at(file, name, format!("unknown {what} `{}`", name.get_ref()))
-            .hint(known_hint(&format!("{what}s defined"), name.get_ref(), map.keys().map(String::as_str)))
+            .hint(known_hint(
+                &format!("{what}s defined"),
+                name.get_ref(),
+                map.keys().map(String::as_str),
+            ))
     })
 }
 
@@ -90,8 +94,10 @@ pub(super) fn resolve(src: &Sources, m: Merged, default_name: &str) -> R<Scenari
         let (f, _) = m.run.as_ref().map_or((0, ()), |(f, _)| (*f, ()));
         let (path, text) = &src.files[f];
         let at = key_line(text, "warmup").unwrap_or(0);
-        return Err(ScenarioError::at(path, text, at..at, "warmup is not shorter than duration")
-            .hint("warm-up requests are left out of the figures; leave some run after it"));
+        return Err(
+            ScenarioError::at(path, text, at..at, "warmup is not shorter than duration")
+                .hint("warm-up requests are left out of the figures; leave some run after it"),
+        );
     }
 
     // Providers, pools, keys, models.
@@ -115,7 +121,8 @@ pub(super) fn resolve(src: &Sources, m: Merged, default_name: &str) -> R<Scenari
         let pi = world.providers.len();
         let pv = p.get_ref();
         if names.providers.insert(pv.name.clone(), pi).is_some() {
-            return Err(src.error_at(file, p, format!("provider `{}` is defined twice", pv.name))
+            return Err(src
+                .error_at(file, p, format!("provider `{}` is defined twice", pv.name))
                 .hint("provider names must be unique across the file and its includes"));
         }
         world.providers.push(ProviderSpec {
@@ -129,7 +136,14 @@ pub(super) fn resolve(src: &Sources, m: Merged, default_name: &str) -> R<Scenari
             let pl = pool.get_ref();
             let idx = world.pools.len();
             if local_pools.insert(pl.name.clone(), idx).is_some() {
-                return Err(src.error_at(file, pool, format!("pool `{}` is defined twice in provider `{}`", pl.name, pv.name)));
+                return Err(src.error_at(
+                    file,
+                    pool,
+                    format!(
+                        "pool `{}` is defined twice in provider `{}`",
+                        pl.name, pv.name
+                    ),
+                ));
             }
             if pl.rpm.is_none() && pl.tpm.is_none() && pl.itpm.is_none() && pl.otpm.is_none() {
                 return Err(src.error_at(file, pool, format!("pool `{}` sets no limit", pl.name))
@@ -155,46 +169,86 @@ pub(super) fn resolve(src: &Sources, m: Merged, default_name: &str) -> R<Scenari
             let pool = match &k.pool {
                 None => None,
                 Some(name) => Some(local_pools.get(name.get_ref()).copied().ok_or_else(|| {
-                    src.error_at(file, name, format!(
-                        "key `{}` points at pool `{}`, which provider `{}` does not have",
-                        k.name, name.get_ref(), pv.name
+                    src.error_at(
+                        file,
+                        name,
+                        format!(
+                            "key `{}` points at pool `{}`, which provider `{}` does not have",
+                            k.name,
+                            name.get_ref(),
+                            pv.name
+                        ),
+                    )
+                    .hint(known_hint(
+                        "pools of this provider",
+                        name.get_ref(),
+                        local_pools.keys().map(String::as_str),
                     ))
-                    .hint(known_hint("pools of this provider", name.get_ref(), local_pools.keys().map(String::as_str)))
                 })?),
             };
-            if names.keys.insert(k.name.clone(), world.keys.len()).is_some() {
+            if names
+                .keys
+                .insert(k.name.clone(), world.keys.len())
+                .is_some()
+            {
                 return Err(src.error_at(file, key, format!("key `{}` is defined twice", k.name)));
             }
-            world.keys.push(KeySpec { name: k.name.clone(), provider: pi, pool });
+            world.keys.push(KeySpec {
+                name: k.name.clone(),
+                provider: pi,
+                pool,
+            });
             provider_keys += 1;
         }
         if provider_keys == 0 {
             let name = format!("{}-key", pv.name);
             names.keys.insert(name.clone(), world.keys.len());
-            world.keys.push(KeySpec { name, provider: pi, pool: None });
+            world.keys.push(KeySpec {
+                name,
+                provider: pi,
+                pool: None,
+            });
         }
         if pv.model.is_empty() {
-            return Err(src.error_at(file, p, format!("provider `{}` has no models", pv.name))
+            return Err(src
+                .error_at(file, p, format!("provider `{}` has no models", pv.name))
                 .hint("add [[provider.model]] with a name and prices"));
         }
         for model in &pv.model {
             let md = model.get_ref();
-            if names.models.insert(md.name.clone(), world.models.len()).is_some() {
-                return Err(src.error_at(file, model, format!("model `{}` is defined twice", md.name))
+            if names
+                .models
+                .insert(md.name.clone(), world.models.len())
+                .is_some()
+            {
+                return Err(src
+                    .error_at(file, model, format!("model `{}` is defined twice", md.name))
                     .hint("model names must be unique across providers"));
             }
             let price = m.prices.get(&md.name);
-            let pin = md.input_per_mtok.map(|x| x.0).or(price.map(|p| p.input_per_mtok.0));
-            let pout = md.output_per_mtok.map(|x| x.0).or(price.map(|p| p.output_per_mtok.0));
+            let pin = md
+                .input_per_mtok
+                .map(|x| x.0)
+                .or(price.map(|p| p.input_per_mtok.0));
+            let pout = md
+                .output_per_mtok
+                .map(|x| x.0)
+                .or(price.map(|p| p.output_per_mtok.0));
             let (Some(pin), Some(pout)) = (pin, pout) else {
                 return Err(src.error_at(file, model, format!("model `{}` has no price", md.name))
                     .hint("give input_per_mtok and output_per_mtok, or add the model to [prices] (e.g. in an included catalogue)"));
             };
-            let ttft = md.ttft.map_or((500.0 * 1e6, 2000.0 * 1e6), |d| (d.median.0 as f64, d.p99.0 as f64));
+            let ttft = md.ttft.map_or((500.0 * 1e6, 2000.0 * 1e6), |d| {
+                (d.median.0 as f64, d.p99.0 as f64)
+            });
             let tps = md.tokens_per_s.map_or((60.0, 20.0), |d| (d.median, d.p1));
-            let cap = md.capacity.unwrap_or(super::schema::Capacity { slots: 1000, queue: 1000 });
+            let cap = md.capacity.unwrap_or(super::schema::Capacity {
+                slots: 1000,
+                queue: 1000,
+            });
             if cap.slots == 0 {
-                return Err(src.error_at(file, model, format!("model `{}` has zero slots", md.name))
+                return Err(src
+                    .error_at(file, model, format!("model `{}` has zero slots", md.name))
                     .hint("capacity.slots is how many requests it serves at once; at least 1"));
             }
             let f = md.faults;
@@ -210,7 +264,10 @@ pub(super) fn resolve(src: &Sources, m: Merged, default_name: &str) -> R<Scenari
                     (BodyKind::PlainText, f.malformed_plain_text.0),
                 ],
             };
-            let total = faults.error_500 + faults.hang + faults.reset + faults.broken_stream
+            let total = faults.error_500
+                + faults.hang
+                + faults.reset
+                + faults.broken_stream
                 + faults.malformed.iter().map(|x| x.1).sum::<f64>();
             if total > 1.0 {
                 return Err(src.error_at(file, model, format!(
@@ -218,7 +275,9 @@ pub(super) fn resolve(src: &Sources, m: Merged, default_name: &str) -> R<Scenari
                 ))
                 .hint("each fault rate is the probability that an attempt meets that fault; together at most 1"));
             }
-            let (slow_p, slow_factor) = md.slow_tail.map_or((0.0, 1.0), |s| (s.probability.0, s.factor.0));
+            let (slow_p, slow_factor) = md
+                .slow_tail
+                .map_or((0.0, 1.0), |s| (s.probability.0, s.factor.0));
             world.models.push(ModelSpec {
                 name: md.name.clone(),
                 provider: pi,
@@ -244,10 +303,17 @@ pub(super) fn resolve(src: &Sources, m: Merged, default_name: &str) -> R<Scenari
     for (file, inc) in &m.incidents {
         let file = *file;
         let i = inc.get_ref();
-        let kind_name = serde_json::to_value(i.kind).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
-        let targets = [i.model.is_some(), i.provider.is_some(), i.pool.is_some()].iter().filter(|&&x| x).count();
+        let kind_name = serde_json::to_value(i.kind)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let targets = [i.model.is_some(), i.provider.is_some(), i.pool.is_some()]
+            .iter()
+            .filter(|&&x| x)
+            .count();
         if targets != 1 {
-            return Err(src.error_at(file, inc, "an incident needs exactly one target")
+            return Err(src
+                .error_at(file, inc, "an incident needs exactly one target")
                 .hint("give one of `model`, `provider` or `pool`"));
         }
         let target = if let Some(mn) = &i.model {
@@ -259,16 +325,34 @@ pub(super) fn resolve(src: &Sources, m: Merged, default_name: &str) -> R<Scenari
         } else {
             unreachable!("exactly one target was checked above")
         };
+        if matches!(target, Target::Pool(_)) && i.kind != IncidentKind::QuotaCut {
+            return Err(src
+                .error_at(
+                    file,
+                    inc,
+                    format!("a `{kind_name}` incident hits a `model` or a `provider`, not a pool"),
+                )
+                .hint("only a `quota_cut` targets a quota pool"));
+        }
         let need = |what: &str, present: bool| -> R<()> {
             if present {
                 Ok(())
             } else {
-                Err(src.error_at(file, inc, format!("a `{kind_name}` incident needs `{what}`")))
+                Err(src.error_at(
+                    file,
+                    inc,
+                    format!("a `{kind_name}` incident needs `{what}`"),
+                ))
             }
         };
         let refuse = |what: &str, present: bool| -> R<()> {
             if present {
-                Err(src.error_at(file, inc, format!("`{what}` does not apply to a `{kind_name}` incident"))
+                Err(src
+                    .error_at(
+                        file,
+                        inc,
+                        format!("`{what}` does not apply to a `{kind_name}` incident"),
+                    )
                     .hint("see the incident table in the README's scenario reference"))
             } else {
                 Ok(())
@@ -277,7 +361,9 @@ pub(super) fn resolve(src: &Sources, m: Merged, default_name: &str) -> R<Scenari
         let applies: &[&str] = match i.kind {
             IncidentKind::Outage => &["mode"],
             IncidentKind::ErrorSpike => &["rate", "status"],
-            IncidentKind::Latency | IncidentKind::CapacityCut | IncidentKind::QuotaCut => &["factor"],
+            IncidentKind::Latency | IncidentKind::CapacityCut | IncidentKind::QuotaCut => {
+                &["factor"]
+            }
             IncidentKind::MalformedBurst => &["rate", "malformed"],
         };
         let optional = [
@@ -299,16 +385,25 @@ pub(super) fn resolve(src: &Sources, m: Merged, default_name: &str) -> R<Scenari
                 need("rate", i.rate.is_some())?;
                 let status = i.status.unwrap_or(500);
                 if !(400..=599).contains(&status) {
-                    return Err(src.error_at(file, inc, format!("status {status} is not an error status"))
+                    return Err(src
+                        .error_at(file, inc, format!("status {status} is not an error status"))
                         .hint("use a 4xx or 5xx status, e.g. 500, 502, 503"));
                 }
-                Effect::ErrorSpike { rate: i.rate.map_or(0.0, |r| r.0), status }
+                Effect::ErrorSpike {
+                    rate: i.rate.map_or(0.0, |r| r.0),
+                    status,
+                }
             }
             IncidentKind::Latency => {
                 need("factor", factor.is_some())?;
                 let f = factor.unwrap_or(1.0);
                 if f < 1.0 {
-                    return Err(src.error_at(file, inc, format!("a latency factor of {f} would speed the provider up"))
+                    return Err(src
+                        .error_at(
+                            file,
+                            inc,
+                            format!("a latency factor of {f} would speed the provider up"),
+                        )
                         .hint("factor is how many times slower, at least 1"));
                 }
                 Effect::Latency(f)
@@ -322,13 +417,14 @@ pub(super) fn resolve(src: &Sources, m: Merged, default_name: &str) -> R<Scenari
                 }
                 if i.kind == IncidentKind::QuotaCut {
                     if matches!(target, Target::Model(_)) {
-                        return Err(src.error_at(file, inc, "a quota cut hits a `pool` or a `provider`, not a model"));
+                        return Err(src.error_at(
+                            file,
+                            inc,
+                            "a quota cut hits a `pool` or a `provider`, not a model",
+                        ));
                     }
                     Effect::QuotaCut(f)
                 } else {
-                    if matches!(target, Target::Pool(_)) {
-                        return Err(src.error_at(file, inc, "a capacity cut hits a `model` or a `provider`, not a pool"));
-                    }
                     Effect::CapacityCut(f)
                 }
             }
@@ -342,7 +438,10 @@ pub(super) fn resolve(src: &Sources, m: Merged, default_name: &str) -> R<Scenari
         };
         let start = i.start.0;
         world.incidents.push(IncidentSpec {
-            name: i.name.clone().unwrap_or_else(|| format!("{kind_name}@{}", crate::units::format_duration(start))),
+            name: i
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("{kind_name}@{}", crate::units::format_duration(start))),
             start,
             end: start + i.duration.0,
             target,
@@ -376,7 +475,11 @@ pub(super) fn resolve(src: &Sources, m: Merged, default_name: &str) -> R<Scenari
             for p in &t.profile {
                 let pt = p.get_ref();
                 if v.last().is_some_and(|&(at, _)| pt.at.0 <= at) {
-                    return Err(src.error_at(tfile, p, "profile points must be in increasing time order"));
+                    return Err(src.error_at(
+                        tfile,
+                        p,
+                        "profile points must be in increasing time order",
+                    ));
                 }
                 v.push((pt.at.0, pt.rate.0));
             }
@@ -410,7 +513,9 @@ pub(super) fn resolve(src: &Sources, m: Merged, default_name: &str) -> R<Scenari
         });
     }
     if tasks.iter().all(|t| t.weight == 0.0) {
-        return Err(traffic_at("every task has weight 0").hint("give at least one task a positive weight"));
+        return Err(
+            traffic_at("every task has weight 0").hint("give at least one task a positive weight")
+        );
     }
     let mut runaways = Vec::new();
     for r in &t.runaway {
@@ -420,7 +525,12 @@ pub(super) fn resolve(src: &Sources, m: Merged, default_name: &str) -> R<Scenari
         if end <= rv.start.0 {
             return Err(src.error_at(tfile, r, "a runaway loop must end after it starts"));
         }
-        runaways.push(RunawaySpec { rate: rv.rate.0, task, start: rv.start.0, end });
+        runaways.push(RunawaySpec {
+            rate: rv.rate.0,
+            task,
+            start: rv.start.0,
+            end,
+        });
     }
 
     // Strategies.
@@ -431,7 +541,9 @@ pub(super) fn resolve(src: &Sources, m: Merged, default_name: &str) -> R<Scenari
         if seen.insert(sv.name.clone(), ()).is_some() {
             return Err(src.error_at(*file, s, format!("strategy `{}` is defined twice", sv.name)));
         }
-        strategies.push(Arc::new(strategy(src, *file, s, &names, &world, &tasks, seed)?));
+        strategies.push(Arc::new(strategy(
+            src, *file, s, &names, &world, &tasks, seed,
+        )?));
     }
     if strategies.is_empty() {
         return Err(ScenarioError::file(main, "no strategies to compare")
@@ -446,11 +558,17 @@ pub(super) fn resolve(src: &Sources, m: Merged, default_name: &str) -> R<Scenari
         let model = lookup(src, tfile, &names.models, "model", &tv.model)?;
         let key = lookup(src, tfile, &names.keys, "key", &tv.key)?;
         if world.keys[key].provider != world.models[model].provider {
-            return Err(src.error_at(tfile, &tv.key, format!(
-                "key `{}` belongs to provider `{}`, but model `{}` is served by `{}`",
-                tv.key.get_ref(), world.providers[world.keys[key].provider].name,
-                tv.model.get_ref(), world.providers[world.models[model].provider].name
-            )));
+            return Err(src.error_at(
+                tfile,
+                &tv.key,
+                format!(
+                    "key `{}` belongs to provider `{}`, but model `{}` is served by `{}`",
+                    tv.key.get_ref(),
+                    world.providers[world.keys[key].provider].name,
+                    tv.model.get_ref(),
+                    world.providers[world.models[model].provider].name
+                ),
+            ));
         }
         let task = match &tv.task {
             Some(tk) => lookup(src, tfile, &names.tasks, "task", tk)?,
@@ -470,13 +588,21 @@ pub(super) fn resolve(src: &Sources, m: Merged, default_name: &str) -> R<Scenari
             chains: [Vec::new(), Vec::new(), Vec::new()],
             classify: Classifier::default(),
         }));
-        tenants.push(TenantSpec { name: tv.name.clone(), rate: tv.rate.0, task });
+        tenants.push(TenantSpec {
+            name: tv.name.clone(),
+            rate: tv.rate.0,
+            task,
+        });
     }
 
-    let bursts = t.burst.iter().map(|b| {
-        let bv = b.get_ref();
-        (bv.at.0, bv.requests, bv.over.0)
-    }).collect();
+    let bursts = t
+        .burst
+        .iter()
+        .map(|b| {
+            let bv = b.get_ref();
+            (bv.at.0, bv.requests, bv.over.0)
+        })
+        .collect();
 
     let name = run.name.clone().unwrap_or_else(|| default_name.to_owned());
     Ok(Scenario {
@@ -486,7 +612,13 @@ pub(super) fn resolve(src: &Sources, m: Merged, default_name: &str) -> R<Scenari
         duration,
         warmup,
         world: Arc::new(world),
-        traffic: TrafficSpec { profile, bursts, tasks, runaways, tenants },
+        traffic: TrafficSpec {
+            profile,
+            bursts,
+            tasks,
+            runaways,
+            tenants,
+        },
         strategies,
         tenant_strategies,
         resolved: serde_json::Value::Null,
@@ -496,14 +628,20 @@ pub(super) fn resolve(src: &Sources, m: Merged, default_name: &str) -> R<Scenari
 fn sdk_retry() -> RetryConfig {
     RetryConfig {
         max_retries: 2,
-        backoff: Backoff::FullJitter { base: 500 * MILLIS, cap: 8 * SECS },
+        backoff: Backoff::FullJitter {
+            base: 500 * MILLIS,
+            cap: 8 * SECS,
+        },
         honor_retry_after: true,
         max_retry_after: 60 * SECS,
         honor_should_retry: true,
     }
 }
 
-fn model_infos(world: &WorldConfig, keys_by_provider: &BTreeMap<usize, Vec<u16>>) -> Vec<ModelInfo> {
+fn model_infos(
+    world: &WorldConfig,
+    keys_by_provider: &BTreeMap<usize, Vec<u16>>,
+) -> Vec<ModelInfo> {
     world
         .models
         .iter()
@@ -511,15 +649,18 @@ fn model_infos(world: &WorldConfig, keys_by_provider: &BTreeMap<usize, Vec<u16>>
             name: md.name.clone(),
             price_in: md.price_in,
             price_out: md.price_out,
-            keys: keys_by_provider.get(&md.provider).cloned().unwrap_or_else(|| {
-                world
-                    .keys
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, k)| k.provider == md.provider)
-                    .map(|(i, _)| i as u16)
-                    .collect()
-            }),
+            keys: keys_by_provider
+                .get(&md.provider)
+                .cloned()
+                .unwrap_or_else(|| {
+                    world
+                        .keys
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, k)| k.provider == md.provider)
+                        .map(|(i, _)| i as u16)
+                        .collect()
+                }),
         })
         .collect()
 }
@@ -547,38 +688,71 @@ fn strategy(
     let sv = s.get_ref();
     let clients = sv.clients.unwrap_or(1);
     if clients == 0 {
-        return Err(src.error_at(file, s, format!("strategy `{}` has clients = 0", sv.name))
+        return Err(src
+            .error_at(file, s, format!("strategy `{}` has clients = 0", sv.name))
             .hint("clients is how many replicas run the strategy; at least 1"));
     }
-    let model = |n: &Spanned<String>| lookup(src, file, &names.models, "model", n).map(|i| i as u16);
+    let model =
+        |n: &Spanned<String>| lookup(src, file, &names.models, "model", n).map(|i| i as u16);
 
     let default_model = model(&sv.routing.default)?;
     let mut route_by_task = vec![default_model; tasks.len()];
     for (task, m) in &sv.routing.by_task {
-        let ti = names.tasks.get(task.get_ref().as_str()).copied().ok_or_else(|| {
-            src.error_at(file, task, format!("routing names task `{}`, which the traffic does not have", task.get_ref()))
-                .hint(known_hint("tasks of [traffic]", task.get_ref(), names.tasks.keys().map(String::as_str)))
-        })?;
+        let ti = names
+            .tasks
+            .get(task.get_ref().as_str())
+            .copied()
+            .ok_or_else(|| {
+                src.error_at(
+                    file,
+                    task,
+                    format!(
+                        "routing names task `{}`, which the traffic does not have",
+                        task.get_ref()
+                    ),
+                )
+                .hint(known_hint(
+                    "tasks of [traffic]",
+                    task.get_ref(),
+                    names.tasks.keys().map(String::as_str),
+                ))
+            })?;
         route_by_task[ti] = model(m)?;
     }
 
     let chain = |v: &Vec<Spanned<String>>| -> R<Vec<u16>> { v.iter().map(model).collect() };
     let base_chain = chain(&sv.fallback.chain)?;
     let chains = [
-        sv.fallback.simple.as_ref().map_or(Ok(base_chain.clone()), chain)?,
-        sv.fallback.standard.as_ref().map_or(Ok(base_chain.clone()), chain)?,
-        sv.fallback.complex.as_ref().map_or(Ok(base_chain.clone()), chain)?,
+        sv.fallback
+            .simple
+            .as_ref()
+            .map_or(Ok(base_chain.clone()), chain)?,
+        sv.fallback
+            .standard
+            .as_ref()
+            .map_or(Ok(base_chain.clone()), chain)?,
+        sv.fallback
+            .complex
+            .as_ref()
+            .map_or(Ok(base_chain.clone()), chain)?,
     ];
 
     let r = &sv.retry;
     let base = r.base.map_or(500 * MILLIS, |d| d.0);
     let cap = r.cap.map_or(8 * SECS, |d| d.0);
     if cap < base && !matches!(r.backoff, BackoffKind::None | BackoffKind::Constant) {
-        return Err(src.error_at(file, s, format!(
-            "strategy `{}`: retry.cap ({}) is below retry.base ({})",
-            sv.name, crate::units::format_duration(cap), crate::units::format_duration(base)
-        ))
-        .hint("the cap is the longest wait; make it at least the base"));
+        return Err(src
+            .error_at(
+                file,
+                s,
+                format!(
+                    "strategy `{}`: retry.cap ({}) is below retry.base ({})",
+                    sv.name,
+                    crate::units::format_duration(cap),
+                    crate::units::format_duration(base)
+                ),
+            )
+            .hint("the cap is the longest wait; make it at least the base"));
     }
     let backoff = match r.backoff {
         BackoffKind::None => Backoff::None,
@@ -609,7 +783,11 @@ fn strategy(
     for (k, d) in &sv.on {
         let class = FailureClass::from_name(k.get_ref()).ok_or_else(|| {
             src.error_at(file, k, format!("unknown failure kind `{}`", k.get_ref()))
-                .hint(known_hint("failure kinds", k.get_ref(), FailureClass::ALL.iter().map(|c| c.name())))
+                .hint(known_hint(
+                    "failure kinds",
+                    k.get_ref(),
+                    FailureClass::ALL.iter().map(|c| c.name()),
+                ))
         })?;
         classify.set(class, *d);
     }
@@ -618,19 +796,39 @@ fn strategy(
     for (prov, keys) in &sv.keys {
         let Some(&pi) = names.providers.get(prov) else {
             let at = keys.first().map_or(s.span(), |k| k.span());
-            return Err(src.error(file, at, format!("strategy `{}` lists keys for unknown provider `{prov}`", sv.name))
-                .hint(known_hint("providers", prov, names.providers.keys().map(String::as_str))));
+            return Err(src
+                .error(
+                    file,
+                    at,
+                    format!(
+                        "strategy `{}` lists keys for unknown provider `{prov}`",
+                        sv.name
+                    ),
+                )
+                .hint(known_hint(
+                    "providers",
+                    prov,
+                    names.providers.keys().map(String::as_str),
+                )));
         };
         let mut ids = Vec::new();
         for k in keys {
             let ki = lookup(src, file, &names.keys, "key", k)?;
             if world.keys[ki].provider != pi {
-                return Err(src.error_at(file, k, format!("key `{}` does not belong to provider `{prov}`", k.get_ref())));
+                return Err(src.error_at(
+                    file,
+                    k,
+                    format!("key `{}` does not belong to provider `{prov}`", k.get_ref()),
+                ));
             }
             ids.push(ki as u16);
         }
         if ids.is_empty() {
-            return Err(src.error_at(file, s, format!("strategy `{}` lists no keys for provider `{prov}`", sv.name)));
+            return Err(src.error_at(
+                file,
+                s,
+                format!("strategy `{}` lists no keys for provider `{prov}`", sv.name),
+            ));
         }
         keys_by_provider.insert(pi, ids);
     }

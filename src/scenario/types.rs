@@ -93,7 +93,9 @@ impl<'de> Deserialize<'de> for Positive {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let v = f64::deserialize(d)?;
         if !(v.is_finite() && v > 0.0) {
-            return Err(de::Error::custom(format!("{v} must be a number greater than zero")));
+            return Err(de::Error::custom(format!(
+                "{v} must be a number greater than zero"
+            )));
         }
         Ok(Self(v))
     }
@@ -140,7 +142,10 @@ impl TryFrom<RawLatency> for LatencyDist {
                 format_duration(r.median.0)
             ));
         }
-        Ok(Self { median: r.median, p99: r.p99 })
+        Ok(Self {
+            median: r.median,
+            p99: r.p99,
+        })
     }
 }
 
@@ -170,7 +175,10 @@ impl TryFrom<RawCount> for CountDist {
                 r.p99.0, r.median.0
             ));
         }
-        Ok(Self { median: r.median.0, p99: r.p99.0 })
+        Ok(Self {
+            median: r.median.0,
+            p99: r.p99.0,
+        })
     }
 }
 
@@ -201,6 +209,9 @@ impl TryFrom<RawSpeed> for SpeedDist {
                 r.p1.0, r.median.0
             ));
         }
-        Ok(Self { median: r.median.0, p1: r.p1.0 })
+        Ok(Self {
+            median: r.median.0,
+            p1: r.p1.0,
+        })
     }
 }

@@ -18,10 +18,9 @@
 //! same traffic and the same provider luck (common random numbers), and the
 //! differences in the report come from the policies.
 
-pub mod queue;
 pub mod traffic;
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::sync::Arc;
 
 use crate::policy::{Action, AttemptId, Client, Outcome, RequestResult, StrategyConfig};
@@ -32,17 +31,20 @@ use crate::slab::{Handle, Slab};
 use crate::units::{Nanos, SECS};
 use crate::wire::ErrorType;
 use crate::world::draws::{rng, stream};
-use crate::world::{Admission, AttemptDraws, AttemptInput, JobEnd, JobId, Rejection, Started, Timeline, World};
+use crate::world::{
+    Admission, AttemptDraws, AttemptInput, JobEnd, JobId, Rejection, Started, Timeline, World,
+};
 
-use queue::EventQueue;
+use crate::calendar::CalendarQueue as EventQueue;
 use traffic::{Sender, Source};
 
 #[derive(Clone, Copy, Debug)]
 enum Event {
     Arrival(u32),
     FirstToken(Handle),
-    Done(Handle),
-    JobDone(JobId),
+    /// An answer ends: the client's attempt (if it still listens) and, for a
+    /// served job, the provider's slot, which frees at the same instant.
+    Done(Handle, Option<JobId>),
     ClientTimer(u32),
 }
 
@@ -116,7 +118,10 @@ struct Sim<'a> {
 }
 
 /// Runs one strategy of a scenario; the unit of determinism.
-pub fn run_strategy(sc: &Scenario, strategy: &Arc<StrategyConfig>) -> Result<(StrategyReport, RunStats), SimError> {
+pub fn run_strategy(
+    sc: &Scenario,
+    strategy: &Arc<StrategyConfig>,
+) -> Result<(StrategyReport, RunStats), SimError> {
     let mut clients = Vec::new();
     let mut sender_of = Vec::new();
     let name_key = strategy.seed;
@@ -128,7 +133,10 @@ pub fn run_strategy(sc: &Scenario, strategy: &Arc<StrategyConfig>) -> Result<(St
         sender_of.push(Sender::Strategy);
     }
     for (i, t) in sc.tenant_strategies.iter().enumerate() {
-        clients.push(Client::new(Arc::clone(t), rng(t.seed, stream::POLICY, 0, 0, 0)));
+        clients.push(Client::new(
+            Arc::clone(t),
+            rng(t.seed, stream::POLICY, 0, 0, 0),
+        ));
         sender_of.push(Sender::Tenant(i));
     }
     let drain = sc.traffic.longest_deadline() + 10 * SECS;
@@ -143,9 +151,14 @@ pub fn run_strategy(sc: &Scenario, strategy: &Arc<StrategyConfig>) -> Result<(St
         queue: EventQueue::default(),
         sources: traffic::sources(sc),
         attempts: Slab::default(),
-        by_id: HashMap::new(),
-        live: HashMap::new(),
-        collector: Collector::new(sc.world.models.len(), sc.traffic.longest_deadline() * 2, sc.duration, drain),
+        by_id: HashMap::default(),
+        live: HashMap::default(),
+        collector: Collector::new(
+            sc.world.models.len(),
+            sc.traffic.longest_deadline() * 2,
+            sc.duration,
+            drain,
+        ),
         tenants: vec![TenantCounts::default(); sc.traffic.tenants.len()],
         started: Vec::new(),
         stats: RunStats::default(),
@@ -187,7 +200,9 @@ pub fn run_strategy(sc: &Scenario, strategy: &Arc<StrategyConfig>) -> Result<(St
         })
         .collect();
     let stats = sim.stats;
-    let report = sim.collector.into_report(&strategy.name, strategy.clients, &names, &ledger, tenants);
+    let report =
+        sim.collector
+            .into_report(&strategy.name, strategy.clients, &names, &ledger, tenants);
     Ok((report, stats))
 }
 
@@ -210,12 +225,14 @@ impl Sim<'_> {
                     self.after_input(now, c);
                 }
             }
-            Event::Done(h) => self.done(now, h),
-            Event::JobDone(job) => {
-                let mut started = std::mem::take(&mut self.started);
-                self.world.job_done(now, job, &mut started);
-                self.schedule_started(&mut started);
-                self.started = started;
+            Event::Done(h, job) => {
+                if let Some(job) = job {
+                    let mut started = std::mem::take(&mut self.started);
+                    self.world.job_done(now, job, &mut started);
+                    self.schedule_started(&mut started);
+                    self.started = started;
+                }
+                self.done(now, h);
             }
             Event::ClientTimer(c) => {
                 if self.timer_at[c as usize] == Some(now) {
@@ -241,7 +258,13 @@ impl Sim<'_> {
             }
         };
         let measured = req.measured && sender == Sender::Strategy;
-        self.live.insert(id, LiveReq { task: req.task, measured });
+        self.live.insert(
+            id,
+            LiveReq {
+                task: req.task,
+                measured,
+            },
+        );
         self.stats.peak_in_flight = self.stats.peak_in_flight.max(self.live.len() as u64);
         self.clients[client as usize].handle_request(now, req);
         self.after_input(now, client);
@@ -249,7 +272,9 @@ impl Sim<'_> {
     }
 
     fn done(&mut self, now: Nanos, h: Handle) {
-        let Some(rec) = self.attempts.remove(h) else { return };
+        let Some(rec) = self.attempts.remove(h) else {
+            return;
+        };
         self.by_id.remove(&(rec.client, rec.id));
         let (outcome, limits, end) = match rec.pending {
             Pending::Waiting => return,
@@ -270,13 +295,28 @@ impl Sim<'_> {
             Pending::Served(tl) => {
                 let (input_tokens, output_tokens) = (rec.input_tokens, tl.output_tokens);
                 let (o, end) = match tl.end {
-                    JobEnd::Complete(body) => {
-                        (Outcome::Success { input_tokens, output_tokens, body }, AttemptEnd::Answered)
-                    }
-                    JobEnd::Reset => (Outcome::Reset { input_tokens, output_tokens }, AttemptEnd::Broken),
-                    JobEnd::Broken => {
-                        (Outcome::BrokenStream { input_tokens, output_tokens }, AttemptEnd::Broken)
-                    }
+                    JobEnd::Complete(body) => (
+                        Outcome::Success {
+                            input_tokens,
+                            output_tokens,
+                            body,
+                        },
+                        AttemptEnd::Answered,
+                    ),
+                    JobEnd::Reset => (
+                        Outcome::Reset {
+                            input_tokens,
+                            output_tokens,
+                        },
+                        AttemptEnd::Broken,
+                    ),
+                    JobEnd::Broken => (
+                        Outcome::BrokenStream {
+                            input_tokens,
+                            output_tokens,
+                        },
+                        AttemptEnd::Broken,
+                    ),
                 };
                 (o, tl.limits, end)
             }
@@ -290,12 +330,12 @@ impl Sim<'_> {
 
     fn schedule_started(&mut self, started: &mut Vec<Started>) {
         for s in started.drain(..) {
-            self.queue.push(s.timeline.end_at, Event::JobDone(s.job));
             let h = Handle::from_u64(s.tag);
             if let Some(rec) = self.attempts.get_mut(h) {
                 rec.pending = Pending::Served(s.timeline);
-                schedule_timeline(&mut self.queue, h, &s.timeline);
             }
+            // Scheduled even if the client gave up: the slot is held until then.
+            schedule_timeline(&mut self.queue, h, s.job, &s.timeline);
         }
     }
 
@@ -303,11 +343,37 @@ impl Sim<'_> {
     fn after_input(&mut self, now: Nanos, c: u32) {
         while let Some(a) = self.clients[c as usize].poll_action() {
             match a {
-                Action::Send { attempt, request, model, key, try_on_model, input_tokens, max_tokens, .. } => {
-                    self.send(now, c, attempt, request, model, key, try_on_model, input_tokens, max_tokens);
+                Action::Send {
+                    attempt,
+                    request,
+                    model,
+                    key,
+                    try_on_model,
+                    input_tokens,
+                    max_tokens,
+                    ..
+                } => {
+                    self.send(
+                        now,
+                        c,
+                        attempt,
+                        request,
+                        model,
+                        key,
+                        try_on_model,
+                        input_tokens,
+                        max_tokens,
+                    );
                 }
                 Action::Cancel { attempt, .. } => self.cancel(now, c, attempt),
-                Action::Finish { request, result, arrived, first_token, measured, .. } => {
+                Action::Finish {
+                    request,
+                    result,
+                    arrived,
+                    first_token,
+                    measured,
+                    ..
+                } => {
                     let live = self.live.remove(&request);
                     match self.sender_of[c as usize] {
                         Sender::Strategy => {
@@ -347,7 +413,9 @@ impl Sim<'_> {
         max_tokens: u32,
     ) {
         self.stats.attempts += 1;
-        let Some(live) = self.live.get(&request).copied() else { return };
+        let Some(live) = self.live.get(&request).copied() else {
+            return;
+        };
         if live.measured {
             self.collector.on_send(now, model);
         }
@@ -355,7 +423,12 @@ impl Sim<'_> {
             self.tenants[t].attempts += 1;
         }
         let output = traffic::output_tokens(self.sc, request, usize::from(live.task), model);
-        let draws = AttemptDraws::new(self.sc.seed, request, u64::from(model), u64::from(try_on_model));
+        let draws = AttemptDraws::new(
+            self.sc.seed,
+            request,
+            u64::from(model),
+            u64::from(try_on_model),
+        );
         let h = self.attempts.insert(AttemptRec {
             client: c,
             id,
@@ -380,7 +453,7 @@ impl Sim<'_> {
                 if let Some(rec) = self.attempts.get_mut(h) {
                     rec.pending = Pending::Rejected(r);
                 }
-                self.queue.push(now + r.after, Event::Done(h));
+                self.queue.push(now + r.after, Event::Done(h, None));
             }
             Admission::Hang => {}
             Admission::Started(job, tl) => {
@@ -388,8 +461,7 @@ impl Sim<'_> {
                     rec.job = Some(job);
                     rec.pending = Pending::Served(tl);
                 }
-                self.queue.push(tl.end_at, Event::JobDone(job));
-                schedule_timeline(&mut self.queue, h, &tl);
+                schedule_timeline(&mut self.queue, h, job, &tl);
             }
             Admission::Queued(job) => {
                 if let Some(rec) = self.attempts.get_mut(h) {
@@ -400,10 +472,15 @@ impl Sim<'_> {
     }
 
     fn cancel(&mut self, now: Nanos, c: u32, id: AttemptId) {
-        let Some(h) = self.by_id.remove(&(c, id)) else { return };
-        let Some(rec) = self.attempts.remove(h) else { return };
+        let Some(h) = self.by_id.remove(&(c, id)) else {
+            return;
+        };
+        let Some(rec) = self.attempts.remove(h) else {
+            return;
+        };
         if rec.measured {
-            self.collector.on_attempt_end(rec.model, AttemptEnd::Cancelled);
+            self.collector
+                .on_attempt_end(rec.model, AttemptEnd::Cancelled);
         }
         let mut billed = (0, 0);
         if let Some(job) = rec.job {
@@ -419,27 +496,30 @@ impl Sim<'_> {
         self.clients[c as usize].handle_outcome(
             now,
             id,
-            Outcome::Cancelled { input_tokens: billed.0, output_tokens: billed.1 },
+            Outcome::Cancelled {
+                input_tokens: billed.0,
+                output_tokens: billed.1,
+            },
             crate::wire::RateLimits::default(),
         );
     }
 }
 
-fn schedule_timeline(q: &mut EventQueue<Event>, h: Handle, tl: &Timeline) {
+fn schedule_timeline(q: &mut EventQueue<Event>, h: Handle, job: JobId, tl: &Timeline) {
     if let Some(ft) = tl.first_token_at {
         if ft < tl.end_at {
             q.push(ft, Event::FirstToken(h));
         }
     }
-    q.push(tl.end_at, Event::Done(h));
+    q.push(tl.end_at, Event::Done(h, Some(job)));
 }
 
 /// Runs every strategy of a scenario, in parallel on up to `threads`
 /// threads, and assembles the report (strategies in file order).
 pub fn run(sc: &Scenario, threads: usize) -> Result<(Report, Vec<RunStats>), SimError> {
     let n = sc.strategies.len();
-    let results: Vec<std::sync::Mutex<Option<Result<(StrategyReport, RunStats), SimError>>>> =
-        (0..n).map(|_| std::sync::Mutex::new(None)).collect();
+    type Slot = std::sync::Mutex<Option<Result<(StrategyReport, RunStats), SimError>>>;
+    let results: Vec<Slot> = (0..n).map(|_| std::sync::Mutex::new(None)).collect();
     let next = std::sync::atomic::AtomicUsize::new(0);
     let threads = threads.clamp(1, n.max(1));
     std::thread::scope(|s| {
@@ -483,7 +563,11 @@ pub fn run(sc: &Scenario, threads: usize) -> Result<(Report, Vec<RunStats>), Sim
                 .world
                 .incidents
                 .iter()
-                .map(|i| IncidentInfo { name: i.name.clone(), start_ns: i.start, end_ns: i.end })
+                .map(|i| IncidentInfo {
+                    name: i.name.clone(),
+                    start_ns: i.start,
+                    end_ns: i.end,
+                })
                 .collect(),
             resolved: sc.resolved.clone(),
         },

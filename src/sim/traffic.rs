@@ -30,7 +30,11 @@ enum Process {
     /// Exactly `n` arrivals spread over [start, start + over).
     Burst { start: Nanos, n: u32, over: Nanos },
     /// Evenly spaced.
-    Fixed { interval: f64, start: Nanos, end: Nanos },
+    Fixed {
+        interval: f64,
+        start: Nanos,
+        end: Nanos,
+    },
     /// Poisson at a constant rate until `end`.
     Poisson { rate: f64, end: Nanos },
 }
@@ -77,7 +81,11 @@ impl Source {
                 let k = self.count as f64 + unit(self.rng.next_u64());
                 start + (k / f64::from(*n) * *over as f64) as Nanos
             }
-            Process::Fixed { interval, start, end: stop } => {
+            Process::Fixed {
+                interval,
+                start,
+                end: stop,
+            } => {
                 let t = *start as f64 + self.count as f64 * interval;
                 if t >= *stop as f64 {
                     return None;
@@ -119,7 +127,13 @@ pub fn sources(sc: &Scenario) -> Vec<Source> {
             t: 0.0,
         });
     };
-    add(Sender::Strategy, None, Process::Profile { max_rate: t.max_rate() });
+    add(
+        Sender::Strategy,
+        None,
+        Process::Profile {
+            max_rate: t.max_rate(),
+        },
+    );
     for &(start, n, over) in &t.bursts {
         add(Sender::Strategy, None, Process::Burst { start, n, over });
     }
@@ -127,11 +141,22 @@ pub fn sources(sc: &Scenario) -> Vec<Source> {
         add(
             Sender::Strategy,
             Some(r.task),
-            Process::Fixed { interval: SECS as f64 / r.rate, start: r.start, end: r.end },
+            Process::Fixed {
+                interval: SECS as f64 / r.rate,
+                start: r.start,
+                end: r.end,
+            },
         );
     }
     for (i, tn) in t.tenants.iter().enumerate() {
-        add(Sender::Tenant(i), Some(tn.task), Process::Poisson { rate: tn.rate, end: sc.duration });
+        add(
+            Sender::Tenant(i),
+            Some(tn.task),
+            Process::Poisson {
+                rate: tn.rate,
+                end: sc.duration,
+            },
+        );
     }
     out
 }
@@ -173,5 +198,8 @@ pub fn request(sc: &Scenario, id: u64, now: Nanos, fixed_task: Option<usize>) ->
 pub fn output_tokens(sc: &Scenario, id: u64, task: usize, model: u16) -> u32 {
     let spec = &sc.traffic.tasks[task];
     let z = crate::world::draws::output_len_z(sc.seed, id, u64::from(model));
-    spec.output.at(z).round().clamp(1.0, f64::from(spec.max_tokens)) as u32
+    spec.output
+        .at(z)
+        .round()
+        .clamp(1.0, f64::from(spec.max_tokens)) as u32
 }

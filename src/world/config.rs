@@ -213,4 +213,3 @@ pub enum OutageMode {
     /// No answer: requests hang until the client gives up.
     Blackhole,
 }
-

@@ -72,7 +72,13 @@ impl AttemptDraws {
         let tps_z = normal(u(), u());
         let slow = u();
         let position = u();
-        Self { fault, ttft_z, tps_z, slow, position }
+        Self {
+            fault,
+            ttft_z,
+            tps_z,
+            slow,
+            position,
+        }
     }
 }
 

@@ -203,7 +203,12 @@ impl World {
     pub fn new(cfg: Arc<WorldConfig>) -> Self {
         let models = cfg.models.iter().map(|_| ModelState::default()).collect();
         let pools = cfg.pools.iter().map(QuotaPool::new).collect();
-        Self { cfg, models, pools, jobs: Slab::default() }
+        Self {
+            cfg,
+            models,
+            pools,
+            jobs: Slab::default(),
+        }
     }
 
     /// The configuration.
@@ -315,10 +320,11 @@ impl World {
             None => {}
         }
 
+        let mut pool_limits = RateLimits::default();
         if let Some(pool) = cfg.keys[a.key].pool {
             let f = self.quota_factor(pool, now);
             let res = self.pools[pool].admit(now, a.input_tokens, a.max_tokens, f);
-            let limits = self.pools[pool].limits(now, f);
+            pool_limits = self.pools[pool].limits(now, f);
             if let Err(rej) = res {
                 return Admission::Rejected(Rejection {
                     after: fast,
@@ -327,11 +333,11 @@ impl World {
                     retry_after: Some(rej.retry_after),
                     should_retry: None,
                     limit: Some(rej.kind),
-                    limits,
+                    limits: pool_limits,
                 });
             }
         }
-        let limits = self.limits(a.key, now);
+        let limits = pool_limits;
 
         // One uniform picks the fault, in a fixed order of segments.
         let f = &model.faults;
@@ -434,14 +440,20 @@ impl World {
         st.running += 1;
 
         let d = &input.draws;
-        let slow = if d.slow < model.slow_p { model.slow_factor } else { 1.0 };
+        let slow = if d.slow < model.slow_p {
+            model.slow_factor
+        } else {
+            1.0
+        };
         let factor = slow * latency_factor;
         let ttft = (model.ttft.at(d.ttft_z) * factor).round().max(1.0) as Nanos;
         let tps = (model.tps.at(d.tps_z) / factor / (1.0 + model.occupancy_slowdown * occupancy))
             .max(0.01);
         let first_token_at = now + ttft;
         let out = input.output_tokens.max(1);
-        let gen_ns = |tokens: u32| (f64::from(tokens.saturating_sub(1)) / tps * SECS as f64).round() as Nanos;
+        let gen_ns = |tokens: u32| {
+            (f64::from(tokens.saturating_sub(1)) / tps * SECS as f64).round() as Nanos
+        };
         let tl = match plan {
             Plan::Complete(body) => Timeline {
                 started_at: now,
@@ -490,7 +502,9 @@ impl World {
     /// A running job reached its `end_at`: frees its slot and starts queued
     /// jobs that now fit, appending them to `started`.
     pub fn job_done(&mut self, now: Nanos, job: JobId, started: &mut Vec<Started>) {
-        let Some(j) = self.jobs.remove(job) else { return };
+        let Some(j) = self.jobs.remove(job) else {
+            return;
+        };
         if j.removed || j.running.is_none() {
             return;
         }
@@ -503,8 +517,12 @@ impl World {
         let cond = self.conditions(model, now);
         let slots = scaled(self.cfg.models[model].slots, cond.capacity);
         while self.models[model].running < slots {
-            let Some(next) = self.models[model].queue.pop_front() else { break };
-            let Some(j) = self.jobs.get(next) else { continue };
+            let Some(next) = self.models[model].queue.pop_front() else {
+                break;
+            };
+            let Some(j) = self.jobs.get(next) else {
+                continue;
+            };
             if j.removed {
                 self.jobs.remove(next);
                 continue;
@@ -512,7 +530,11 @@ impl World {
             let tag = j.input.tag;
             self.models[model].queued -= 1;
             let timeline = self.start(next, now, slots);
-            started.push(Started { job: next, tag, timeline });
+            started.push(Started {
+                job: next,
+                tag,
+                timeline,
+            });
         }
     }
 
@@ -521,11 +543,16 @@ impl World {
     /// disconnect; queued jobs that start because of a freed slot are
     /// appended to `started`.
     pub fn abandon(&mut self, now: Nanos, job: JobId, started: &mut Vec<Started>) -> Abandoned {
-        let Some(j) = self.jobs.get(job) else { return Abandoned::default() };
+        let Some(j) = self.jobs.get(job) else {
+            return Abandoned::default();
+        };
         let model = j.input.model;
         let cancel = self.cfg.providers[self.cfg.models[model].provider].cancel_on_disconnect;
         let out = match j.running {
-            Some(tl) => Abandoned { started: true, output_tokens: tl.tokens_by(now) },
+            Some(tl) => Abandoned {
+                started: true,
+                output_tokens: tl.tokens_by(now),
+            },
             None => Abandoned::default(),
         };
         if cancel {

@@ -30,7 +30,12 @@ struct Bucket {
 
 impl Bucket {
     fn new(per_minute: f64, burst: Nanos) -> Self {
-        let mut b = Self { per_minute, burst, level: 0.0, last: 0 };
+        let mut b = Self {
+            per_minute,
+            burst,
+            level: 0.0,
+            last: 0,
+        };
         b.level = b.capacity(1.0);
         b
     }
@@ -154,10 +159,17 @@ impl QuotaPool {
                 b.refill(now, factor);
                 let wait = b.wait_for(amounts[i], factor);
                 if wait > 0 || b.capacity(factor) < amounts[i] {
-                    let kind = if i == 0 { LimitKind::Requests } else { LimitKind::Tokens };
+                    let kind = if i == 0 {
+                        LimitKind::Requests
+                    } else {
+                        LimitKind::Tokens
+                    };
                     let wait = wait.max(1);
                     if worst.is_none_or(|w| wait > w.retry_after) {
-                        worst = Some(QuotaRejection { kind, retry_after: wait });
+                        worst = Some(QuotaRejection {
+                            kind,
+                            retry_after: wait,
+                        });
                     }
                 }
             }
@@ -189,9 +201,13 @@ impl QuotaPool {
             out.reset_requests = Some(b.reset_ns(factor));
         }
         // The tightest token bucket speaks for tokens.
-        for b in [self.tokens.as_mut(), self.input.as_mut(), self.output.as_mut()]
-            .into_iter()
-            .flatten()
+        for b in [
+            self.tokens.as_mut(),
+            self.input.as_mut(),
+            self.output.as_mut(),
+        ]
+        .into_iter()
+        .flatten()
         {
             b.refill(now, factor);
             let rem = b.remaining();

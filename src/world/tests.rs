@@ -41,9 +41,21 @@ fn world(slots: u32, queue: u32, cancel: bool) -> World {
             count_rejected: false,
         }],
         keys: vec![
-            KeySpec { name: "free".into(), provider: 0, pool: None },
-            KeySpec { name: "a".into(), provider: 0, pool: Some(0) },
-            KeySpec { name: "b".into(), provider: 0, pool: Some(0) },
+            KeySpec {
+                name: "free".into(),
+                provider: 0,
+                pool: None,
+            },
+            KeySpec {
+                name: "a".into(),
+                provider: 0,
+                pool: Some(0),
+            },
+            KeySpec {
+                name: "b".into(),
+                provider: 0,
+                pool: Some(0),
+            },
         ],
         incidents: Vec::new(),
     }))
@@ -56,7 +68,13 @@ fn attempt(key: usize, out: u32, tag: u64) -> AttemptInput {
         input_tokens: 10,
         max_tokens: 100,
         output_tokens: out,
-        draws: AttemptDraws { fault: 0.5, ttft_z: 0.0, tps_z: 0.0, slow: 0.5, position: 0.5 },
+        draws: AttemptDraws {
+            fault: 0.5,
+            ttft_z: 0.0,
+            tps_z: 0.0,
+            slow: 0.5,
+            position: 0.5,
+        },
         tag,
     }
 }
@@ -64,7 +82,9 @@ fn attempt(key: usize, out: u32, tag: u64) -> AttemptInput {
 #[test]
 fn a_served_attempt_follows_its_timeline() {
     let mut w = world(1, 0, false);
-    let Admission::Started(_, tl) = w.admit(0, attempt(0, 11, 1)) else { panic!("not started") };
+    let Admission::Started(_, tl) = w.admit(0, attempt(0, 11, 1)) else {
+        panic!("not started")
+    };
     assert_eq!(tl.first_token_at, Some(100 * MILLIS));
     // 10 more tokens at 10 tokens/s.
     assert_eq!(tl.end_at, 100 * MILLIS + SECS);
@@ -75,9 +95,17 @@ fn a_served_attempt_follows_its_timeline() {
 #[test]
 fn a_full_queue_answers_overloaded() {
     let mut w = world(1, 1, false);
-    assert!(matches!(w.admit(0, attempt(0, 11, 1)), Admission::Started(..)));
-    assert!(matches!(w.admit(0, attempt(0, 11, 2)), Admission::Queued(_)));
-    let Admission::Rejected(r) = w.admit(0, attempt(0, 11, 3)) else { panic!("not rejected") };
+    assert!(matches!(
+        w.admit(0, attempt(0, 11, 1)),
+        Admission::Started(..)
+    ));
+    assert!(matches!(
+        w.admit(0, attempt(0, 11, 2)),
+        Admission::Queued(_)
+    ));
+    let Admission::Rejected(r) = w.admit(0, attempt(0, 11, 3)) else {
+        panic!("not rejected")
+    };
     assert_eq!(r.status, 503);
     assert_eq!(r.error, ErrorType::Overloaded);
 }
@@ -85,8 +113,12 @@ fn a_full_queue_answers_overloaded() {
 #[test]
 fn abandoned_work_still_holds_its_slot() {
     let mut w = world(1, 1, false);
-    let Admission::Started(first, tl) = w.admit(0, attempt(0, 11, 1)) else { panic!() };
-    let Admission::Queued(second) = w.admit(0, attempt(0, 11, 2)) else { panic!() };
+    let Admission::Started(first, tl) = w.admit(0, attempt(0, 11, 1)) else {
+        panic!()
+    };
+    let Admission::Queued(second) = w.admit(0, attempt(0, 11, 2)) else {
+        panic!()
+    };
     let mut started = Vec::new();
     // The client gives up on both; the provider does not learn of it.
     let a = w.abandon(200 * MILLIS, first, &mut started);
@@ -96,7 +128,10 @@ fn abandoned_work_still_holds_its_slot() {
     assert!(started.is_empty());
     assert_eq!(w.occupancy(0), (1, 1));
     // A new attempt still finds the slot taken and the queue full.
-    assert!(matches!(w.admit(300 * MILLIS, attempt(0, 11, 3)), Admission::Rejected(_)));
+    assert!(matches!(
+        w.admit(300 * MILLIS, attempt(0, 11, 3)),
+        Admission::Rejected(_)
+    ));
     // Only when the abandoned job would have finished does the queue move,
     // and the abandoned queued job is served too.
     w.job_done(tl.end_at, first, &mut started);
@@ -108,11 +143,19 @@ fn abandoned_work_still_holds_its_slot() {
 #[test]
 fn cancel_on_disconnect_frees_the_slot_at_once() {
     let mut w = world(1, 1, true);
-    let Admission::Started(first, _) = w.admit(0, attempt(0, 11, 1)) else { panic!() };
-    let Admission::Queued(_) = w.admit(0, attempt(0, 11, 2)) else { panic!() };
+    let Admission::Started(first, _) = w.admit(0, attempt(0, 11, 1)) else {
+        panic!()
+    };
+    let Admission::Queued(_) = w.admit(0, attempt(0, 11, 2)) else {
+        panic!()
+    };
     let mut started = Vec::new();
     w.abandon(200 * MILLIS, first, &mut started);
-    assert_eq!(started.len(), 1, "the queued job starts when the slot frees");
+    assert_eq!(
+        started.len(),
+        1,
+        "the queued job starts when the slot frees"
+    );
     assert_eq!(started[0].tag, 2);
     assert_eq!(started[0].timeline.started_at, 200 * MILLIS);
 }
@@ -120,28 +163,46 @@ fn cancel_on_disconnect_frees_the_slot_at_once() {
 #[test]
 fn queued_jobs_wait_for_a_slot() {
     let mut w = world(1, 5, false);
-    let Admission::Started(first, tl) = w.admit(0, attempt(0, 11, 1)) else { panic!() };
-    let Admission::Queued(_) = w.admit(0, attempt(0, 11, 2)) else { panic!() };
+    let Admission::Started(first, tl) = w.admit(0, attempt(0, 11, 1)) else {
+        panic!()
+    };
+    let Admission::Queued(_) = w.admit(0, attempt(0, 11, 2)) else {
+        panic!()
+    };
     let mut started = Vec::new();
     w.job_done(tl.end_at, first, &mut started);
     // Queueing delay shows up as a later first token.
-    assert_eq!(started[0].timeline.first_token_at, Some(tl.end_at + 100 * MILLIS));
+    assert_eq!(
+        started[0].timeline.first_token_at,
+        Some(tl.end_at + 100 * MILLIS)
+    );
 }
 
 #[test]
 fn keys_of_one_pool_share_it() {
     // 60 rpm with a 1 s burst: one request per second for the whole pool.
     let mut w = world(10, 10, false);
-    assert!(matches!(w.admit(0, attempt(1, 5, 1)), Admission::Started(..)));
+    assert!(matches!(
+        w.admit(0, attempt(1, 5, 1)),
+        Admission::Started(..)
+    ));
     // A second key on the same pool adds no capacity.
-    let Admission::Rejected(r) = w.admit(0, attempt(2, 5, 2)) else { panic!("key b got through") };
+    let Admission::Rejected(r) = w.admit(0, attempt(2, 5, 2)) else {
+        panic!("key b got through")
+    };
     assert_eq!(r.status, 429);
     assert_eq!(r.retry_after, Some(SECS));
     assert_eq!(r.limits.remaining_requests, Some(0));
     // A key on no pool is not limited.
-    assert!(matches!(w.admit(0, attempt(0, 5, 3)), Admission::Started(..)));
+    assert!(matches!(
+        w.admit(0, attempt(0, 5, 3)),
+        Admission::Started(..)
+    ));
     // When the retry-after says, key b gets in.
-    assert!(matches!(w.admit(SECS, attempt(2, 5, 4)), Admission::Started(..)));
+    assert!(matches!(
+        w.admit(SECS, attempt(2, 5, 4)),
+        Admission::Started(..)
+    ));
 }
 
 #[test]
@@ -169,12 +230,22 @@ fn incidents_change_behaviour_only_in_their_window() {
         effect: Effect::Latency(3.0),
     });
     let mut w = World::new(Arc::new(cfg));
-    assert!(matches!(w.admit(9 * SECS, attempt(0, 5, 1)), Admission::Started(..)));
-    let Admission::Rejected(r) = w.admit(10 * SECS, attempt(0, 5, 2)) else { panic!() };
+    assert!(matches!(
+        w.admit(9 * SECS, attempt(0, 5, 1)),
+        Admission::Started(..)
+    ));
+    let Admission::Rejected(r) = w.admit(10 * SECS, attempt(0, 5, 2)) else {
+        panic!()
+    };
     assert_eq!(r.status, 503);
-    assert!(matches!(w.admit(20 * SECS, attempt(0, 5, 3)), Admission::Started(..)));
+    assert!(matches!(
+        w.admit(20 * SECS, attempt(0, 5, 3)),
+        Admission::Started(..)
+    ));
     assert_eq!(w.admit(35 * SECS, attempt(0, 5, 4)), Admission::Hang);
-    let Admission::Started(_, tl) = w.admit(55 * SECS, attempt(0, 5, 5)) else { panic!() };
+    let Admission::Started(_, tl) = w.admit(55 * SECS, attempt(0, 5, 5)) else {
+        panic!()
+    };
     assert_eq!(tl.first_token_at, Some(55 * SECS + 300 * MILLIS));
 }
 
@@ -199,16 +270,49 @@ fn one_uniform_picks_the_fault() {
         a.draws.fault = u;
         w.admit(0, a)
     };
-    assert!(matches!(at(0.05), Admission::Rejected(Rejection { status: 500, .. })));
+    assert!(matches!(
+        at(0.05),
+        Admission::Rejected(Rejection { status: 500, .. })
+    ));
     assert_eq!(at(0.15), Admission::Hang);
-    assert!(matches!(at(0.25), Admission::Started(_, Timeline { end: JobEnd::Reset, .. })));
-    assert!(matches!(at(0.35), Admission::Started(_, Timeline { end: JobEnd::Broken, .. })));
+    assert!(matches!(
+        at(0.25),
+        Admission::Started(
+            _,
+            Timeline {
+                end: JobEnd::Reset,
+                ..
+            }
+        )
+    ));
+    assert!(matches!(
+        at(0.35),
+        Admission::Started(
+            _,
+            Timeline {
+                end: JobEnd::Broken,
+                ..
+            }
+        )
+    ));
     assert!(matches!(
         at(0.45),
-        Admission::Started(_, Timeline { end: JobEnd::Complete(BodyKind::Fenced), .. })
+        Admission::Started(
+            _,
+            Timeline {
+                end: JobEnd::Complete(BodyKind::Fenced),
+                ..
+            }
+        )
     ));
     assert!(matches!(
         at(0.55),
-        Admission::Started(_, Timeline { end: JobEnd::Complete(BodyKind::Valid), .. })
+        Admission::Started(
+            _,
+            Timeline {
+                end: JobEnd::Complete(BodyKind::Valid),
+                ..
+            }
+        )
     ));
 }

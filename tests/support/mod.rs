@@ -7,27 +7,34 @@ use stormglass::report::{Report, StrategyReport};
 use stormglass::scenario::{self, Scenario};
 
 /// A bundled scenario file.
-pub fn bundled(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scenarios").join(name)
+pub(crate) fn bundled(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("scenarios")
+        .join(name)
 }
 
 /// Loads a bundled scenario.
-pub fn load(name: &str) -> Scenario {
+pub(crate) fn load(name: &str) -> Scenario {
     scenario::load(&bundled(name)).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Runs a scenario on two threads.
-pub fn run(sc: &Scenario) -> Report {
-    stormglass::sim::run(sc, 2).unwrap_or_else(|e| panic!("{e}")).0
+pub(crate) fn run(sc: &Scenario) -> Report {
+    stormglass::sim::run(sc, 2)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .0
 }
 
 /// A strategy's section by name.
-pub fn strategy<'a>(r: &'a Report, name: &str) -> &'a StrategyReport {
-    r.strategies.iter().find(|s| s.name == name).unwrap_or_else(|| panic!("no strategy {name}"))
+pub(crate) fn strategy<'a>(r: &'a Report, name: &str) -> &'a StrategyReport {
+    r.strategies
+        .iter()
+        .find(|s| s.name == name)
+        .unwrap_or_else(|| panic!("no strategy {name}"))
 }
 
 /// Sum of a series over [from_s, to_s) seconds.
-pub fn window(s: &StrategyReport, series: &[u32], from_s: u64, to_s: u64) -> u64 {
+pub(crate) fn window(s: &StrategyReport, series: &[u32], from_s: u64, to_s: u64) -> u64 {
     let w = s.series.bucket_ns / 1_000_000_000;
     series
         .iter()
@@ -38,6 +45,10 @@ pub fn window(s: &StrategyReport, series: &[u32], from_s: u64, to_s: u64) -> u64
 }
 
 /// Failed requests in [from_s, to_s), all reasons.
-pub fn failures_in(s: &StrategyReport, from_s: u64, to_s: u64) -> u64 {
-    s.series.failures.values().map(|v| window(s, v, from_s, to_s)).sum()
+pub(crate) fn failures_in(s: &StrategyReport, from_s: u64, to_s: u64) -> u64 {
+    s.series
+        .failures
+        .values()
+        .map(|v| window(s, v, from_s, to_s))
+        .sum()
 }

@@ -45,11 +45,20 @@ fn req(id: u64) -> Request {
 }
 
 fn http(status: u16, error: ErrorType, retry_after: Option<Nanos>) -> Outcome {
-    Outcome::HttpError { status, error, retry_after, should_retry: None }
+    Outcome::HttpError {
+        status,
+        error,
+        retry_after,
+        should_retry: None,
+    }
 }
 
 fn ok(body: BodyKind) -> Outcome {
-    Outcome::Success { input_tokens: 1000, output_tokens: 100, body }
+    Outcome::Success {
+        input_tokens: 1000,
+        output_tokens: 100,
+        body,
+    }
 }
 
 fn result_of(a: Option<Action>) -> RequestResult {
@@ -67,7 +76,13 @@ fn a_success_finishes_with_its_cost() {
     h.set_time(2 * SECS);
     let out = h.outcome(id, ok(BodyKind::Valid));
     match finished(&out) {
-        Some(Action::Finish { result, cost, attempts, arrived, .. }) => {
+        Some(Action::Finish {
+            result,
+            cost,
+            attempts,
+            arrived,
+            ..
+        }) => {
             assert_eq!(result, RequestResult::Success);
             // 1000 x 1 + 100 x 2 USD per million = 0.0012 USD.
             assert_eq!(cost, NanoUsd(1_200_000));
@@ -76,14 +91,20 @@ fn a_success_finishes_with_its_cost() {
         other => panic!("{other:?}"),
     }
     assert_eq!(h.client.in_flight(), 0);
-    assert_eq!(h.client.poll_timeout(), None, "no timer outlives its request");
+    assert_eq!(
+        h.client.poll_timeout(),
+        None,
+        "no timer outlives its request"
+    );
 }
 
 #[test]
 fn a_429_waits_for_retry_after_when_longer_than_the_backoff() {
     let mut h = Harness::new(cfg(), 1);
     let (id, ..) = sent(&h.request(req(1))).unwrap();
-    assert!(h.outcome(id, http(429, ErrorType::RateLimit, Some(3 * SECS))).is_empty());
+    assert!(h
+        .outcome(id, http(429, ErrorType::RateLimit, Some(3 * SECS)))
+        .is_empty());
     assert_eq!(h.client.poll_timeout(), Some(3 * SECS));
     let out = h.next_timer().unwrap();
     let (_, model, k) = sent(&out).unwrap();
@@ -113,9 +134,16 @@ fn retries_are_spent_then_the_chain_is_followed_then_the_request_fails() {
     let mut models = Vec::new();
     loop {
         let out = h.outcome(id, http(503, ErrorType::Overloaded, None));
-        let out = if out.is_empty() { h.next_timer().unwrap() } else { out };
+        let out = if out.is_empty() {
+            h.next_timer().unwrap()
+        } else {
+            out
+        };
         if let Some(f) = finished(&out) {
-            assert_eq!(result_of(Some(f)), RequestResult::Failed(FailReason::Overloaded));
+            assert_eq!(
+                result_of(Some(f)),
+                RequestResult::Failed(FailReason::Overloaded)
+            );
             break;
         }
         let (next, model, k) = sent(&out).unwrap();
@@ -141,12 +169,20 @@ fn client_errors_and_exhausted_quota_are_final() {
         (400, ErrorType::InvalidRequest, FailReason::ClientError),
         (401, ErrorType::Authentication, FailReason::ClientError),
         (403, ErrorType::Authentication, FailReason::ClientError),
-        (429, ErrorType::InsufficientQuota, FailReason::QuotaExhausted),
+        (
+            429,
+            ErrorType::InsufficientQuota,
+            FailReason::QuotaExhausted,
+        ),
     ] {
         let mut h = Harness::new(cfg(), 1);
         let (id, ..) = sent(&h.request(req(1))).unwrap();
         let out = h.outcome(id, http(status, error, None));
-        assert_eq!(result_of(finished(&out)), RequestResult::Failed(reason), "{status}");
+        assert_eq!(
+            result_of(finished(&out)),
+            RequestResult::Failed(reason),
+            "{status}"
+        );
     }
 }
 
@@ -154,28 +190,55 @@ fn client_errors_and_exhausted_quota_are_final() {
 fn should_retry_header_overrides_the_class_when_honoured() {
     let mut h = Harness::new(cfg(), 1);
     let (id, ..) = sent(&h.request(req(1))).unwrap();
-    let no = Outcome::HttpError { status: 503, error: ErrorType::Overloaded, retry_after: None, should_retry: Some(false) };
-    assert_eq!(sent(&h.outcome(id, no)).map(|s| s.1), Some(1), "no retry: straight to the fallback");
+    let no = Outcome::HttpError {
+        status: 503,
+        error: ErrorType::Overloaded,
+        retry_after: None,
+        should_retry: Some(false),
+    };
+    assert_eq!(
+        sent(&h.outcome(id, no)).map(|s| s.1),
+        Some(1),
+        "no retry: straight to the fallback"
+    );
 
     let mut h = Harness::new(cfg(), 1);
     let (id, ..) = sent(&h.request(req(1))).unwrap();
-    let yes = Outcome::HttpError { status: 400, error: ErrorType::InvalidRequest, retry_after: None, should_retry: Some(true) };
-    assert!(h.outcome(id, yes).is_empty(), "a 400 with x-should-retry: true waits for a retry");
+    let yes = Outcome::HttpError {
+        status: 400,
+        error: ErrorType::InvalidRequest,
+        retry_after: None,
+        should_retry: Some(true),
+    };
+    assert!(
+        h.outcome(id, yes).is_empty(),
+        "a 400 with x-should-retry: true waits for a retry"
+    );
     assert_eq!(h.client.poll_timeout(), Some(SECS));
 
     let mut c = cfg();
     c.retry.honor_should_retry = false;
     let mut h = Harness::new(c, 1);
     let (id, ..) = sent(&h.request(req(1))).unwrap();
-    assert!(finished(&h.outcome(id, yes)).is_some(), "ignored when not honoured");
+    assert!(
+        finished(&h.outcome(id, yes)).is_some(),
+        "ignored when not honoured"
+    );
 }
 
 #[test]
 fn json_bodies_are_validated() {
     let mut h = Harness::new(cfg(), 1);
     let (id, ..) = sent(&h.request(req(1))).unwrap();
-    assert_eq!(result_of(finished(&h.outcome(id, ok(BodyKind::Fenced)))), RequestResult::Success);
-    for bad in [BodyKind::Truncated, BodyKind::MissingFields, BodyKind::PlainText] {
+    assert_eq!(
+        result_of(finished(&h.outcome(id, ok(BodyKind::Fenced)))),
+        RequestResult::Success
+    );
+    for bad in [
+        BodyKind::Truncated,
+        BodyKind::MissingFields,
+        BodyKind::PlainText,
+    ] {
         let mut h = Harness::new(cfg(), 1);
         let (id, ..) = sent(&h.request(req(1))).unwrap();
         let out = h.outcome(id, ok(bad));
@@ -187,7 +250,10 @@ fn json_bodies_are_validated() {
     let mut r = req(1);
     r.json = false;
     let (id, ..) = sent(&h.request(r)).unwrap();
-    assert_eq!(result_of(finished(&h.outcome(id, ok(BodyKind::PlainText)))), RequestResult::Success);
+    assert_eq!(
+        result_of(finished(&h.outcome(id, ok(BodyKind::PlainText)))),
+        RequestResult::Success
+    );
 }
 
 #[test]
@@ -198,9 +264,21 @@ fn a_first_token_timeout_cancels_and_retries_and_the_cancel_is_billed() {
     let (id, ..) = sent(&h.request(req(1))).unwrap();
     let out = h.next_timer().unwrap();
     assert_eq!(h.now, 5 * SECS);
-    assert_eq!(out, [Action::Cancel { attempt: id, reason: CancelReason::FirstTokenTimeout }]);
+    assert_eq!(
+        out,
+        [Action::Cancel {
+            attempt: id,
+            reason: CancelReason::FirstTokenTimeout
+        }]
+    );
     // The driver answers the cancel: the prompt had been processed.
-    h.outcome(id, Outcome::Cancelled { input_tokens: 1000, output_tokens: 0 });
+    h.outcome(
+        id,
+        Outcome::Cancelled {
+            input_tokens: 1000,
+            output_tokens: 0,
+        },
+    );
     assert_eq!(h.client.ledger().all[0].input_tokens, 1000);
     // Backoff, then a retry on the same model.
     let out = h.next_timer().unwrap();
@@ -237,7 +315,13 @@ fn a_stalled_stream_hits_the_between_chunks_timeout() {
     h.client.handle_chunk(SECS, id);
     let out = h.next_timer().unwrap();
     assert_eq!(h.now, 3 * SECS);
-    assert_eq!(out, [Action::Cancel { attempt: id, reason: CancelReason::IdleTimeout }]);
+    assert_eq!(
+        out,
+        [Action::Cancel {
+            attempt: id,
+            reason: CancelReason::IdleTimeout
+        }]
+    );
 }
 
 #[test]
@@ -246,10 +330,25 @@ fn the_deadline_ends_the_request_whatever_it_is_doing() {
     let (id, ..) = sent(&h.request(req(1))).unwrap();
     let out = h.next_timer().unwrap();
     assert_eq!(h.now, 30 * SECS);
-    assert_eq!(out[0], Action::Cancel { attempt: id, reason: CancelReason::Deadline });
-    assert_eq!(result_of(finished(&out)), RequestResult::Failed(FailReason::Deadline));
+    assert_eq!(
+        out[0],
+        Action::Cancel {
+            attempt: id,
+            reason: CancelReason::Deadline
+        }
+    );
+    assert_eq!(
+        result_of(finished(&out)),
+        RequestResult::Failed(FailReason::Deadline)
+    );
     // A late answer to the cancelled attempt is billed but changes nothing.
-    h.outcome(id, Outcome::Cancelled { input_tokens: 1000, output_tokens: 40 });
+    h.outcome(
+        id,
+        Outcome::Cancelled {
+            input_tokens: 1000,
+            output_tokens: 40,
+        },
+    );
     assert_eq!(h.client.ledger().all[0].output_tokens, 40);
     assert_eq!(h.client.poll_timeout(), None);
 }
@@ -260,7 +359,10 @@ fn a_retry_that_could_not_start_before_the_deadline_is_not_made() {
     let (id, ..) = sent(&h.request(req(1))).unwrap();
     h.set_time(29_500 * MILLIS);
     let out = h.outcome(id, http(503, ErrorType::Overloaded, None));
-    assert_eq!(result_of(finished(&out)), RequestResult::Failed(FailReason::Overloaded));
+    assert_eq!(
+        result_of(finished(&out)),
+        RequestResult::Failed(FailReason::Overloaded)
+    );
 }
 
 #[test]
@@ -279,7 +381,10 @@ fn keys_rotate_round_robin() {
 fn the_same_inputs_give_the_same_actions() {
     let run = || {
         let mut c = cfg();
-        c.retry.backoff = Backoff::FullJitter { base: SECS, cap: 8 * SECS };
+        c.retry.backoff = Backoff::FullJitter {
+            base: SECS,
+            cap: 8 * SECS,
+        };
         let mut h = Harness::new(c, 7);
         for i in 0..20 {
             let (id, ..) = sent(&h.request(req(i))).unwrap();

@@ -63,7 +63,11 @@ pub enum Backoff {
 }
 
 fn exp(base: Nanos, cap: Nanos, n: u32) -> Nanos {
-    let shifted = if n >= 63 { Nanos::MAX } else { base.saturating_mul(1u64 << n) };
+    let shifted = if n >= 63 {
+        Nanos::MAX
+    } else {
+        base.saturating_mul(1u64 << n)
+    };
     shifted.min(cap)
 }
 

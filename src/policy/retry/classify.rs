@@ -91,9 +91,11 @@ impl FailureClass {
     /// The default disposition.
     pub fn default_disposition(self) -> Disposition {
         match self {
-            Self::RateLimited | Self::Overloaded | Self::Timeout | Self::Reset | Self::BrokenStream => {
-                Disposition::Retry
-            }
+            Self::RateLimited
+            | Self::Overloaded
+            | Self::Timeout
+            | Self::Reset
+            | Self::BrokenStream => Disposition::Retry,
             Self::ServerError | Self::Malformed => Disposition::Fallback,
             Self::ClientError | Self::AuthError | Self::InsufficientQuota => Disposition::Fail,
         }
