@@ -43,14 +43,14 @@ fn core(c: &mut Criterion) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/scenarios/throughput.toml");
     let sc = stormglass::scenario::load(&path).unwrap_or_else(|e| panic!("{e}"));
     let cfg = Arc::clone(&sc.strategies[0]);
-    let req = |id| Request {
+    let req = |id, now| Request {
         id,
         task: 1,
         tier: Tier::Standard,
         input_tokens: 1000,
         max_tokens: 500,
         json: false,
-        deadline: id * 1000 + 60 * SECS,
+        deadline: now + 60 * SECS,
         measured: true,
     };
     let sent = |client: &mut Client| {
@@ -75,7 +75,7 @@ fn core(c: &mut Criterion) {
         b.iter(|| {
             n += 1;
             let now = n * 1000;
-            client.handle_request(now, req(n));
+            client.handle_request(now, req(n, now));
             if let Some(id) = sent(&mut client) {
                 client.handle_first_token(now + 1, id);
                 client.handle_outcome(now + 2, id, ok, RateLimits::default());
@@ -96,16 +96,21 @@ fn core(c: &mut Criterion) {
         b.iter(|| {
             n += 1;
             let now = n * 10 * SECS;
-            client.handle_request(now, req(n));
-            if let Some(id) = sent(&mut client) {
-                client.handle_outcome(now + 1, id, busy, RateLimits::default());
-            }
-            sent(&mut client);
+            client.handle_request(now, req(n, now));
+            let Some(id) = sent(&mut client) else {
+                panic!("no first attempt")
+            };
+            client.handle_outcome(now + 1, id, busy, RateLimits::default());
+            assert!(
+                sent(&mut client).is_none(),
+                "the retry waits for its backoff"
+            );
             let wake = client.poll_timeout().unwrap_or(now);
             client.handle_timeout(wake);
-            if let Some(id) = sent(&mut client) {
-                client.handle_outcome(wake + 1, id, ok, RateLimits::default());
-            }
+            let Some(id) = sent(&mut client) else {
+                panic!("no retry")
+            };
+            client.handle_outcome(wake + 1, id, ok, RateLimits::default());
             black_box(sent(&mut client))
         });
     });

@@ -111,9 +111,11 @@ pub fn parse_duration(s: &str) -> Result<Nanos, String> {
             "m" | "min" => 60e9,
             "h" => 3600e9,
             "d" => 86400e9,
-            "" => return Err(format!(
+            "" => {
+                return Err(format!(
                 "duration \"{s}\" has no unit; add one of ns, us, ms, s, m, h, d (e.g. \"{num}s\")"
-            )),
+            ))
+            }
             other => {
                 return Err(format!(
                     "unknown unit \"{other}\" in duration \"{s}\"; use ns, us, ms, s, m, h or d"

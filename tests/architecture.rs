@@ -29,12 +29,21 @@ fn check(dir: &str, forbidden: &[&str]) {
             let code = line.split("//").next().unwrap_or("");
             for word in forbidden {
                 if code.contains(word) {
-                    bad.push(format!("{}:{}: `{word}` in: {}", f.display(), n + 1, line.trim()));
+                    bad.push(format!(
+                        "{}:{}: `{word}` in: {}",
+                        f.display(),
+                        n + 1,
+                        line.trim()
+                    ));
                 }
             }
         }
     }
-    assert!(bad.is_empty(), "dependency rule broken:\n{}", bad.join("\n"));
+    assert!(
+        bad.is_empty(),
+        "dependency rule broken:\n{}",
+        bad.join("\n")
+    );
 }
 
 const CLOCKS: [&str; 4] = ["tokio", "Instant", "SystemTime", "std::time"];
@@ -42,13 +51,30 @@ const ENTROPY: [&str; 4] = ["thread_rng", "rand::random", "OsRng", "from_entropy
 
 #[test]
 fn policy_sees_outcomes_never_the_world() {
-    check("src/policy", &["crate::sim", "crate::live", "crate::world", "crate::report", "crate::scenario"]);
+    check(
+        "src/policy",
+        &[
+            "crate::sim",
+            "crate::live",
+            "crate::world",
+            "crate::report",
+            "crate::scenario",
+        ],
+    );
     check("src/policy", &CLOCKS);
 }
 
 #[test]
 fn world_knows_nothing_of_policies_or_the_simulator() {
-    check("src/world", &["crate::policy", "crate::sim", "crate::live", "crate::report"]);
+    check(
+        "src/world",
+        &[
+            "crate::policy",
+            "crate::sim",
+            "crate::live",
+            "crate::report",
+        ],
+    );
     check("src/world", &CLOCKS);
 }
 
@@ -64,5 +90,8 @@ fn nothing_draws_unseeded_randomness() {
 
 #[test]
 fn mock_provider_never_uses_the_core() {
-    check("mock-provider/src", &["stormglass::policy", "stormglass::sim"]);
+    check(
+        "mock-provider/src",
+        &["stormglass::policy", "stormglass::sim"],
+    );
 }
