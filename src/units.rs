@@ -99,10 +99,11 @@ pub fn parse_duration(s: &str) -> Result<Nanos, String> {
             .parse()
             .map_err(|_| format!("\"{num}\" is not a number in duration \"{s}\""))?;
         let ustart = i;
-        while i < bytes.len() && bytes[i].is_ascii_alphabetic() {
+        // The unit runs to the next digit: "µs" is not ASCII.
+        while i < bytes.len() && !bytes[i].is_ascii_digit() && bytes[i] != b'.' {
             i += 1;
         }
-        let unit = &t[ustart..i];
+        let unit = t[ustart..i].trim();
         let scale = match unit {
             "ns" => 1.0,
             "us" | "µs" => 1e3,
@@ -180,6 +181,8 @@ mod tests {
         assert_eq!(parse_duration("1h"), Ok(HOURS));
         assert_eq!(parse_duration("1.5s"), Ok(1_500 * MILLIS));
         assert_eq!(parse_duration("1h30m"), Ok(90 * MINUTES));
+        assert_eq!(parse_duration("5µs"), Ok(5 * MICROS));
+        assert_eq!(parse_duration("5us"), Ok(5 * MICROS));
         assert_eq!(parse_duration("0s"), Ok(0));
     }
 

@@ -247,6 +247,8 @@ impl Client {
         self.actions.push_back(Action::Send {
             attempt: id,
             request: st.req.id,
+            task: st.req.task,
+            measured: st.req.measured,
             model,
             key,
             attempt_no: st.attempts,

@@ -176,6 +176,10 @@ pub enum Action {
         attempt: AttemptId,
         /// The request's id (for draw keys).
         request: u64,
+        /// The request's task index (a live driver builds the prompt from it).
+        task: u16,
+        /// Whether the request counts in the measured figures.
+        measured: bool,
         /// Which model.
         model: ModelId,
         /// Which key.

@@ -41,7 +41,9 @@ use traffic::{Sender, Source};
 #[derive(Clone, Copy, Debug)]
 enum Event {
     Arrival(u32),
-    FirstToken(Handle),
+    /// The first token of the client's attempt (the core ignores attempts
+    /// it no longer tracks, so the event needs no record of its own).
+    FirstToken(u32, AttemptId),
     /// An answer ends: the client's attempt (if it still listens) and, for a
     /// served job, the provider's slot, which frees at the same instant.
     Done(Handle, Option<JobId>),
@@ -62,12 +64,6 @@ struct AttemptRec {
     input_tokens: u32,
     job: Option<JobId>,
     pending: Pending,
-    measured: bool,
-}
-
-#[derive(Clone, Copy)]
-struct LiveReq {
-    task: u16,
     measured: bool,
 }
 
@@ -110,7 +106,7 @@ struct Sim<'a> {
     sources: Vec<Source>,
     attempts: Slab<AttemptRec>,
     by_id: HashMap<(u32, AttemptId), Handle>,
-    live: HashMap<u64, LiveReq>,
+    in_flight: u64,
     collector: Collector,
     tenants: Vec<TenantCounts>,
     started: Vec<Started>,
@@ -152,7 +148,7 @@ pub fn run_strategy(
         sources: traffic::sources(sc),
         attempts: Slab::default(),
         by_id: HashMap::default(),
-        live: HashMap::default(),
+        in_flight: 0,
         collector: Collector::new(
             sc.world.models.len(),
             sc.traffic.longest_deadline() * 2,
@@ -169,14 +165,14 @@ pub fn run_strategy(
     let limit = sc.duration + drain;
     while let Some((now, ev)) = sim.queue.pop() {
         if now > limit {
-            if sim.live.is_empty() {
+            if sim.in_flight == 0 {
                 break;
             }
             return Err(SimError::DidNotDrain(drain / SECS));
         }
         sim.stats.events += 1;
         sim.handle(now, ev);
-        if sim.live.is_empty() && now >= sc.duration {
+        if sim.in_flight == 0 && now >= sc.duration {
             break;
         }
     }
@@ -218,12 +214,9 @@ impl Sim<'_> {
     fn handle(&mut self, now: Nanos, ev: Event) {
         match ev {
             Event::Arrival(s) => self.arrival(now, s),
-            Event::FirstToken(h) => {
-                if let Some(rec) = self.attempts.get(h) {
-                    let (c, id) = (rec.client, rec.id);
-                    self.clients[c as usize].handle_first_token(now, id);
-                    self.after_input(now, c);
-                }
+            Event::FirstToken(c, id) => {
+                self.clients[c as usize].handle_first_token(now, id);
+                self.after_input(now, c);
             }
             Event::Done(h, job) => {
                 if let Some(job) = job {
@@ -257,15 +250,10 @@ impl Sim<'_> {
                 self.strategy_clients + t as u32
             }
         };
-        let measured = req.measured && sender == Sender::Strategy;
-        self.live.insert(
-            id,
-            LiveReq {
-                task: req.task,
-                measured,
-            },
-        );
-        self.stats.peak_in_flight = self.stats.peak_in_flight.max(self.live.len() as u64);
+        let mut req = req;
+        req.measured &= sender == Sender::Strategy;
+        self.in_flight += 1;
+        self.stats.peak_in_flight = self.stats.peak_in_flight.max(self.in_flight);
         self.clients[client as usize].handle_request(now, req);
         self.after_input(now, client);
         self.schedule_arrival(s);
@@ -331,11 +319,12 @@ impl Sim<'_> {
     fn schedule_started(&mut self, started: &mut Vec<Started>) {
         for s in started.drain(..) {
             let h = Handle::from_u64(s.tag);
-            if let Some(rec) = self.attempts.get_mut(h) {
+            let who = self.attempts.get_mut(h).map(|rec| {
                 rec.pending = Pending::Served(s.timeline);
-            }
+                (rec.client, rec.id)
+            });
             // Scheduled even if the client gave up: the slot is held until then.
-            schedule_timeline(&mut self.queue, h, s.job, &s.timeline);
+            schedule_timeline(&mut self.queue, h, who, s.job, &s.timeline);
         }
     }
 
@@ -346,6 +335,8 @@ impl Sim<'_> {
                 Action::Send {
                     attempt,
                     request,
+                    task,
+                    measured,
                     model,
                     key,
                     try_on_model,
@@ -353,31 +344,31 @@ impl Sim<'_> {
                     max_tokens,
                     ..
                 } => {
-                    self.send(
-                        now,
-                        c,
-                        attempt,
+                    let a = SendArgs {
+                        id: attempt,
                         request,
+                        task,
+                        measured,
                         model,
                         key,
                         try_on_model,
                         input_tokens,
                         max_tokens,
-                    );
+                    };
+                    self.send(now, c, a);
                 }
                 Action::Cancel { attempt, .. } => self.cancel(now, c, attempt),
                 Action::Finish {
-                    request,
                     result,
                     arrived,
                     first_token,
                     measured,
                     ..
                 } => {
-                    let live = self.live.remove(&request);
+                    self.in_flight -= 1;
                     match self.sender_of[c as usize] {
                         Sender::Strategy => {
-                            if measured && live.is_some_and(|l| l.measured) {
+                            if measured {
                                 self.collector.on_finish(now, arrived, result, first_token);
                             }
                         }
@@ -399,30 +390,26 @@ impl Sim<'_> {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn send(
-        &mut self,
-        now: Nanos,
-        c: u32,
-        id: AttemptId,
-        request: u64,
-        model: u16,
-        key: u16,
-        try_on_model: u32,
-        input_tokens: u32,
-        max_tokens: u32,
-    ) {
+    fn send(&mut self, now: Nanos, c: u32, a: SendArgs) {
+        let SendArgs {
+            id,
+            request,
+            task,
+            measured,
+            model,
+            key,
+            try_on_model,
+            input_tokens,
+            max_tokens,
+        } = a;
         self.stats.attempts += 1;
-        let Some(live) = self.live.get(&request).copied() else {
-            return;
-        };
-        if live.measured {
+        if measured {
             self.collector.on_send(now, model);
         }
         if let Sender::Tenant(t) = self.sender_of[c as usize] {
             self.tenants[t].attempts += 1;
         }
-        let output = traffic::output_tokens(self.sc, request, usize::from(live.task), model);
+        let output = traffic::output_tokens(self.sc, request, usize::from(task), model);
         let draws = AttemptDraws::new(
             self.sc.seed,
             request,
@@ -436,7 +423,7 @@ impl Sim<'_> {
             input_tokens,
             job: None,
             pending: Pending::Waiting,
-            measured: live.measured,
+            measured,
         });
         self.by_id.insert((c, id), h);
         let input = AttemptInput {
@@ -461,7 +448,7 @@ impl Sim<'_> {
                     rec.job = Some(job);
                     rec.pending = Pending::Served(tl);
                 }
-                schedule_timeline(&mut self.queue, h, job, &tl);
+                schedule_timeline(&mut self.queue, h, Some((c, id)), job, &tl);
             }
             Admission::Queued(job) => {
                 if let Some(rec) = self.attempts.get_mut(h) {
@@ -505,10 +492,29 @@ impl Sim<'_> {
     }
 }
 
-fn schedule_timeline(q: &mut EventQueue<Event>, h: Handle, job: JobId, tl: &Timeline) {
-    if let Some(ft) = tl.first_token_at {
+/// What `Sim::send` needs from an `Action::Send`.
+struct SendArgs {
+    id: AttemptId,
+    request: u64,
+    task: u16,
+    measured: bool,
+    model: u16,
+    key: u16,
+    try_on_model: u32,
+    input_tokens: u32,
+    max_tokens: u32,
+}
+
+fn schedule_timeline(
+    q: &mut EventQueue<Event>,
+    h: Handle,
+    who: Option<(u32, AttemptId)>,
+    job: JobId,
+    tl: &Timeline,
+) {
+    if let (Some(ft), Some((c, id))) = (tl.first_token_at, who) {
         if ft < tl.end_at {
-            q.push(ft, Event::FirstToken(h));
+            q.push(ft, Event::FirstToken(c, id));
         }
     }
     q.push(tl.end_at, Event::Done(h, Some(job)));

@@ -514,6 +514,9 @@ impl World {
     }
 
     fn pump(&mut self, now: Nanos, model: usize, started: &mut Vec<Started>) {
+        if self.models[model].queue.is_empty() {
+            return;
+        }
         let cond = self.conditions(model, now);
         let slots = scaled(self.cfg.models[model].slots, cond.capacity);
         while self.models[model].running < slots {

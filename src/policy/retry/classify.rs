@@ -6,8 +6,10 @@
 //! way every time, and `insufficient_quota` (a 429 that means the account is
 //! out of credit) never gets better by waiting. The defaults below follow the
 //! official SDKs' retry rules (they retry 408, 409, 429 and 5xx, timeouts and
-//! connection errors) and LiteLLM's router, which sends 500s and bad output
-//! down the fallback chain rather than hammering the same deployment.
+//! connection errors; here 408 counts as a timeout, while 409 is a client
+//! error unless the provider sends `x-should-retry: true`) and LiteLLM's
+//! router, which sends 500s and bad output down the fallback chain rather
+//! than hammering the same deployment.
 
 use serde::{Deserialize, Serialize};
 
