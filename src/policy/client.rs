@@ -105,6 +105,10 @@ pub struct Client {
     key_rr: Vec<u32>,
     ledger: CostLedger,
     cancelled: BTreeMap<AttemptId, (ModelId, bool, Handle)>,
+    /// Per request slot, the serial of what its timers may fire for (the live
+    /// attempt or the pending wake-up), 0 for nothing. Stale timers, which
+    /// are most timers, are dismissed here without touching request state.
+    armed: Vec<u32>,
     last_limits: Vec<RateLimits>,
 }
 
@@ -127,6 +131,7 @@ impl Client {
             key_rr: vec![0; n],
             ledger: CostLedger::new(n),
             cancelled: BTreeMap::new(),
+            armed: Vec::new(),
             last_limits: vec![RateLimits::default(); n],
         }
     }
@@ -172,13 +177,29 @@ impl Client {
         self.timers.push(at, Timer { req, serial, kind });
     }
 
+    fn arm(&mut self, h: Handle, serial: u32) {
+        let i = h.index as usize;
+        if self.armed.len() <= i {
+            self.armed.resize(i + 1, 0);
+        }
+        self.armed[i] = serial;
+    }
+
+    fn next_serial(&mut self) -> u32 {
+        self.serial = self.serial.wrapping_add(1).max(1);
+        self.serial
+    }
+
     fn timer_live(&self, at: Nanos, t: &Timer) -> bool {
+        if self.armed.get(t.req.index as usize) != Some(&t.serial) {
+            return false;
+        }
         let Some(st) = self.requests.get(t.req) else {
             return false;
         };
         let live = st.live.filter(|l| l.serial == t.serial);
         match t.kind {
-            TimerKind::Wake => st.wake_at == Some(at),
+            TimerKind::Wake => st.wake_at == Some(at) && st.live.is_none(),
             TimerKind::FirstToken => live.is_some_and(|l| l.first_token_deadline == Some(at)),
             TimerKind::Idle => live.is_some_and(|l| l.idle_deadline == Some(at)),
             TimerKind::End => live.is_some_and(|l| l.end_deadline == at),
@@ -214,8 +235,8 @@ impl Client {
     }
 
     fn send(&mut self, now: Nanos, h: Handle) {
-        self.serial = self.serial.wrapping_add(1).max(1);
-        let serial = self.serial;
+        let serial = self.next_serial();
+        self.arm(h, serial);
         let cfg = Arc::clone(&self.cfg);
         let Some(st) = self.requests.get_mut(h) else {
             return;
@@ -339,6 +360,7 @@ impl Client {
             return;
         };
         let Some(live) = st.live.take() else { return };
+        self.armed[h.index as usize] = 0;
         let model = usize::from(live.model);
         self.last_limits[model] = limits;
         let (input, output) = match outcome {
@@ -432,6 +454,7 @@ impl Client {
             return;
         };
         if let Some(l) = st.live.take() {
+            self.armed[h.index as usize] = 0;
             self.cancelled.insert(l.id, (l.model, st.req.measured, h));
             self.actions.push_back(Action::Cancel {
                 attempt: l.id,
@@ -492,7 +515,9 @@ impl Client {
                     self.send(now, h);
                 } else {
                     st.wake_at = Some(wake);
-                    self.push_timer(wake, h, 0, TimerKind::Wake);
+                    let serial = self.next_serial();
+                    self.arm(h, serial);
+                    self.push_timer(wake, h, serial, TimerKind::Wake);
                 }
                 return;
             }
@@ -513,6 +538,9 @@ impl Client {
         let Some(st) = self.requests.remove(h) else {
             return;
         };
+        if let Some(a) = self.armed.get_mut(h.index as usize) {
+            *a = 0;
+        }
         self.actions.push_back(Action::Finish {
             request: st.req.id,
             result,

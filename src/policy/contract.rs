@@ -36,6 +36,16 @@ pub struct Request {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct AttemptId(pub u64);
 
+impl AttemptId {
+    /// A small, dense index (the request's slot in the core, reused after
+    /// the request finishes) that a driver may use to keep its own per-attempt
+    /// record in a plain array instead of a map. At most one attempt per slot
+    /// is live at a time (no hedging yet); compare the whole id on lookup.
+    pub fn slot(self) -> usize {
+        (self.0 & 0xFFFF_FFFF) as usize
+    }
+}
+
 /// How an attempt ended, as the client saw it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {

@@ -20,7 +20,6 @@
 
 pub mod traffic;
 
-use rustc_hash::FxHashMap as HashMap;
 use std::sync::Arc;
 
 use crate::policy::{Action, AttemptId, Client, Outcome, RequestResult, StrategyConfig};
@@ -30,10 +29,8 @@ use crate::scenario::Scenario;
 use crate::slab::{Handle, Slab};
 use crate::units::{Nanos, SECS};
 use crate::wire::ErrorType;
-use crate::world::draws::{rng, stream};
-use crate::world::{
-    Admission, AttemptDraws, AttemptInput, JobEnd, JobId, Rejection, Started, Timeline, World,
-};
+use crate::world::draws::{rng, stream, try_draws};
+use crate::world::{Admission, AttemptInput, JobEnd, JobId, Rejection, Started, Timeline, World};
 
 use crate::calendar::CalendarQueue as EventQueue;
 use traffic::{Sender, Source};
@@ -105,7 +102,8 @@ struct Sim<'a> {
     queue: EventQueue<Event>,
     sources: Vec<Source>,
     attempts: Slab<AttemptRec>,
-    by_id: HashMap<(u32, AttemptId), Handle>,
+    /// Per client, per core slot (`AttemptId::slot`): the live attempt's record.
+    by_slot: Vec<Vec<(AttemptId, Handle)>>,
     in_flight: u64,
     collector: Collector,
     tenants: Vec<TenantCounts>,
@@ -147,7 +145,7 @@ pub fn run_strategy(
         queue: EventQueue::default(),
         sources: traffic::sources(sc),
         attempts: Slab::default(),
-        by_id: HashMap::default(),
+        by_slot: vec![Vec::new(); n],
         in_flight: 0,
         collector: Collector::new(
             sc.world.models.len(),
@@ -263,7 +261,6 @@ impl Sim<'_> {
         let Some(rec) = self.attempts.remove(h) else {
             return;
         };
-        self.by_id.remove(&(rec.client, rec.id));
         let (outcome, limits, end) = match rec.pending {
             Pending::Waiting => return,
             Pending::Rejected(r) => {
@@ -409,13 +406,14 @@ impl Sim<'_> {
         if let Sender::Tenant(t) = self.sender_of[c as usize] {
             self.tenants[t].attempts += 1;
         }
-        let output = traffic::output_tokens(self.sc, request, usize::from(task), model);
-        let draws = AttemptDraws::new(
+        let d = try_draws(
             self.sc.seed,
             request,
             u64::from(model),
             u64::from(try_on_model),
         );
+        let output = traffic::output_tokens_at(self.sc, usize::from(task), d.output_z);
+        let draws = d.attempt;
         let h = self.attempts.insert(AttemptRec {
             client: c,
             id,
@@ -425,7 +423,11 @@ impl Sim<'_> {
             pending: Pending::Waiting,
             measured,
         });
-        self.by_id.insert((c, id), h);
+        let table = &mut self.by_slot[c as usize];
+        if table.len() <= id.slot() {
+            table.resize(id.slot() + 1, (AttemptId(0), h));
+        }
+        table[id.slot()] = (id, h);
         let input = AttemptInput {
             model: usize::from(model),
             key: usize::from(key),
@@ -459,9 +461,12 @@ impl Sim<'_> {
     }
 
     fn cancel(&mut self, now: Nanos, c: u32, id: AttemptId) {
-        let Some(h) = self.by_id.remove(&(c, id)) else {
+        let Some(&(known, h)) = self.by_slot[c as usize].get(id.slot()) else {
             return;
         };
+        if known != id {
+            return;
+        }
         let Some(rec) = self.attempts.remove(h) else {
             return;
         };

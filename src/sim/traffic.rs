@@ -196,8 +196,13 @@ pub fn request(sc: &Scenario, id: u64, now: Nanos, fixed_task: Option<usize>) ->
 /// Output tokens request `id` of task `task` gets from `model`: drawn once
 /// per (request, model), capped by `max_tokens`.
 pub fn output_tokens(sc: &Scenario, id: u64, task: usize, model: u16) -> u32 {
-    let spec = &sc.traffic.tasks[task];
     let z = crate::world::draws::output_len_z(sc.seed, id, u64::from(model));
+    output_tokens_at(sc, task, z)
+}
+
+/// Output tokens of task `task` for the standard normal `z`.
+pub fn output_tokens_at(sc: &Scenario, task: usize, z: f64) -> u32 {
+    let spec = &sc.traffic.tasks[task];
     spec.output
         .at(z)
         .round()

@@ -62,29 +62,70 @@ pub struct AttemptDraws {
     pub position: f64,
 }
 
+/// Words (u64) per try in a (request, model) stream.
+const TRY_WORDS: usize = 6;
+/// Tries whose draws sit in the (request, model) stream's first buffer; later
+/// tries get a stream of their own.
+const SHARED_TRIES: u64 = 4;
+
+fn try_words(r: &mut ChaCha8Rng) -> AttemptDraws {
+    let mut w = [0u64; TRY_WORDS];
+    for x in &mut w {
+        *x = r.next_u64();
+    }
+    // One Box-Muller pair gives both normals.
+    let (u1, u2) = (unit(w[1]), unit(w[2]));
+    let radius = libm::sqrt(-2.0 * libm::log(u1));
+    let (sin, cos) = libm::sincos(std::f64::consts::TAU * u2);
+    AttemptDraws {
+        fault: unit(w[0]),
+        ttft_z: radius * cos,
+        tps_z: radius * sin,
+        slow: unit(w[3]),
+        position: unit(w[4]),
+    }
+}
+
+/// A try's draws and the request's output length on that model.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TryDraws {
+    /// Standard normal behind the request's output length on this model
+    /// (the same for every try on the model).
+    pub output_z: f64,
+    /// The try's own draws.
+    pub attempt: AttemptDraws,
+}
+
+/// The draws for the `try_no`-th try (0-based) of `request` on `model`.
+///
+/// One stream per (request, model): its first two words are the output
+/// length's normal, then six words per try for the first four tries. Tries
+/// from the fifth on come from a stream keyed by the try number too. Either
+/// way a draw depends only on (seed, request, model, try), never on order.
+pub fn try_draws(seed: u64, request: u64, model: u64, try_no: u64) -> TryDraws {
+    let mut r = rng(seed, stream::ATTEMPT, request, model, 0);
+    let output_z = normal(unit(r.next_u64()), unit(r.next_u64()));
+    let attempt = if try_no < SHARED_TRIES {
+        for _ in 0..try_no as usize * TRY_WORDS {
+            r.next_u64();
+        }
+        try_words(&mut r)
+    } else {
+        try_words(&mut rng(seed, stream::ATTEMPT, request, model, try_no))
+    };
+    TryDraws { output_z, attempt }
+}
+
 impl AttemptDraws {
     /// The draws for the `try_no`-th try (0-based) of `request` on `model`.
     pub fn new(seed: u64, request: u64, model: u64, try_no: u64) -> Self {
-        let mut r = rng(seed, stream::ATTEMPT, request, model, try_no);
-        let mut u = || unit(r.next_u64());
-        let fault = u();
-        let ttft_z = normal(u(), u());
-        let tps_z = normal(u(), u());
-        let slow = u();
-        let position = u();
-        Self {
-            fault,
-            ttft_z,
-            tps_z,
-            slow,
-            position,
-        }
+        try_draws(seed, request, model, try_no).attempt
     }
 }
 
 /// The standard normal behind a request's output length on one model.
 pub fn output_len_z(seed: u64, request: u64, model: u64) -> f64 {
-    let mut r = rng(seed, stream::OUTPUT_LEN, request, model, 0);
+    let mut r = rng(seed, stream::ATTEMPT, request, model, 0);
     normal(unit(r.next_u64()), unit(r.next_u64()))
 }
 
@@ -95,8 +136,32 @@ mod tests {
     #[test]
     fn draws_depend_only_on_their_key() {
         assert_eq!(AttemptDraws::new(1, 2, 3, 0), AttemptDraws::new(1, 2, 3, 0));
-        assert_ne!(AttemptDraws::new(1, 2, 3, 0), AttemptDraws::new(1, 2, 3, 1));
+        for k in 0..8 {
+            assert_ne!(
+                AttemptDraws::new(1, 2, 3, k),
+                AttemptDraws::new(1, 2, 3, k + 1)
+            );
+            assert_eq!(try_draws(1, 2, 3, k).output_z, output_len_z(1, 2, 3));
+        }
         assert_ne!(AttemptDraws::new(1, 2, 3, 0), AttemptDraws::new(2, 2, 3, 0));
         assert_ne!(output_len_z(1, 2, 3), output_len_z(1, 2, 4));
+    }
+
+    #[test]
+    fn the_paired_normals_are_standard_and_uncorrelated() {
+        let n = 100_000;
+        let (mut s1, mut s2, mut s11, mut s22, mut s12) = (0.0, 0.0, 0.0, 0.0, 0.0);
+        for i in 0..n {
+            let d = AttemptDraws::new(9, i, 0, 0);
+            s1 += d.ttft_z;
+            s2 += d.tps_z;
+            s11 += d.ttft_z * d.ttft_z;
+            s22 += d.tps_z * d.tps_z;
+            s12 += d.ttft_z * d.tps_z;
+        }
+        let n = n as f64;
+        assert!((s1 / n).abs() < 0.02 && (s2 / n).abs() < 0.02);
+        assert!((s11 / n - 1.0).abs() < 0.03 && (s22 / n - 1.0).abs() < 0.03);
+        assert!((s12 / n).abs() < 0.02);
     }
 }
