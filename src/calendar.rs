@@ -22,6 +22,9 @@ const BITS: u32 = 15;
 const RING: u64 = 1 << BITS;
 const MASK: u64 = RING - 1;
 
+const NIL: u32 = u32::MAX;
+
+#[derive(Clone, Copy)]
 struct Entry<T> {
     at: Nanos,
     seq: u64,
@@ -51,9 +54,20 @@ impl<T> Ord for Entry<T> {
     }
 }
 
+/// An entry on the ring: buckets are singly linked lists threaded through
+/// one node array, so memory follows the entries alive, not the ring's size,
+/// and a push never allocates once the array has grown to the peak.
+#[derive(Clone, Copy)]
+struct Node<T> {
+    entry: Entry<T>,
+    next: u32,
+}
+
 /// Entries ordered by time, then by insertion.
-pub struct CalendarQueue<T> {
-    ring: Vec<Vec<Entry<T>>>,
+pub struct CalendarQueue<T: Copy> {
+    heads: Vec<u32>,
+    nodes: Vec<Node<T>>,
+    free: u32,
     occupied: Vec<u64>,
     /// Absolute number of the bucket being drained; every entry on the ring
     /// lies in [cursor, cursor + RING).
@@ -61,29 +75,27 @@ pub struct CalendarQueue<T> {
     /// The cursor bucket's entries, sorted so that the next is last.
     current: Vec<Entry<T>>,
     far: BinaryHeap<Reverse<Entry<T>>>,
-    /// Drained bucket vectors, kept for their capacity: a bucket is used
-    /// once per turn of the ring, so without these every use would allocate.
-    spare: Vec<Vec<Entry<T>>>,
     seq: u64,
     len: usize,
 }
 
-impl<T> Default for CalendarQueue<T> {
+impl<T: Copy> Default for CalendarQueue<T> {
     fn default() -> Self {
         Self {
-            ring: (0..RING).map(|_| Vec::new()).collect(),
+            heads: vec![NIL; RING as usize],
+            nodes: Vec::new(),
+            free: NIL,
             occupied: vec![0; (RING / 64) as usize],
             cursor: 0,
             current: Vec::new(),
             far: BinaryHeap::new(),
-            spare: Vec::new(),
             seq: 0,
             len: 0,
         }
     }
 }
 
-impl<T> CalendarQueue<T> {
+impl<T: Copy> CalendarQueue<T> {
     /// Schedules `value` at `at`. Times before the last popped entry's are
     /// treated as that time's bucket (they come out next, in time order).
     pub fn push(&mut self, at: Nanos, value: T) {
@@ -143,15 +155,22 @@ impl<T> CalendarQueue<T> {
         self.len == 0
     }
 
-    fn put_on_ring(&mut self, b: u64, e: Entry<T>) {
+    fn put_on_ring(&mut self, b: u64, entry: Entry<T>) {
         let i = (b & MASK) as usize;
-        let slot = &mut self.ring[i];
-        if slot.capacity() == 0 {
-            if let Some(v) = self.spare.pop() {
-                *slot = v;
-            }
-        }
-        slot.push(e);
+        let node = Node {
+            entry,
+            next: self.heads[i],
+        };
+        let idx = if self.free == NIL {
+            self.nodes.push(node);
+            (self.nodes.len() - 1) as u32
+        } else {
+            let idx = self.free;
+            self.free = self.nodes[idx as usize].next;
+            self.nodes[idx as usize] = node;
+            idx
+        };
+        self.heads[i] = idx;
         self.occupied[i / 64] |= 1 << (i % 64);
     }
 
@@ -199,12 +218,15 @@ impl<T> CalendarQueue<T> {
             (None, None) => return false,
         };
         self.cursor = target;
-        let i = (target & MASK) as usize;
-        if self.occupied[i / 64] & (1 << (i % 64)) != 0 && ring_next == Some(target) {
-            let full = std::mem::take(&mut self.ring[i]);
-            let drained = std::mem::replace(&mut self.current, full);
-            if drained.capacity() > 0 {
-                self.spare.push(drained);
+        if ring_next == Some(target) {
+            let i = (target & MASK) as usize;
+            let mut idx = std::mem::replace(&mut self.heads[i], NIL);
+            while idx != NIL {
+                let node = self.nodes[idx as usize];
+                self.current.push(node.entry);
+                self.nodes[idx as usize].next = self.free;
+                self.free = idx;
+                idx = node.next;
             }
             self.occupied[i / 64] &= !(1 << (i % 64));
         }
