@@ -22,6 +22,10 @@ pub const MINUTES: Nanos = 60 * SECS;
 /// One hour in nanoseconds.
 pub const HOURS: Nanos = 60 * MINUTES;
 
+/// The longest duration a scenario may write (365 days), so that sums of
+/// times stay far from overflow.
+pub const MAX_DURATION: Nanos = 365 * 24 * HOURS;
+
 /// Money in nano-USD (1e-9 USD). A u64 holds up to about 18 billion USD.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct NanoUsd(pub u64);
@@ -125,8 +129,8 @@ pub fn parse_duration(s: &str) -> Result<Nanos, String> {
         };
         total += value * scale;
     }
-    if !total.is_finite() || total > 1e19 {
-        return Err(format!("duration \"{s}\" is too large"));
+    if !total.is_finite() || total > MAX_DURATION as f64 {
+        return Err(format!("duration \"{s}\" is too large: at most 365d"));
     }
     Ok(total.round() as Nanos)
 }
@@ -192,6 +196,8 @@ mod tests {
         assert!(parse_duration("5").unwrap_err().contains("no unit"));
         assert!(parse_duration("5 parsecs").is_err());
         assert!(parse_duration("5y").unwrap_err().contains("unknown unit"));
+        assert!(parse_duration("366d").unwrap_err().contains("too large"));
+        assert_eq!(parse_duration("365d"), Ok(MAX_DURATION));
     }
 
     #[test]

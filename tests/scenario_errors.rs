@@ -627,3 +627,70 @@ fn display_shows_location_source_line_and_hint() {
         "{shown}"
     );
 }
+
+// Limits that keep a scenario from breaking the simulator (found in review).
+
+#[test]
+fn a_pool_that_holds_less_than_one_request() {
+    let e = err(&edit("rpm = 3000", "rpm = 30\nburst = \"1s\""));
+    check(&e, 8, 1, "pool `project` holds less than one request");
+    check_hint(&e, "rpm x burst / 60s");
+}
+
+#[test]
+fn a_token_bucket_smaller_than_any_request() {
+    let e = err(&edit(
+        "rpm = 3000",
+        "rpm = 3000\ntpm = 60000\nburst = \"1s\"",
+    ));
+    check(
+        &e,
+        8,
+        1,
+        "pool `openai/project` can never admit a `summarization` request",
+    );
+    check_hint(&e, "max_tokens");
+}
+
+#[test]
+fn a_latency_factor_beyond_a_thousand() {
+    let e = err(&edit("factor = 3", "factor = 1e6"));
+    check(&e, 33, 1, "beyond 1000");
+    check_hint(&e, "blackhole");
+}
+
+#[test]
+fn a_fallback_chain_longer_than_seven() {
+    let long = (0..8)
+        .map(|_| "\"claude-sonnet-4\"")
+        .collect::<Vec<_>>()
+        .join(", ");
+    let e = err(&edit(
+        "fallback = { chain = [\"claude-sonnet-4\"] }",
+        &format!("fallback = {{ chain = [{long}] }}"),
+    ));
+    assert_eq!(e.line, 52);
+    assert!(e.message.contains("at most 7 models"), "{e}");
+}
+
+#[test]
+fn too_many_clients_or_retries() {
+    let e = err(&edit(
+        "name = \"fallback\"",
+        "name = \"fallback\"\nclients = 5000",
+    ));
+    check(&e, 48, 1, "clients = 5000");
+    let e = err(&edit("max_retries = 2", "max_retries = 1000"));
+    check(&e, 48, 1, "max_retries = 1000");
+}
+
+#[test]
+fn a_zero_error_latency_or_an_endless_duration() {
+    let e = err(&edit(
+        "name = \"openai\"",
+        "name = \"openai\"\nerror_latency = \"0s\"",
+    ));
+    check(&e, 7, 17, "greater than zero");
+    let e = err(&edit("duration = \"10m\"", "duration = \"400d\""));
+    check(&e, 2, 12, "too large");
+}

@@ -479,7 +479,8 @@ impl Client {
                 Some(false) if disposition == Disposition::Retry => {
                     disposition = Disposition::Fallback
                 }
-                Some(true) if disposition == Disposition::Fail => disposition = Disposition::Retry,
+                // The SDKs' rule: the provider's word beats the client's table.
+                Some(true) => disposition = Disposition::Retry,
                 _ => {}
             }
         }
@@ -502,13 +503,10 @@ impl Client {
                     wait = wait.max(ra);
                 }
             }
-            if !give_up_model {
+            // A retry that could not start before the deadline is not made;
+            // the fallback chain may still answer in time.
+            if !give_up_model && now.saturating_add(wait) < st.req.deadline {
                 let wake = now + wait;
-                if wake >= st.req.deadline {
-                    let r = st.last_fail;
-                    self.finish(h, RequestResult::Failed(r), None);
-                    return;
-                }
                 st.retries_here += 1;
                 st.prev_wait = wait;
                 if wait == 0 {
@@ -523,7 +521,8 @@ impl Client {
             }
             disposition = Disposition::Fallback;
         }
-        if disposition != Disposition::Fail && st.pos + 1 < st.chain.len() {
+        if disposition != Disposition::Fail && st.pos + 1 < st.chain.len() && now < st.req.deadline
+        {
             st.pos += 1;
             st.retries_here = 0;
             st.prev_wait = 0;

@@ -38,10 +38,11 @@ struct ModelCounts {
     cancelled: u64,
 }
 
-/// Width and count of time-series buckets: width max(1 s, duration / 2000),
-/// covering the run and its drain.
+/// Width and count of time-series buckets: width max(1 s, (duration + drain)
+/// / 2000) in whole seconds, covering the run and its drain: at most about
+/// 2,000 buckets whatever the deadlines.
 pub fn series_shape(duration: Nanos, drain: Nanos) -> (Nanos, usize) {
-    let width = (duration / 2000).max(SECS);
+    let width = (duration.saturating_add(drain) / 2000).max(SECS);
     let width = width.div_ceil(SECS) * SECS;
     let n = (duration + drain).div_ceil(width) as usize;
     (width, n.max(1))

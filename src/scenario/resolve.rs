@@ -7,6 +7,7 @@ use std::sync::Arc;
 use toml::Spanned;
 
 use crate::dist::LogNormal;
+use crate::policy::fallback::MAX_CHAIN;
 use crate::policy::{
     Backoff, Classifier, FailureClass, ModelInfo, RetryConfig, StrategyConfig, Tier, Timeouts,
 };
@@ -24,6 +25,13 @@ use super::traffic::{RunawaySpec, TaskSpec, TenantSpec, TrafficSpec};
 use super::Scenario;
 
 type R<T> = Result<T, ScenarioError>;
+
+/// Largest latency or slow-tail factor (beyond it, model an outage).
+const MAX_FACTOR: f64 = 1000.0;
+/// Most replicas of one strategy (each holds its own timer ring).
+const MAX_CLIENTS: u32 = 1024;
+/// Most retries per model.
+const MAX_RETRIES: u32 = 100;
 
 fn body_kind(k: MalformedKind) -> BodyKind {
     match k {
@@ -116,6 +124,7 @@ pub(super) fn resolve(src: &Sources, m: Merged, default_name: &str) -> R<Scenari
         pools: BTreeMap::new(),
         tasks: BTreeMap::new(),
     };
+    let mut pool_at: Vec<(FileId, std::ops::Range<usize>)> = Vec::new();
     for (file, p) in &m.providers {
         let file = *file;
         let pi = world.providers.len();
@@ -149,6 +158,18 @@ pub(super) fn resolve(src: &Sources, m: Merged, default_name: &str) -> R<Scenari
                 return Err(src.error_at(file, pool, format!("pool `{}` sets no limit", pl.name))
                     .hint("give at least one of rpm, tpm (OpenAI style), itpm and otpm (Anthropic style)"));
             }
+            let burst = pl.burst.map_or(60 * SECS, |b| b.0);
+            pool_at.push((file, pool.span()));
+            if let Some(rpm) = pl.rpm {
+                if rpm.0 * (burst as f64) / ((60 * SECS) as f64) < 1.0 {
+                    return Err(src
+                        .error_at(file, pool, format!(
+                            "pool `{}` holds less than one request: rpm {} with a burst of {}",
+                            pl.name, rpm.0, crate::units::format_duration(burst)
+                        ))
+                        .hint("the bucket holds rpm x burst / 60s requests; raise rpm or lengthen burst"));
+                }
+            }
             let full = format!("{}/{}", pv.name, pl.name);
             names.pools.insert(full.clone(), idx);
             names.pools.entry(pl.name.clone()).or_insert(idx);
@@ -159,7 +180,7 @@ pub(super) fn resolve(src: &Sources, m: Merged, default_name: &str) -> R<Scenari
                 tpm: pl.tpm.map(|x| x.0),
                 itpm: pl.itpm.map(|x| x.0),
                 otpm: pl.otpm.map(|x| x.0),
-                burst: pl.burst.map_or(60 * SECS, |b| b.0),
+                burst,
                 count_rejected: pl.count_rejected,
             });
         }
@@ -278,6 +299,18 @@ pub(super) fn resolve(src: &Sources, m: Merged, default_name: &str) -> R<Scenari
             let (slow_p, slow_factor) = md
                 .slow_tail
                 .map_or((0.0, 1.0), |s| (s.probability.0, s.factor.0));
+            if !(1.0..=MAX_FACTOR).contains(&slow_factor) {
+                return Err(src
+                    .error_at(
+                        file,
+                        model,
+                        format!(
+                            "model `{}`: slow_tail.factor {slow_factor} is outside 1..{MAX_FACTOR}",
+                            md.name
+                        ),
+                    )
+                    .hint("the factor is how many times slower a slow attempt is"));
+            }
             world.models.push(ModelSpec {
                 name: md.name.clone(),
                 provider: pi,
@@ -406,6 +439,11 @@ pub(super) fn resolve(src: &Sources, m: Merged, default_name: &str) -> R<Scenari
                         )
                         .hint("factor is how many times slower, at least 1"));
                 }
+                if f > MAX_FACTOR {
+                    return Err(src
+                        .error_at(file, inc, format!("a latency factor of {f} is beyond {MAX_FACTOR}"))
+                        .hint("to model a provider that stops answering, use an outage with mode = \"blackhole\""));
+                }
                 Effect::Latency(f)
             }
             IncidentKind::CapacityCut | IncidentKind::QuotaCut => {
@@ -516,6 +554,29 @@ pub(super) fn resolve(src: &Sources, m: Merged, default_name: &str) -> R<Scenari
         return Err(
             traffic_at("every task has weight 0").hint("give at least one task a positive weight")
         );
+    }
+    // Every task's smallest request (one prompt token plus max_tokens) must
+    // fit in every token bucket, or no request of it can ever be admitted.
+    for (pi, pool) in world.pools.iter().enumerate() {
+        let depth =
+            |per_min: Option<f64>| per_min.map(|l| l * pool.burst as f64 / (60 * SECS) as f64);
+        for task in &tasks {
+            let need = [
+                (depth(pool.tpm), f64::from(task.max_tokens) + 1.0, "tpm"),
+                (depth(pool.otpm), f64::from(task.max_tokens), "otpm"),
+            ];
+            for (d, amount, what) in need {
+                if let Some(d) = d.filter(|&d| d < amount) {
+                    let (f, span) = pool_at[pi].clone();
+                    return Err(src
+                        .error(f, span, format!(
+                            "pool `{}` can never admit a `{}` request: its {what} bucket holds {d:.0} tokens, a request needs at least {amount:.0}",
+                            pool.name, task.name
+                        ))
+                        .hint("OpenAI-style limits count max_tokens at admission; raise the limit, lengthen burst, or lower the task's max_tokens"));
+                }
+            }
+        }
     }
     let mut runaways = Vec::new();
     for r in &t.runaway {
@@ -687,10 +748,30 @@ fn strategy(
 ) -> R<StrategyConfig> {
     let sv = s.get_ref();
     let clients = sv.clients.unwrap_or(1);
-    if clients == 0 {
+    if clients == 0 || clients > MAX_CLIENTS {
         return Err(src
-            .error_at(file, s, format!("strategy `{}` has clients = 0", sv.name))
-            .hint("clients is how many replicas run the strategy; at least 1"));
+            .error_at(
+                file,
+                s,
+                format!("strategy `{}` has clients = {clients}", sv.name),
+            )
+            .hint(format!(
+                "clients is how many replicas run the strategy: 1 to {MAX_CLIENTS}"
+            )));
+    }
+    if sv.retry.max_retries > MAX_RETRIES {
+        return Err(src
+            .error_at(
+                file,
+                s,
+                format!(
+                    "strategy `{}` has max_retries = {}",
+                    sv.name, sv.retry.max_retries
+                ),
+            )
+            .hint(format!(
+                "at most {MAX_RETRIES} retries per model; a deadline usually ends them sooner"
+            )));
     }
     let model =
         |n: &Spanned<String>| lookup(src, file, &names.models, "model", n).map(|i| i as u16);
@@ -720,7 +801,18 @@ fn strategy(
         route_by_task[ti] = model(m)?;
     }
 
-    let chain = |v: &Vec<Spanned<String>>| -> R<Vec<u16>> { v.iter().map(model).collect() };
+    let chain = |v: &Vec<Spanned<String>>| -> R<Vec<u16>> {
+        if v.len() >= MAX_CHAIN {
+            return Err(src
+                .error_at(
+                    file,
+                    &v[MAX_CHAIN - 1],
+                    format!("a fallback chain holds at most {} models", MAX_CHAIN - 1),
+                )
+                .hint("the routed model comes first; the chain lists the models tried after it"));
+        }
+        v.iter().map(model).collect()
+    };
     let base_chain = chain(&sv.fallback.chain)?;
     let chains = [
         sv.fallback

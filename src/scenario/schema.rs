@@ -86,7 +86,7 @@ pub struct ProviderSection {
     #[serde(default)]
     pub cancel_on_disconnect: bool,
     /// How long a fast failure (500, 503, 429) takes to come back; default 50ms.
-    pub error_latency: Option<Duration>,
+    pub error_latency: Option<PositiveDuration>,
     /// Quota pools (organisation or project limits).
     #[serde(default)]
     pub pool: Vec<Spanned<PoolSection>>,

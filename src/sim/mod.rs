@@ -244,7 +244,9 @@ impl Sim<'_> {
         let client = match sender {
             Sender::Strategy => ((id ^ (id >> 40)) % u64::from(self.strategy_clients)) as u32,
             Sender::Tenant(t) => {
-                self.tenants[t].requests += 1;
+                if now >= self.sc.warmup {
+                    self.tenants[t].requests += 1;
+                }
                 self.strategy_clients + t as u32
             }
         };
@@ -370,7 +372,7 @@ impl Sim<'_> {
                             }
                         }
                         Sender::Tenant(t) => {
-                            if result == RequestResult::Success {
+                            if result == RequestResult::Success && arrived >= self.sc.warmup {
                                 self.tenants[t].successes += 1;
                             }
                         }
@@ -404,7 +406,9 @@ impl Sim<'_> {
             self.collector.on_send(now, model);
         }
         if let Sender::Tenant(t) = self.sender_of[c as usize] {
-            self.tenants[t].attempts += 1;
+            if now >= self.sc.warmup {
+                self.tenants[t].attempts += 1;
+            }
         }
         let d = try_draws(
             self.sc.seed,
@@ -437,7 +441,11 @@ impl Sim<'_> {
             draws,
             tag: h.to_u64(),
         };
-        match self.world.admit(now, input) {
+        let mut started = std::mem::take(&mut self.started);
+        let admission = self.world.admit(now, input, &mut started);
+        self.schedule_started(&mut started);
+        self.started = started;
+        match admission {
             Admission::Rejected(r) => {
                 if let Some(rec) = self.attempts.get_mut(h) {
                     rec.pending = Pending::Rejected(r);

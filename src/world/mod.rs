@@ -35,6 +35,10 @@ pub use config::{
 pub use draws::AttemptDraws;
 pub use quota::{LimitKind, QuotaPool, QuotaRejection};
 
+/// The longest a single response may take (30 days): a bound that keeps
+/// absurd slowdowns from overflowing the clock.
+pub const MAX_SERVICE: Nanos = 30 * 24 * 3600 * SECS;
+
 /// One try, as the provider receives it.
 #[derive(Clone, Copy, Debug)]
 pub struct AttemptInput {
@@ -293,10 +297,10 @@ impl World {
         }
     }
 
-    /// An attempt arrives at `now`. Started and queued jobs that start because
-    /// of it (none here: the queue only moves when a slot frees) are not
-    /// reported; a started job's timeline is in the answer.
-    pub fn admit(&mut self, now: Nanos, a: AttemptInput) -> Admission {
+    /// An attempt arrives at `now`. Its own fate is the answer; queued jobs
+    /// that start first (capacity came back after a cut) are appended to
+    /// `started`.
+    pub fn admit(&mut self, now: Nanos, a: AttemptInput, started: &mut Vec<Started>) -> Admission {
         let cfg = Arc::clone(&self.cfg);
         let model = &cfg.models[a.model];
         let provider = &cfg.providers[model.provider];
@@ -330,8 +334,9 @@ impl World {
                     after: fast,
                     status: 429,
                     error: ErrorType::RateLimit,
-                    retry_after: Some(rej.retry_after),
-                    should_retry: None,
+                    retry_after: rej.retry_after,
+                    // A request larger than the bucket will never fit.
+                    should_retry: rej.retry_after.is_none().then_some(false),
                     limit: Some(rej.kind),
                     limits: pool_limits,
                 });
@@ -394,9 +399,14 @@ impl World {
             }
         }
 
-        let state = &self.models[a.model];
-        let slots = scaled(model.slots, cond.capacity);
+        let slots = scaled(model.slots, cond.capacity).max(1);
         let queue = scaled(model.queue, cond.capacity);
+        if self.models[a.model].running < slots && self.models[a.model].queued > 0 {
+            // Capacity came back (a cut ended) while work waited: the queue
+            // moves first, in order.
+            self.pump(now, a.model, started);
+        }
+        let state = &self.models[a.model];
         let can_start = state.running < slots && state.queued == 0;
         if !can_start && state.queued >= queue {
             return Admission::Rejected(Rejection {
@@ -446,19 +456,23 @@ impl World {
             1.0
         };
         let factor = slow * latency_factor;
-        let ttft = (model.ttft.at(d.ttft_z) * factor).round().max(1.0) as Nanos;
+        let ttft = (model.ttft.at(d.ttft_z) * factor)
+            .round()
+            .clamp(1.0, MAX_SERVICE as f64) as Nanos;
         let tps = (model.tps.at(d.tps_z) / factor / (1.0 + model.occupancy_slowdown * occupancy))
             .max(0.01);
-        let first_token_at = now + ttft;
+        let first_token_at = now.saturating_add(ttft);
         let out = input.output_tokens.max(1);
         let gen_ns = |tokens: u32| {
-            (f64::from(tokens.saturating_sub(1)) / tps * SECS as f64).round() as Nanos
+            (f64::from(tokens.saturating_sub(1)) / tps * SECS as f64)
+                .round()
+                .min(MAX_SERVICE as f64) as Nanos
         };
         let tl = match plan {
             Plan::Complete(body) => Timeline {
                 started_at: now,
                 first_token_at: Some(first_token_at),
-                end_at: first_token_at + gen_ns(out),
+                end_at: first_token_at.saturating_add(gen_ns(out)),
                 end: JobEnd::Complete(body),
                 output_tokens: out,
                 tps,
@@ -466,8 +480,8 @@ impl World {
             },
             Plan::Reset => {
                 // Anywhere from the start of service to the last token.
-                let full = ttft + gen_ns(out);
-                let at = now + (d.position * full as f64) as Nanos;
+                let full = ttft.saturating_add(gen_ns(out));
+                let at = now.saturating_add((d.position * full as f64) as Nanos);
                 let mut tl = Timeline {
                     started_at: now,
                     first_token_at: (at >= first_token_at).then_some(first_token_at),
@@ -485,7 +499,7 @@ impl World {
                 Timeline {
                     started_at: now,
                     first_token_at: Some(first_token_at),
-                    end_at: first_token_at + gen_ns(sent),
+                    end_at: first_token_at.saturating_add(gen_ns(sent)),
                     end: JobEnd::Broken,
                     output_tokens: sent,
                     tps,
@@ -518,7 +532,7 @@ impl World {
             return;
         }
         let cond = self.conditions(model, now);
-        let slots = scaled(self.cfg.models[model].slots, cond.capacity);
+        let slots = scaled(self.cfg.models[model].slots, cond.capacity).max(1);
         while self.models[model].running < slots {
             let Some(next) = self.models[model].queue.pop_front() else {
                 break;

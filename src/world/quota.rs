@@ -102,8 +102,9 @@ pub enum LimitKind {
 pub struct QuotaRejection {
     /// The limit that was hit (requests before tokens when both are).
     pub kind: LimitKind,
-    /// When the pool will have room for this request.
-    pub retry_after: Nanos,
+    /// When the pool will have room for this request; `None` when it never
+    /// will (the request is larger than the bucket).
+    pub retry_after: Option<Nanos>,
 }
 
 /// The state of one pool.
@@ -153,28 +154,25 @@ impl QuotaPool {
             f64::from(input),
             f64::from(max_tokens),
         ];
-        let mut worst: Option<QuotaRejection> = None;
+        // Which limits turn the request away, and can it ever fit?
+        let mut short: Option<LimitKind> = None;
+        let mut never: Option<LimitKind> = None;
         for (i, b) in self.buckets().into_iter().enumerate() {
             if let Some(b) = b {
                 b.refill(now, factor);
-                let wait = b.wait_for(amounts[i], factor);
-                if wait > 0 || b.capacity(factor) < amounts[i] {
-                    let kind = if i == 0 {
-                        LimitKind::Requests
-                    } else {
-                        LimitKind::Tokens
-                    };
-                    let wait = wait.max(1);
-                    if worst.is_none_or(|w| wait > w.retry_after) {
-                        worst = Some(QuotaRejection {
-                            kind,
-                            retry_after: wait,
-                        });
-                    }
+                let kind = if i == 0 {
+                    LimitKind::Requests
+                } else {
+                    LimitKind::Tokens
+                };
+                if b.capacity(factor) < amounts[i] {
+                    never.get_or_insert(kind);
+                } else if b.level < amounts[i] {
+                    short.get_or_insert(kind);
                 }
             }
         }
-        if let Some(rej) = worst {
+        if let Some(kind) = never.or(short) {
             if self.count_rejected {
                 if let Some(b) = self.requests.as_mut() {
                     // A window only remembers one window's worth of calls:
@@ -182,7 +180,25 @@ impl QuotaPool {
                     b.level = (b.level - 1.0).max(-b.capacity(factor));
                 }
             }
-            return Err(rej);
+            if never.is_some() {
+                // Larger than the bucket (or a cut shrank it): no wait helps.
+                return Err(QuotaRejection {
+                    kind,
+                    retry_after: None,
+                });
+            }
+            // Computed after the rejected call was charged, so a client that
+            // waits exactly this long gets in.
+            let mut wait: Nanos = 1;
+            for (i, b) in self.buckets().into_iter().enumerate() {
+                if let Some(b) = b {
+                    wait = wait.max(b.wait_for(amounts[i], factor));
+                }
+            }
+            return Err(QuotaRejection {
+                kind,
+                retry_after: Some(wait),
+            });
         }
         for (i, b) in self.buckets().into_iter().enumerate() {
             if let Some(b) = b {
@@ -245,10 +261,10 @@ mod tests {
         assert!(p.admit(0, 10, 10, 1.0).is_ok());
         let rej = p.admit(0, 10, 10, 1.0).unwrap_err();
         assert_eq!(rej.kind, LimitKind::Requests);
-        assert_eq!(rej.retry_after, SECS);
+        assert_eq!(rej.retry_after, Some(SECS));
         // Just before that: still no room; at that time: room.
-        assert!(p.admit(rej.retry_after - 1_000, 10, 10, 1.0).is_err());
-        assert!(p.admit(rej.retry_after, 10, 10, 1.0).is_ok());
+        assert!(p.admit(SECS - 1_000, 10, 10, 1.0).is_err());
+        assert!(p.admit(SECS, 10, 10, 1.0).is_ok());
     }
 
     #[test]
@@ -261,7 +277,7 @@ mod tests {
         let rej = p.admit(0, 1, 1, 1.0).unwrap_err();
         assert_eq!(rej.kind, LimitKind::Tokens);
         // 2 tokens at 1000/min take 120 ms to refill.
-        assert_eq!(rej.retry_after, 120_000_000);
+        assert_eq!(rej.retry_after, Some(120_000_000));
     }
 
     #[test]
@@ -280,10 +296,31 @@ mod tests {
         s.count_rejected = true;
         let mut p = QuotaPool::new(&s);
         assert!(p.admit(0, 1, 1, 1.0).is_ok());
-        assert!(p.admit(0, 1, 1, 1.0).is_err());
-        // The rejected call spent a request too: one second is no longer enough.
-        assert!(p.admit(SECS, 1, 1, 1.0).is_err());
-        assert!(p.admit(3 * SECS, 1, 1, 1.0).is_ok());
+        let rej = p.admit(0, 1, 1, 1.0).unwrap_err();
+        // The rejected call spent a request too: its retry-after says two
+        // seconds, and that is exactly when there is room.
+        assert_eq!(rej.retry_after, Some(2 * SECS));
+        assert!(p.admit(2 * SECS - 1_000, 1, 1, 1.0).is_err());
+        let rej = p.admit(2 * SECS - 1_000, 1, 1, 1.0).unwrap_err();
+        // Hammering pushes it out further, but never more than one window of debt.
+        assert!(rej.retry_after.unwrap() <= 2 * SECS);
+    }
+
+    #[test]
+    fn a_request_larger_than_the_bucket_never_gets_a_retry_after() {
+        let mut s = spec(600.0, SECS);
+        s.tpm = Some(60_000.0); // a 1 s bucket holds 1,000 tokens
+        let mut p = QuotaPool::new(&s);
+        let rej = p.admit(0, 900, 200, 1.0).unwrap_err();
+        assert_eq!(
+            rej,
+            QuotaRejection {
+                kind: LimitKind::Tokens,
+                retry_after: None
+            }
+        );
+        assert!(p.admit(10 * SECS, 900, 200, 1.0).is_err());
+        assert!(p.admit(10 * SECS, 700, 200, 1.0).is_ok());
     }
 
     #[test]

@@ -82,7 +82,7 @@ fn attempt(key: usize, out: u32, tag: u64) -> AttemptInput {
 #[test]
 fn a_served_attempt_follows_its_timeline() {
     let mut w = world(1, 0, false);
-    let Admission::Started(_, tl) = w.admit(0, attempt(0, 11, 1)) else {
+    let Admission::Started(_, tl) = w.admit(0, attempt(0, 11, 1), &mut Vec::new()) else {
         panic!("not started")
     };
     assert_eq!(tl.first_token_at, Some(100 * MILLIS));
@@ -96,14 +96,14 @@ fn a_served_attempt_follows_its_timeline() {
 fn a_full_queue_answers_overloaded() {
     let mut w = world(1, 1, false);
     assert!(matches!(
-        w.admit(0, attempt(0, 11, 1)),
+        w.admit(0, attempt(0, 11, 1), &mut Vec::new()),
         Admission::Started(..)
     ));
     assert!(matches!(
-        w.admit(0, attempt(0, 11, 2)),
+        w.admit(0, attempt(0, 11, 2), &mut Vec::new()),
         Admission::Queued(_)
     ));
-    let Admission::Rejected(r) = w.admit(0, attempt(0, 11, 3)) else {
+    let Admission::Rejected(r) = w.admit(0, attempt(0, 11, 3), &mut Vec::new()) else {
         panic!("not rejected")
     };
     assert_eq!(r.status, 503);
@@ -113,10 +113,10 @@ fn a_full_queue_answers_overloaded() {
 #[test]
 fn abandoned_work_still_holds_its_slot() {
     let mut w = world(1, 1, false);
-    let Admission::Started(first, tl) = w.admit(0, attempt(0, 11, 1)) else {
+    let Admission::Started(first, tl) = w.admit(0, attempt(0, 11, 1), &mut Vec::new()) else {
         panic!()
     };
-    let Admission::Queued(second) = w.admit(0, attempt(0, 11, 2)) else {
+    let Admission::Queued(second) = w.admit(0, attempt(0, 11, 2), &mut Vec::new()) else {
         panic!()
     };
     let mut started = Vec::new();
@@ -129,7 +129,7 @@ fn abandoned_work_still_holds_its_slot() {
     assert_eq!(w.occupancy(0), (1, 1));
     // A new attempt still finds the slot taken and the queue full.
     assert!(matches!(
-        w.admit(300 * MILLIS, attempt(0, 11, 3)),
+        w.admit(300 * MILLIS, attempt(0, 11, 3), &mut Vec::new()),
         Admission::Rejected(_)
     ));
     // Only when the abandoned job would have finished does the queue move,
@@ -143,10 +143,10 @@ fn abandoned_work_still_holds_its_slot() {
 #[test]
 fn cancel_on_disconnect_frees_the_slot_at_once() {
     let mut w = world(1, 1, true);
-    let Admission::Started(first, _) = w.admit(0, attempt(0, 11, 1)) else {
+    let Admission::Started(first, _) = w.admit(0, attempt(0, 11, 1), &mut Vec::new()) else {
         panic!()
     };
-    let Admission::Queued(_) = w.admit(0, attempt(0, 11, 2)) else {
+    let Admission::Queued(_) = w.admit(0, attempt(0, 11, 2), &mut Vec::new()) else {
         panic!()
     };
     let mut started = Vec::new();
@@ -163,10 +163,10 @@ fn cancel_on_disconnect_frees_the_slot_at_once() {
 #[test]
 fn queued_jobs_wait_for_a_slot() {
     let mut w = world(1, 5, false);
-    let Admission::Started(first, tl) = w.admit(0, attempt(0, 11, 1)) else {
+    let Admission::Started(first, tl) = w.admit(0, attempt(0, 11, 1), &mut Vec::new()) else {
         panic!()
     };
-    let Admission::Queued(_) = w.admit(0, attempt(0, 11, 2)) else {
+    let Admission::Queued(_) = w.admit(0, attempt(0, 11, 2), &mut Vec::new()) else {
         panic!()
     };
     let mut started = Vec::new();
@@ -183,11 +183,11 @@ fn keys_of_one_pool_share_it() {
     // 60 rpm with a 1 s burst: one request per second for the whole pool.
     let mut w = world(10, 10, false);
     assert!(matches!(
-        w.admit(0, attempt(1, 5, 1)),
+        w.admit(0, attempt(1, 5, 1), &mut Vec::new()),
         Admission::Started(..)
     ));
     // A second key on the same pool adds no capacity.
-    let Admission::Rejected(r) = w.admit(0, attempt(2, 5, 2)) else {
+    let Admission::Rejected(r) = w.admit(0, attempt(2, 5, 2), &mut Vec::new()) else {
         panic!("key b got through")
     };
     assert_eq!(r.status, 429);
@@ -195,12 +195,12 @@ fn keys_of_one_pool_share_it() {
     assert_eq!(r.limits.remaining_requests, Some(0));
     // A key on no pool is not limited.
     assert!(matches!(
-        w.admit(0, attempt(0, 5, 3)),
+        w.admit(0, attempt(0, 5, 3), &mut Vec::new()),
         Admission::Started(..)
     ));
     // When the retry-after says, key b gets in.
     assert!(matches!(
-        w.admit(SECS, attempt(2, 5, 4)),
+        w.admit(SECS, attempt(2, 5, 4), &mut Vec::new()),
         Admission::Started(..)
     ));
 }
@@ -231,19 +231,22 @@ fn incidents_change_behaviour_only_in_their_window() {
     });
     let mut w = World::new(Arc::new(cfg));
     assert!(matches!(
-        w.admit(9 * SECS, attempt(0, 5, 1)),
+        w.admit(9 * SECS, attempt(0, 5, 1), &mut Vec::new()),
         Admission::Started(..)
     ));
-    let Admission::Rejected(r) = w.admit(10 * SECS, attempt(0, 5, 2)) else {
+    let Admission::Rejected(r) = w.admit(10 * SECS, attempt(0, 5, 2), &mut Vec::new()) else {
         panic!()
     };
     assert_eq!(r.status, 503);
     assert!(matches!(
-        w.admit(20 * SECS, attempt(0, 5, 3)),
+        w.admit(20 * SECS, attempt(0, 5, 3), &mut Vec::new()),
         Admission::Started(..)
     ));
-    assert_eq!(w.admit(35 * SECS, attempt(0, 5, 4)), Admission::Hang);
-    let Admission::Started(_, tl) = w.admit(55 * SECS, attempt(0, 5, 5)) else {
+    assert_eq!(
+        w.admit(35 * SECS, attempt(0, 5, 4), &mut Vec::new()),
+        Admission::Hang
+    );
+    let Admission::Started(_, tl) = w.admit(55 * SECS, attempt(0, 5, 5), &mut Vec::new()) else {
         panic!()
     };
     assert_eq!(tl.first_token_at, Some(55 * SECS + 300 * MILLIS));
@@ -268,7 +271,7 @@ fn one_uniform_picks_the_fault() {
     let mut at = |u: f64| {
         let mut a = attempt(0, 11, 1);
         a.draws.fault = u;
-        w.admit(0, a)
+        w.admit(0, a, &mut Vec::new())
     };
     assert!(matches!(
         at(0.05),

@@ -355,7 +355,9 @@ fn the_deadline_ends_the_request_whatever_it_is_doing() {
 
 #[test]
 fn a_retry_that_could_not_start_before_the_deadline_is_not_made() {
-    let mut h = Harness::new(cfg(), 1);
+    let mut c = cfg();
+    c.chains = [vec![], vec![], vec![]];
+    let mut h = Harness::new(c, 1);
     let (id, ..) = sent(&h.request(req(1))).unwrap();
     h.set_time(29_500 * MILLIS);
     let out = h.outcome(id, http(503, ErrorType::Overloaded, None));
@@ -394,4 +396,45 @@ fn the_same_inputs_give_the_same_actions() {
         h.log
     };
     assert_eq!(run(), run());
+}
+
+#[test]
+fn a_retry_that_does_not_fit_before_the_deadline_falls_back_instead() {
+    let mut h = Harness::new(cfg(), 1);
+    let (id, ..) = sent(&h.request(req(1))).unwrap();
+    h.set_time(20 * SECS);
+    // Retry-after 15 s is within the bound but past the deadline (30 s).
+    let out = h.outcome(id, http(429, ErrorType::RateLimit, Some(15 * SECS)));
+    assert_eq!(sent(&out).map(|s| (s.1, s.2)), Some((1, 0)));
+}
+
+#[test]
+fn nothing_is_sent_once_the_deadline_has_come() {
+    let mut h = Harness::new(cfg(), 1);
+    let (id, ..) = sent(&h.request(req(1))).unwrap();
+    h.set_time(30 * SECS);
+    let out = h.outcome(id, http(500, ErrorType::Server, None));
+    assert!(sent(&out).is_none(), "{out:?}");
+    assert!(matches!(
+        result_of(finished(&out)),
+        RequestResult::Failed(_)
+    ));
+}
+
+#[test]
+fn should_retry_true_retries_even_what_the_table_would_send_down_the_chain() {
+    let mut h = Harness::new(cfg(), 1);
+    let (id, ..) = sent(&h.request(req(1))).unwrap();
+    let yes = Outcome::HttpError {
+        status: 500,
+        error: ErrorType::Server,
+        retry_after: None,
+        should_retry: Some(true),
+    };
+    assert!(
+        h.outcome(id, yes).is_empty(),
+        "waits for a retry on the same model"
+    );
+    let out = h.next_timer().unwrap();
+    assert_eq!(sent(&out).map(|s| (s.1, s.2)), Some((0, 1)));
 }
