@@ -344,3 +344,60 @@ fallback = { chain = ["b"] }
         assert!(s.failures["deadline"] > 50);
     }
 }
+
+/// A stalled stream is caught by the between-chunks timeout, and only by it.
+#[test]
+fn between_chunks_timeouts_catch_stalled_streams() {
+    let text = r#"
+[run]
+duration = "3m"
+[[provider]]
+name = "p"
+  [[provider.model]]
+  name = "m"
+  input_per_mtok = 1.0
+  output_per_mtok = 1.0
+  ttft = { median = "300ms", p99 = "1s" }
+  tokens_per_s = { median = 50, p1 = 20 }
+  faults = { stall = 0.05 }
+[traffic]
+rate = 5
+deadline = "60s"
+  [[traffic.task]]
+  name = "t"
+  input_tokens = { median = 500, p99 = 1000 }
+  output_tokens = { median = 300, p99 = 600 }
+  max_tokens = 1000
+[[strategy]]
+name = "total-only"
+routing = { default = "m" }
+timeouts = { total = "30s" }
+[[strategy]]
+name = "between-chunks"
+routing = { default = "m" }
+timeouts = { total = "30s", between_chunks = "2s" }
+"#;
+    let sc = stormglass::scenario::load_str(std::path::Path::new("stall.toml"), text).unwrap();
+    let r = run(&sc);
+    let total = strategy(&r, "total-only");
+    let idle = strategy(&r, "between-chunks");
+    // Both recover by retrying, but waiting for the total timeout costs the
+    // user up to 30 s; the idle timeout notices within 2 s of the stall.
+    assert!(total.success_rate > 0.99 && idle.success_rate > 0.99);
+    let (t, i) = (&total.latency.all, &idle.latency.all);
+    assert!(i.p95_us * 2 < t.p95_us, "p95 {} vs {}", i.p95_us, t.p95_us);
+    assert!(
+        i.p99_us + 10_000_000 < t.p99_us,
+        "p99 {} vs {}",
+        i.p99_us,
+        t.p99_us
+    );
+    assert!(
+        i.p50_us.abs_diff(t.p50_us) * 20 < t.p50_us,
+        "healthy requests are alike"
+    );
+    let cancelled = |s: &stormglass::report::StrategyReport| s.models[0].cancelled;
+    assert!(cancelled(total) > 20 && cancelled(idle) > 20);
+    // A stalled attempt still bills what it streamed before the stall.
+    assert!(idle.tokens.output > idle.successes * 100);
+}

@@ -278,6 +278,7 @@ pub(super) fn resolve(src: &Sources, m: Merged, default_name: &str) -> R<Scenari
                 hang: f.hang.0,
                 reset: f.reset.0,
                 broken_stream: f.broken_stream.0,
+                stall: f.stall.0,
                 malformed: [
                     (BodyKind::Fenced, f.malformed_fenced.0),
                     (BodyKind::Truncated, f.malformed_truncated.0),
@@ -289,6 +290,7 @@ pub(super) fn resolve(src: &Sources, m: Merged, default_name: &str) -> R<Scenari
                 + faults.hang
                 + faults.reset
                 + faults.broken_stream
+                + faults.stall
                 + faults.malformed.iter().map(|x| x.1).sum::<f64>();
             if total > 1.0 {
                 return Err(src.error_at(file, model, format!(

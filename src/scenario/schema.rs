@@ -194,6 +194,10 @@ pub struct Faults {
     /// The stream breaks after some tokens.
     #[serde(default)]
     pub broken_stream: Probability,
+    /// The stream stalls after some tokens: nothing more arrives, and the
+    /// provider holds the slot until the answer would have ended.
+    #[serde(default)]
+    pub stall: Probability,
     /// A body that is JSON wrapped in a markdown fence.
     #[serde(default)]
     pub malformed_fenced: Probability,

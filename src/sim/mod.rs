@@ -41,6 +41,9 @@ enum Event {
     /// The first token of the client's attempt (the core ignores attempts
     /// it no longer tracks, so the event needs no record of its own).
     FirstToken(u32, AttemptId),
+    /// The last chunk before a stall (healthy streams need no chunk events:
+    /// their gaps are far below any between-chunks timeout).
+    Chunk(u32, AttemptId),
     /// An answer ends: the client's attempt (if it still listens) and, for a
     /// served job, the provider's slot, which frees at the same instant.
     Done(Handle, Option<JobId>),
@@ -216,6 +219,10 @@ impl Sim<'_> {
                 self.clients[c as usize].handle_first_token(now, id);
                 self.after_input(now, c);
             }
+            Event::Chunk(c, id) => {
+                self.clients[c as usize].handle_chunk(now, id);
+                self.after_input(now, c);
+            }
             Event::Done(h, job) => {
                 if let Some(job) = job {
                     let mut started = std::mem::take(&mut self.started);
@@ -260,6 +267,17 @@ impl Sim<'_> {
     }
 
     fn done(&mut self, now: Nanos, h: Handle) {
+        // A stalled stream never ends for the client: it waits until one of
+        // its own timers gives up (and cancels), however long that takes.
+        if let Some(AttemptRec {
+            pending: Pending::Served(tl),
+            ..
+        }) = self.attempts.get(h)
+        {
+            if matches!(tl.end, JobEnd::Stalled(_)) {
+                return;
+            }
+        }
         let Some(rec) = self.attempts.remove(h) else {
             return;
         };
@@ -297,6 +315,7 @@ impl Sim<'_> {
                         },
                         AttemptEnd::Broken,
                     ),
+                    JobEnd::Stalled(_) => unreachable!("stalled answers are never delivered"),
                     JobEnd::Broken => (
                         Outcome::BrokenStream {
                             input_tokens,
@@ -482,16 +501,18 @@ impl Sim<'_> {
             self.collector
                 .on_attempt_end(rec.model, AttemptEnd::Cancelled);
         }
-        let mut billed = (0, 0);
         if let Some(job) = rec.job {
             let mut started = std::mem::take(&mut self.started);
-            let a = self.world.abandon(now, job, &mut started);
+            self.world.abandon(now, job, &mut started);
             self.schedule_started(&mut started);
             self.started = started;
-            if a.started {
-                billed = (rec.input_tokens, a.output_tokens);
-            }
         }
+        // Billing follows the attempt's own timeline: a stalled job may be
+        // gone from the provider already while the client still waited.
+        let billed = match rec.pending {
+            Pending::Served(tl) => (rec.input_tokens, tl.tokens_by(now)),
+            Pending::Waiting | Pending::Rejected(_) => (0, 0),
+        };
         // The answer to a Cancel, fed back in before any other input.
         self.clients[c as usize].handle_outcome(
             now,
@@ -528,6 +549,9 @@ fn schedule_timeline(
     if let (Some(ft), Some((c, id))) = (tl.first_token_at, who) {
         if ft < tl.end_at {
             q.push(ft, Event::FirstToken(c, id));
+        }
+        if let JobEnd::Stalled(last) = tl.end {
+            q.push(last, Event::Chunk(c, id));
         }
     }
     q.push(tl.end_at, Event::Done(h, Some(job)));

@@ -57,6 +57,8 @@ pub struct FaultRates {
     pub reset: f64,
     /// Stream broken after some tokens.
     pub broken_stream: f64,
+    /// Stream stalled after some tokens (no end until the client gives up).
+    pub stall: f64,
     /// Malformed bodies, by kind (fenced, truncated, missing fields, plain text).
     pub malformed: [(BodyKind, f64); 4],
 }

@@ -86,6 +86,10 @@ pub enum JobEnd {
     Reset,
     /// The stream broke off.
     Broken,
+    /// The stream stalled: its last chunk came at this time, and nothing
+    /// more comes. `end_at` is when the provider frees the slot; the client
+    /// sees no end at all.
+    Stalled(Nanos),
 }
 
 /// The timeline of a job that has started service.
@@ -110,6 +114,10 @@ pub struct Timeline {
 impl Timeline {
     /// Output tokens sent by `now` (for a client that stops listening).
     pub fn tokens_by(&self, now: Nanos) -> u32 {
+        let now = match self.end {
+            JobEnd::Stalled(last) => now.min(last),
+            _ => now,
+        };
         match self.first_token_at {
             Some(ft) if now >= ft => {
                 if now >= self.end_at {
@@ -153,6 +161,7 @@ pub struct Started {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Plan {
     Complete(BodyKind),
+    Stall,
     Reset,
     Broken,
 }
@@ -383,7 +392,10 @@ impl World {
             edge += f.broken_stream;
             if u < edge {
                 plan = Plan::Broken;
+            } else if u < edge + f.stall {
+                plan = Plan::Stall;
             } else {
+                edge += f.stall;
                 edge += cond.malformed_rate;
                 if u < edge {
                     plan = Plan::Complete(cond.malformed_kind);
@@ -493,6 +505,20 @@ impl World {
                 };
                 tl.output_tokens = tl.tokens_by(at);
                 tl
+            }
+            Plan::Stall => {
+                // The last chunk comes after `sent` tokens; the provider
+                // keeps the slot until the whole answer would have ended.
+                let sent = 1 + (d.position * f64::from(out.saturating_sub(1))) as u32;
+                Timeline {
+                    started_at: now,
+                    first_token_at: Some(first_token_at),
+                    end_at: first_token_at.saturating_add(gen_ns(out)),
+                    end: JobEnd::Stalled(first_token_at.saturating_add(gen_ns(sent))),
+                    output_tokens: sent,
+                    tps,
+                    limits,
+                }
             }
             Plan::Broken => {
                 let sent = 1 + (d.position * f64::from(out.saturating_sub(1))) as u32;

@@ -260,6 +260,7 @@ fn one_uniform_picks_the_fault() {
         hang: 0.1,
         reset: 0.1,
         broken_stream: 0.1,
+        stall: 0.0,
         malformed: [
             (BodyKind::Fenced, 0.1),
             (BodyKind::Truncated, 0.0),
@@ -318,4 +319,20 @@ fn one_uniform_picks_the_fault() {
             }
         )
     ));
+}
+
+#[test]
+fn a_stalled_stream_sends_part_of_the_answer_then_nothing() {
+    let mut cfg = (*world(10, 10, false).cfg).clone();
+    cfg.models[0].faults.stall = 1.0;
+    let mut w = World::new(Arc::new(cfg));
+    let Admission::Started(_, tl) = w.admit(0, attempt(0, 11, 1), &mut Vec::new()) else {
+        panic!()
+    };
+    // position 0.5 of 10 more tokens: the last chunk is token 6, at 600 ms.
+    assert_eq!(tl.end, JobEnd::Stalled(600 * MILLIS));
+    assert_eq!(tl.output_tokens, 6);
+    // The provider keeps the slot as long as the whole answer would take.
+    assert_eq!(tl.end_at, 100 * MILLIS + SECS);
+    assert_eq!(tl.tokens_by(5 * SECS), 6);
 }
