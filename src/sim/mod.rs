@@ -350,31 +350,7 @@ impl Sim<'_> {
     fn after_input(&mut self, now: Nanos, c: u32) {
         while let Some(a) = self.clients[c as usize].poll_action() {
             match a {
-                Action::Send {
-                    attempt,
-                    request,
-                    task,
-                    measured,
-                    model,
-                    key,
-                    try_on_model,
-                    input_tokens,
-                    max_tokens,
-                    ..
-                } => {
-                    let a = SendArgs {
-                        id: attempt,
-                        request,
-                        task,
-                        measured,
-                        model,
-                        key,
-                        try_on_model,
-                        input_tokens,
-                        max_tokens,
-                    };
-                    self.send(now, c, a);
-                }
+                Action::Send { .. } => self.send(now, c, a),
                 Action::Cancel { attempt, .. } => self.cancel(now, c, attempt),
                 Action::Finish {
                     result,
@@ -408,9 +384,9 @@ impl Sim<'_> {
         }
     }
 
-    fn send(&mut self, now: Nanos, c: u32, a: SendArgs) {
-        let SendArgs {
-            id,
+    fn send(&mut self, now: Nanos, c: u32, a: Action) {
+        let Action::Send {
+            attempt: id,
             request,
             task,
             measured,
@@ -419,7 +395,11 @@ impl Sim<'_> {
             try_on_model,
             input_tokens,
             max_tokens,
-        } = a;
+            ..
+        } = a
+        else {
+            return;
+        };
         self.stats.attempts += 1;
         if measured {
             self.collector.on_send(now, model);
@@ -524,19 +504,6 @@ impl Sim<'_> {
             crate::wire::RateLimits::default(),
         );
     }
-}
-
-/// What `Sim::send` needs from an `Action::Send`.
-struct SendArgs {
-    id: AttemptId,
-    request: u64,
-    task: u16,
-    measured: bool,
-    model: u16,
-    key: u16,
-    try_on_model: u32,
-    input_tokens: u32,
-    max_tokens: u32,
 }
 
 fn schedule_timeline(
