@@ -332,4 +332,24 @@ mod tests {
         assert_eq!(l.reset_requests, Some(SECS));
         assert_eq!(l.remaining_tokens, None);
     }
+
+    #[test]
+    fn anthropic_style_limits_input_and_output_separately() {
+        let mut s = spec(1000.0, 60 * SECS);
+        s.rpm = None;
+        s.itpm = Some(1000.0);
+        s.otpm = Some(500.0);
+        let mut p = QuotaPool::new(&s);
+        // Input and max_tokens are charged to their own buckets.
+        assert!(p.admit(0, 900, 100, 1.0).is_ok());
+        // Input room is left for 100 more; output room for 400.
+        let rej = p.admit(0, 200, 100, 1.0).unwrap_err();
+        assert_eq!(rej.kind, LimitKind::Tokens);
+        assert!(p.admit(0, 100, 400, 1.0).is_ok());
+        assert!(p.admit(0, 0, 1, 1.0).is_err(), "output bucket empty");
+        let l = p.limits(0, 1.0);
+        // The tightest token bucket speaks for tokens.
+        assert_eq!(l.remaining_tokens, Some(0));
+        assert_eq!(l.remaining_requests, None);
+    }
 }

@@ -336,3 +336,83 @@ fn a_stalled_stream_sends_part_of_the_answer_then_nothing() {
     assert_eq!(tl.end_at, 100 * MILLIS + SECS);
     assert_eq!(tl.tokens_by(5 * SECS), 6);
 }
+
+#[test]
+fn a_busy_model_streams_slower_when_it_slows_with_occupancy() {
+    let mut cfg = (*world(4, 0, false).cfg).clone();
+    cfg.models[0].occupancy_slowdown = 1.0;
+    let mut w = World::new(Arc::new(cfg));
+    let tps: Vec<f64> = (0..4)
+        .map(|i| match w.admit(0, attempt(0, 11, i), &mut Vec::new()) {
+            Admission::Started(_, tl) => tl.tps,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    // Started at occupancy 0, 1/4, 2/4, 3/4: 10 / (1 + occupancy).
+    for (got, want) in tps.iter().zip([10.0, 8.0, 10.0 / 1.5, 10.0 / 1.75]) {
+        assert!((got - want).abs() < 1e-9, "{got} vs {want}");
+    }
+}
+
+#[test]
+fn the_slow_tail_and_malformed_bursts_follow_their_draws() {
+    let mut cfg = (*world(4, 4, false).cfg).clone();
+    cfg.models[0].slow_p = 0.1;
+    cfg.models[0].slow_factor = 5.0;
+    cfg.incidents.push(IncidentSpec {
+        name: "bad json".into(),
+        start: 0,
+        end: SECS,
+        target: Target::Model(0),
+        effect: Effect::MalformedBurst {
+            rate: 0.3,
+            kind: BodyKind::PlainText,
+        },
+    });
+    let mut w = World::new(Arc::new(cfg));
+    let mut a = attempt(0, 11, 1);
+    a.draws.slow = 0.05;
+    a.draws.fault = 0.2;
+    let Admission::Started(_, tl) = w.admit(0, a, &mut Vec::new()) else {
+        panic!()
+    };
+    // Five times slower to the first token, and at a fifth of the speed.
+    assert_eq!(tl.first_token_at, Some(500 * MILLIS));
+    assert!((tl.tps - 2.0).abs() < 1e-9);
+    assert_eq!(tl.end, JobEnd::Complete(BodyKind::PlainText));
+    // After the burst, the same draw gets a valid body.
+    let Admission::Started(_, tl) = w.admit(2 * SECS, a, &mut Vec::new()) else {
+        panic!()
+    };
+    assert_eq!(tl.end, JobEnd::Complete(BodyKind::Valid));
+}
+
+#[test]
+fn a_capacity_cut_shrinks_then_the_queue_moves_when_it_ends() {
+    let mut cfg = (*world(4, 10, false).cfg).clone();
+    cfg.incidents.push(IncidentSpec {
+        name: "cut".into(),
+        start: 0,
+        end: 10 * SECS,
+        target: Target::Model(0),
+        effect: Effect::CapacityCut(0.25),
+    });
+    let mut w = World::new(Arc::new(cfg));
+    let mut started = Vec::new();
+    assert!(matches!(
+        w.admit(0, attempt(0, 11, 1), &mut started),
+        Admission::Started(..)
+    ));
+    assert!(matches!(
+        w.admit(0, attempt(0, 11, 2), &mut started),
+        Admission::Queued(_)
+    ));
+    assert!(matches!(
+        w.admit(0, attempt(0, 11, 3), &mut started),
+        Admission::Queued(_)
+    ));
+    // The cut ends; the next arrival finds the queue moving first.
+    let a = w.admit(11 * SECS, attempt(0, 11, 4), &mut started);
+    assert_eq!(started.iter().map(|s| s.tag).collect::<Vec<_>>(), [2, 3]);
+    assert!(matches!(a, Admission::Started(..)));
+}

@@ -438,3 +438,57 @@ fn should_retry_true_retries_even_what_the_table_would_send_down_the_chain() {
     let out = h.next_timer().unwrap();
     assert_eq!(sent(&out).map(|s| (s.1, s.2)), Some((0, 1)));
 }
+
+#[test]
+fn routing_by_task_and_timeouts_and_chains_by_tier() {
+    let mut c = cfg();
+    c.route_by_task = vec![0, 1];
+    c.chains = [vec![], vec![1], vec![0]];
+    c.timeouts[Tier::Complex.index()].first_token = Some(3 * SECS);
+    c.timeouts[Tier::Simple.index()].total = Some(2 * SECS);
+    let mut h = Harness::new(c, 1);
+
+    // Task 1 goes to model 1; its complex tier falls back to model 0.
+    let mut r = req(1);
+    r.task = 1;
+    r.tier = Tier::Complex;
+    let (id, model, _) = sent(&h.request(r)).unwrap();
+    assert_eq!(model, 1);
+    // The complex tier's first-token timeout fires at 3 s.
+    let out = h.next_timer().unwrap();
+    assert_eq!(
+        (h.now, out[0]),
+        (
+            3 * SECS,
+            Action::Cancel {
+                attempt: id,
+                reason: CancelReason::FirstTokenTimeout
+            }
+        )
+    );
+    h.outcome(
+        id,
+        Outcome::Cancelled {
+            input_tokens: 0,
+            output_tokens: 0,
+        },
+    );
+
+    // A simple task on model 0: the attempt's own deadline is 2 s after sending.
+    let mut r = req(2);
+    r.tier = Tier::Simple;
+    let out = h.request(r);
+    match out[0] {
+        Action::Send {
+            model, deadline, ..
+        } => assert_eq!((model, deadline), (0, h.now + 2 * SECS)),
+        other => panic!("{other:?}"),
+    }
+    // And it has no fallback: a 500 ends it.
+    let (id, ..) = sent(&out).unwrap();
+    let out = h.outcome(id, http(500, ErrorType::Server, None));
+    assert_eq!(
+        result_of(finished(&out)),
+        RequestResult::Failed(FailReason::ServerError)
+    );
+}
