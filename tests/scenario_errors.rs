@@ -694,3 +694,22 @@ fn a_zero_error_latency_or_an_endless_duration() {
     let e = err(&edit("duration = \"10m\"", "duration = \"400d\""));
     check(&e, 2, 12, "too large");
 }
+
+#[test]
+fn a_budget_field_that_does_not_apply() {
+    let e = err(&edit(
+        "fallback = { chain = [\"claude-sonnet-4\"] }",
+        "fallback = { chain = [\"claude-sonnet-4\"] }\nbudget = { kind = \"token_bucket\", percent = 0.1 }",
+    ));
+    check(
+        &e,
+        53,
+        10,
+        "`percent` does not apply to a `token_bucket` budget",
+    );
+    let e = err(&edit(
+        "fallback = { chain = [\"claude-sonnet-4\"] }",
+        "fallback = { chain = [\"claude-sonnet-4\"] }\nbudget = { kind = \"leaky\" }",
+    ));
+    assert!(e.message.contains("unknown variant `leaky`"), "{e}");
+}

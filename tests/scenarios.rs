@@ -48,6 +48,17 @@ fn retry_storm_fixed_retries_sustain_the_storm_and_jitter_recovers() {
     );
     // The typical user waits far longer without jitter.
     assert!(fixed.latency.all.p50_us > 5 * full.latency.all.p50_us);
+    // A retry budget cures the same fixed retries: no storm, few retries.
+    let budget = strategy(&r, "fixed-with-budget");
+    assert!(
+        budget.success_rate > full.success_rate,
+        "{}",
+        budget.success_rate
+    );
+    assert!(budget.amplification < 1.1, "{}", budget.amplification);
+    assert!(budget.retries_denied > 100);
+    assert!(after(budget) > 1000);
+    assert_eq!(fixed.retries_denied, 0);
     // Before the cut, all three do about the same (they differ only in when
     // the rare 500s and resets are retried).
     let (a, b) = (

@@ -48,7 +48,7 @@ use super::contract::{
 };
 use super::cost::CostLedger;
 use super::fallback::{Chain, MAX_CHAIN};
-use super::retry::{Disposition, FailureClass};
+use super::retry::{Disposition, FailureClass, RetryBudget};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum TimerKind {
@@ -74,6 +74,8 @@ struct Live {
     idle_deadline: Option<Nanos>,
     end_deadline: Nanos,
     first_token: Option<Nanos>,
+    /// Let through by the retry budget (released when it ends).
+    budgeted: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -91,6 +93,8 @@ struct ReqState {
     wake_at: Option<Nanos>,
     last_fail: FailReason,
     last_model: ModelId,
+    /// A retry the budget let through waits for its backoff.
+    budgeted: bool,
 }
 
 /// One client replica of one strategy. See the module docs for the driving
@@ -110,6 +114,8 @@ pub struct Client {
     /// are most timers, are dismissed here without touching request state.
     armed: Vec<u32>,
     last_limits: Vec<RateLimits>,
+    budget: RetryBudget,
+    retries_denied: u64,
 }
 
 fn attempt_id(req: Handle, serial: u32) -> AttemptId {
@@ -120,6 +126,7 @@ impl Client {
     /// A client with its own random stream `rng` (the caller derives it from
     /// the run seed, the strategy and the replica).
     pub fn new(cfg: Arc<StrategyConfig>, rng: ChaCha8Rng) -> Self {
+        let budget = cfg.budget;
         let n = cfg.models.len();
         Self {
             cfg,
@@ -132,6 +139,8 @@ impl Client {
             ledger: CostLedger::new(n),
             cancelled: BTreeMap::new(),
             armed: Vec::new(),
+            budget: RetryBudget::new(budget),
+            retries_denied: 0,
             last_limits: vec![RateLimits::default(); n],
         }
     }
@@ -149,6 +158,11 @@ impl Client {
     /// Requests not yet finished.
     pub fn in_flight(&self) -> usize {
         self.requests.len()
+    }
+
+    /// Retries of measured requests that the retry budget refused.
+    pub fn retries_denied(&self) -> u64 {
+        self.retries_denied
     }
 
     /// The rate-limit figures last seen from each model.
@@ -224,7 +238,9 @@ impl Client {
             wake_at: None,
             last_fail: FailReason::Deadline,
             last_model: first,
+            budgeted: false,
         });
+        self.budget.on_request(now);
         if req.deadline <= now {
             self.finish(h, RequestResult::Failed(FailReason::Deadline), None);
             return;
@@ -264,6 +280,7 @@ impl Client {
             idle_deadline: None,
             end_deadline: end,
             first_token: None,
+            budgeted: std::mem::take(&mut st.budgeted),
         });
         self.actions.push_back(Action::Send {
             attempt: id,
@@ -361,6 +378,9 @@ impl Client {
         };
         let Some(live) = st.live.take() else { return };
         self.armed[h.index as usize] = 0;
+        if live.budgeted {
+            self.budget.on_retry_done();
+        }
         let model = usize::from(live.model);
         self.last_limits[model] = limits;
         let (input, output) = match outcome {
@@ -387,6 +407,7 @@ impl Client {
         match outcome {
             Outcome::Success { body, .. } => {
                 if body_acceptable(body, st.req.json) {
+                    self.budget.on_attempt(true);
                     let ft = live.first_token.unwrap_or(now);
                     self.finish(h, RequestResult::Success, Some(ft));
                 } else {
@@ -455,6 +476,9 @@ impl Client {
         };
         if let Some(l) = st.live.take() {
             self.armed[h.index as usize] = 0;
+            if l.budgeted {
+                self.budget.on_retry_done();
+            }
             self.cancelled.insert(l.id, (l.model, st.req.measured, h));
             self.actions.push_back(Action::Cancel {
                 attempt: l.id,
@@ -484,10 +508,22 @@ impl Client {
                 _ => {}
             }
         }
+        self.budget.on_attempt(false);
         let Some(st) = self.requests.get_mut(h) else {
             return;
         };
         st.last_fail = reason_of(class);
+        if disposition == Disposition::Retry && st.retries_here < retry.max_retries {
+            if self.budget.try_retry(now) {
+                st.budgeted = true;
+            } else {
+                // The budget says no: this model gets no more tries.
+                if st.req.measured {
+                    self.retries_denied += 1;
+                }
+                disposition = Disposition::Fallback;
+            }
+        }
         if disposition == Disposition::Retry && st.retries_here < retry.max_retries {
             let u = if retry.backoff.is_random() {
                 unit(self.rng.next_u64())
@@ -521,6 +557,10 @@ impl Client {
             }
             disposition = Disposition::Fallback;
         }
+        if std::mem::take(&mut st.budgeted) {
+            // Granted, but the retry is not made after all.
+            self.budget.on_retry_done();
+        }
         if disposition != Disposition::Fail && st.pos + 1 < st.chain.len() && now < st.req.deadline
         {
             st.pos += 1;
@@ -540,6 +580,10 @@ impl Client {
         if let Some(a) = self.armed.get_mut(h.index as usize) {
             *a = 0;
         }
+        if st.budgeted {
+            self.budget.on_retry_done();
+        }
+        self.budget.on_request_done();
         self.actions.push_back(Action::Finish {
             request: st.req.id,
             result,

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::contract::{KeyId, ModelId};
-use super::retry::{Backoff, Classifier};
+use super::retry::{Backoff, BudgetConfig, Classifier};
 use super::timeout::Timeouts;
 
 /// Complexity tier of a task: picks timeouts and fallback chains.
@@ -83,4 +83,6 @@ pub struct StrategyConfig {
     pub chains: [Vec<ModelId>; 3],
     /// Failure classification.
     pub classify: Classifier,
+    /// Retry budget (per replica).
+    pub budget: BudgetConfig,
 }

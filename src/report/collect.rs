@@ -152,6 +152,7 @@ impl Collector {
         clients: u32,
         model_names: &[String],
         ledger: &CostLedger,
+        retries_denied: u64,
         tenants: Vec<TenantReport>,
     ) -> StrategyReport {
         let cost = ledger.measured_total();
@@ -220,6 +221,7 @@ impl Collector {
             failures,
             attempts: self.attempts,
             amplification: ratio(self.attempts, self.requests),
+            retries_denied,
             cost: Costs::from(cost),
             cost_per_1k_successes: per_1k.map(Costs::from),
             tokens,

@@ -181,6 +181,8 @@ pub struct StrategyReport {
     pub attempts: u64,
     /// attempts / requests.
     pub amplification: f64,
+    /// Retries of measured requests that the retry budget refused.
+    pub retries_denied: u64,
     /// Cost of measured requests.
     pub cost: Costs,
     /// Cost per 1,000 successful requests.

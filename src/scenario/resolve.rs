@@ -8,6 +8,7 @@ use toml::Spanned;
 
 use crate::dist::LogNormal;
 use crate::policy::fallback::MAX_CHAIN;
+use crate::policy::retry::BudgetConfig;
 use crate::policy::{
     Backoff, Classifier, FailureClass, ModelInfo, RetryConfig, StrategyConfig, Tier, Timeouts,
 };
@@ -650,6 +651,7 @@ pub(super) fn resolve(src: &Sources, m: Merged, default_name: &str) -> R<Scenari
             default_model: model as u16,
             chains: [Vec::new(), Vec::new(), Vec::new()],
             classify: Classifier::default(),
+            budget: BudgetConfig::Unlimited,
         }));
         tenants.push(TenantSpec {
             name: tv.name.clone(),
@@ -927,6 +929,11 @@ fn strategy(
         keys_by_provider.insert(pi, ids);
     }
 
+    let budget = match &sv.budget {
+        None => BudgetConfig::Unlimited,
+        Some(b) => budget(src, file, b)?,
+    };
+
     Ok(StrategyConfig {
         name: sv.name.clone(),
         clients,
@@ -944,5 +951,75 @@ fn strategy(
         default_model,
         chains,
         classify,
+        budget,
+    })
+}
+
+fn budget(
+    src: &Sources,
+    file: FileId,
+    b: &Spanned<super::schema::BudgetSection>,
+) -> R<BudgetConfig> {
+    use super::schema::BudgetKind;
+    let v = b.get_ref();
+    let name = match v.kind {
+        BudgetKind::Ratio => "ratio",
+        BudgetKind::Concurrent => "concurrent",
+        BudgetKind::TokenBucket => "token_bucket",
+    };
+    let given = [
+        (
+            "percent",
+            v.percent.is_some(),
+            matches!(v.kind, BudgetKind::Ratio | BudgetKind::Concurrent),
+        ),
+        (
+            "min_per_s",
+            v.min_per_s.is_some(),
+            v.kind == BudgetKind::Ratio,
+        ),
+        ("window", v.window.is_some(), v.kind == BudgetKind::Ratio),
+        (
+            "min_concurrent",
+            v.min_concurrent.is_some(),
+            v.kind == BudgetKind::Concurrent,
+        ),
+        (
+            "max_tokens",
+            v.max_tokens.is_some(),
+            v.kind == BudgetKind::TokenBucket,
+        ),
+        (
+            "token_ratio",
+            v.token_ratio.is_some(),
+            v.kind == BudgetKind::TokenBucket,
+        ),
+    ];
+    for (key, present, applies) in given {
+        if present && !applies {
+            return Err(src
+                .error_at(
+                    file,
+                    b,
+                    format!("`{key}` does not apply to a `{name}` budget"),
+                )
+                .hint("see the budget table in the README's scenario reference"));
+        }
+    }
+    let percent = v.percent.map_or(0.2, |p| p.0);
+    Ok(match v.kind {
+        BudgetKind::Ratio => BudgetConfig::Ratio {
+            percent,
+            min_per_s: v.min_per_s.map_or(10.0, |m| m.0),
+            window: v.window.map_or(10 * SECS, |w| w.0),
+        },
+        BudgetKind::Concurrent => BudgetConfig::Concurrent {
+            percent,
+            min_concurrent: v.min_concurrent.unwrap_or(3),
+        },
+        BudgetKind::TokenBucket => BudgetConfig::TokenBucket {
+            max_tokens: v.max_tokens.map_or(10.0, |m| m.0),
+            token_ratio: v.token_ratio.map_or(0.1, |r| r.0),
+        },
     })
 }

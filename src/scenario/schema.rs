@@ -399,9 +399,43 @@ pub struct StrategySection {
     /// What to do on each kind of failure: `retry`, `fallback` or `fail`.
     #[serde(default)]
     pub on: BTreeMap<Spanned<String>, Disposition>,
+    /// Retry budget (default: none).
+    pub budget: Option<Spanned<BudgetSection>>,
     /// Keys to use per provider (default: all of the provider's keys, round-robin).
     #[serde(default)]
     pub keys: BTreeMap<String, Vec<Spanned<String>>>,
+}
+
+/// Retry budget kinds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BudgetKind {
+    /// Finagle: retries at most `percent` of requests over `window`, plus `min_per_s`.
+    Ratio,
+    /// Envoy: retries in flight at most `percent` of active requests, at least `min_concurrent`.
+    Concurrent,
+    /// gRPC: a bucket of `max_tokens`, -1 per failure, +`token_ratio` per success.
+    TokenBucket,
+}
+
+/// `[strategy.budget]`.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetSection {
+    /// Which budget.
+    pub kind: BudgetKind,
+    /// `ratio`, `concurrent`: share of requests (default 0.2).
+    pub percent: Option<Probability>,
+    /// `ratio`: retries per second always allowed (default 10).
+    pub min_per_s: Option<NonNegative>,
+    /// `ratio`: sliding window (default 10s).
+    pub window: Option<PositiveDuration>,
+    /// `concurrent`: retries in flight always allowed (default 3).
+    pub min_concurrent: Option<u32>,
+    /// `token_bucket`: bucket size (default 10).
+    pub max_tokens: Option<Positive>,
+    /// `token_bucket`: tokens a success gives back (default 0.1).
+    pub token_ratio: Option<Positive>,
 }
 
 /// `[strategy.routing]`: static routing by task type.

@@ -178,9 +178,11 @@ pub fn run_strategy(
         }
     }
     let mut ledger = crate::policy::CostLedger::new(sc.world.models.len());
+    let mut retries_denied = 0;
     for (c, s) in sim.clients.iter().zip(&sim.sender_of) {
         if *s == Sender::Strategy {
             ledger.merge(c.ledger());
+            retries_denied += c.retries_denied();
         }
     }
     let names: Vec<String> = sc.world.models.iter().map(|m| m.name.clone()).collect();
@@ -197,9 +199,14 @@ pub fn run_strategy(
         })
         .collect();
     let stats = sim.stats;
-    let report =
-        sim.collector
-            .into_report(&strategy.name, strategy.clients, &names, &ledger, tenants);
+    let report = sim.collector.into_report(
+        &strategy.name,
+        strategy.clients,
+        &names,
+        &ledger,
+        retries_denied,
+        tenants,
+    );
     Ok((report, stats))
 }
 

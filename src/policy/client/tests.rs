@@ -28,6 +28,7 @@ fn cfg() -> StrategyConfig {
         default_model: 0,
         chains: [vec![1], vec![1], vec![1]],
         classify: Classifier::default(),
+        budget: crate::policy::retry::BudgetConfig::Unlimited,
     }
 }
 
@@ -491,4 +492,68 @@ fn routing_by_task_and_timeouts_and_chains_by_tier() {
         result_of(finished(&out)),
         RequestResult::Failed(FailReason::ServerError)
     );
+}
+
+#[test]
+fn a_drained_token_bucket_stops_retries_and_a_success_restores_them() {
+    use crate::policy::retry::BudgetConfig;
+    let mut c = cfg();
+    c.chains = [vec![], vec![], vec![]];
+    c.budget = BudgetConfig::TokenBucket {
+        max_tokens: 4.0,
+        token_ratio: 2.0,
+    };
+    let mut h = Harness::new(c, 1);
+    // Two failures take the bucket from 4 to 2: not above half, no retry.
+    let (a, ..) = sent(&h.request(req(1))).unwrap();
+    let (b, ..) = sent(&h.request(req(2))).unwrap();
+    assert!(
+        h.outcome(a, http(503, ErrorType::Overloaded, None))
+            .is_empty(),
+        "first failure: retried"
+    );
+    let out = h.outcome(b, http(503, ErrorType::Overloaded, None));
+    assert_eq!(
+        result_of(finished(&out)),
+        RequestResult::Failed(FailReason::Overloaded)
+    );
+    assert_eq!(h.client.retries_denied(), 1);
+    // A success gives back two tokens (2 -> 4); d's failure spends one (3),
+    // still above half: retried.
+    let (c3, ..) = sent(&h.request(req(3))).unwrap();
+    h.outcome(c3, ok(BodyKind::Valid));
+    let (d, ..) = sent(&h.request(req(4))).unwrap();
+    assert!(
+        h.outcome(d, http(503, ErrorType::Overloaded, None))
+            .is_empty(),
+        "retried again"
+    );
+}
+
+#[test]
+fn a_concurrent_budget_frees_its_place_when_the_retry_ends() {
+    use crate::policy::retry::BudgetConfig;
+    let mut c = cfg();
+    c.chains = [vec![], vec![], vec![]];
+    c.budget = BudgetConfig::Concurrent {
+        percent: 0.0,
+        min_concurrent: 1,
+    };
+    let mut h = Harness::new(c, 1);
+    let (a, ..) = sent(&h.request(req(1))).unwrap();
+    let (b, ..) = sent(&h.request(req(2))).unwrap();
+    // One retry may be in flight: a's is granted, b's is refused.
+    assert!(h
+        .outcome(a, http(503, ErrorType::Overloaded, None))
+        .is_empty());
+    let out = h.outcome(b, http(503, ErrorType::Overloaded, None));
+    assert!(finished(&out).is_some());
+    // a's retry goes and succeeds: its place is free again.
+    let (a2, ..) = sent(&h.next_timer().unwrap()).unwrap();
+    h.outcome(a2, ok(BodyKind::Valid));
+    let (c3, ..) = sent(&h.request(req(3))).unwrap();
+    assert!(h
+        .outcome(c3, http(503, ErrorType::Overloaded, None))
+        .is_empty());
+    assert_eq!(h.client.retries_denied(), 1);
 }

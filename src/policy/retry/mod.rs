@@ -17,7 +17,9 @@
 //! - A retry that could not start before the request's deadline is not made.
 
 pub mod backoff;
+pub mod budget;
 pub mod classify;
 
 pub use backoff::Backoff;
+pub use budget::{BudgetConfig, RetryBudget};
 pub use classify::{Classifier, Disposition, FailureClass};
