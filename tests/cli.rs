@@ -30,7 +30,7 @@ fn validate_accepts_a_good_file() {
     assert!(out.status.success());
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        stdout.contains(": ok (2 providers, 2 models, 1 incidents, 3 tasks, 2 strategies)"),
+        stdout.contains(": ok (2 providers, 2 models, 1 incidents, 3 tasks, 4 strategies)"),
         "{stdout}"
     );
 }

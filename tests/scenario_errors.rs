@@ -713,3 +713,17 @@ fn a_budget_field_that_does_not_apply() {
     ));
     assert!(e.message.contains("unknown variant `leaky`"), "{e}");
 }
+
+#[test]
+fn a_breaker_field_that_does_not_apply() {
+    let e = err(&edit(
+        "fallback = { chain = [\"claude-sonnet-4\"] }",
+        "fallback = { chain = [\"claude-sonnet-4\"] }\nbreaker = { kind = \"cooldown\", probes = 2 }",
+    ));
+    check(
+        &e,
+        53,
+        11,
+        "`probes` does not apply to a `cooldown` breaker",
+    );
+}

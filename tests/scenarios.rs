@@ -104,6 +104,29 @@ fn provider_outage_fallback_holds_while_retry_only_drops() {
         .unwrap();
     assert!(sonnet.attempts > 1000 && sonnet.cost.nano_usd > 0);
     assert!(retry.models.iter().all(|m| m.model != "claude-sonnet-4"));
+    // A breaker keeps the same success and stops paying for the dead model.
+    let breaker = strategy(&r, "fallback-breaker");
+    assert!(
+        breaker.success_rate >= fb.success_rate - 0.001,
+        "{}",
+        breaker.success_rate
+    );
+    assert!(
+        breaker.amplification < 1.05 && fb.amplification > 1.4,
+        "{} {}",
+        breaker.amplification,
+        fb.amplification
+    );
+    assert!(breaker.breaker_opens > 0);
+    // A cooldown on the last healthy model turns its sporadic 500s into
+    // moments with no model at all.
+    let cooldown = strategy(&r, "fallback-cooldown");
+    assert!(
+        cooldown.failures["no_model_available"] > 100,
+        "{:?}",
+        cooldown.failures
+    );
+    assert!(cooldown.success_rate < fb.success_rate - 0.005);
     // Before the outage they differ only on the rare 500s, which the
     // fallback strategy sends to the other model.
     let (a, b) = (
@@ -194,7 +217,8 @@ fn a_seed_sweep_keeps_the_lessons_and_the_books_balanced() {
                 "seed {seed} {}",
                 st.name
             );
-            assert!(st.attempts >= st.requests);
+            // Every request makes an attempt, unless open breakers left it no model.
+            assert!(st.attempts + st.failures["no_model_available"] >= st.requests);
             assert_eq!(st.latency.all.count, st.requests);
             assert_eq!(st.latency.success.count, st.successes);
             assert_eq!(st.latency.all.overflow, 0, "deadlines bound latency");

@@ -42,6 +42,7 @@ use crate::slab::{Handle, Slab};
 use crate::units::{NanoUsd, Nanos};
 use crate::wire::{BodyKind, RateLimits};
 
+use super::breaker::CircuitBreaker;
 use super::config::StrategyConfig;
 use super::contract::{
     Action, AttemptId, CancelReason, FailReason, ModelId, Outcome, Request, RequestResult,
@@ -116,6 +117,7 @@ pub struct Client {
     last_limits: Vec<RateLimits>,
     budget: RetryBudget,
     retries_denied: u64,
+    breakers: Vec<CircuitBreaker>,
 }
 
 fn attempt_id(req: Handle, serial: u32) -> AttemptId {
@@ -127,6 +129,7 @@ impl Client {
     /// the run seed, the strategy and the replica).
     pub fn new(cfg: Arc<StrategyConfig>, rng: ChaCha8Rng) -> Self {
         let budget = cfg.budget;
+        let breaker = cfg.breaker;
         let n = cfg.models.len();
         Self {
             cfg,
@@ -141,6 +144,7 @@ impl Client {
             armed: Vec::new(),
             budget: RetryBudget::new(budget),
             retries_denied: 0,
+            breakers: (0..n).map(|_| CircuitBreaker::new(breaker)).collect(),
             last_limits: vec![RateLimits::default(); n],
         }
     }
@@ -163,6 +167,14 @@ impl Client {
     /// Retries of measured requests that the retry budget refused.
     pub fn retries_denied(&self) -> u64 {
         self.retries_denied
+    }
+
+    /// How many times each model's breaker has opened.
+    pub fn breaker_opens(&self) -> u64 {
+        self.breakers
+            .iter()
+            .map(|b| u64::from(b.times_opened()))
+            .sum()
     }
 
     /// The rate-limit figures last seen from each model.
@@ -251,6 +263,24 @@ impl Client {
     }
 
     fn send(&mut self, now: Nanos, h: Handle) {
+        // Models whose breaker is open are skipped down the chain.
+        loop {
+            let Some(st) = self.requests.get_mut(h) else {
+                return;
+            };
+            match st.chain.get(st.pos) {
+                None => {
+                    self.finish(h, RequestResult::Failed(FailReason::NoModelAvailable), None);
+                    return;
+                }
+                Some(m) if self.breakers[usize::from(m)].allow(now) => break,
+                Some(_) => {
+                    st.pos += 1;
+                    st.retries_here = 0;
+                    st.prev_wait = 0;
+                }
+            }
+        }
         let serial = self.next_serial();
         self.arm(h, serial);
         let cfg = Arc::clone(&self.cfg);
@@ -408,6 +438,7 @@ impl Client {
             Outcome::Success { body, .. } => {
                 if body_acceptable(body, st.req.json) {
                     self.budget.on_attempt(true);
+                    self.breakers[model].on_result(now, true);
                     let ft = live.first_token.unwrap_or(now);
                     self.finish(h, RequestResult::Success, Some(ft));
                 } else {
@@ -448,7 +479,7 @@ impl Client {
                 .is_some_and(|st| now >= st.req.deadline);
             match t.kind {
                 _ if past_deadline => {
-                    self.cancel_live(t.req, CancelReason::Deadline);
+                    self.cancel_live(now, t.req, CancelReason::Deadline);
                     self.finish(t.req, RequestResult::Failed(FailReason::Deadline), None);
                 }
                 TimerKind::Wake => {
@@ -463,14 +494,14 @@ impl Client {
                         TimerKind::Idle => CancelReason::IdleTimeout,
                         _ => CancelReason::TotalTimeout,
                     };
-                    self.cancel_live(t.req, reason);
+                    self.cancel_live(now, t.req, reason);
                     self.failed(now, t.req, FailureClass::Timeout, None, None);
                 }
             }
         }
     }
 
-    fn cancel_live(&mut self, h: Handle, reason: CancelReason) {
+    fn cancel_live(&mut self, now: Nanos, h: Handle, reason: CancelReason) {
         let Some(st) = self.requests.get_mut(h) else {
             return;
         };
@@ -480,6 +511,11 @@ impl Client {
                 self.budget.on_retry_done();
             }
             self.cancelled.insert(l.id, (l.model, st.req.measured, h));
+            if reason == CancelReason::Deadline {
+                // Timeouts are counted where they are classified; a deadline
+                // cut is counted here, so that a probe is never left hanging.
+                self.breakers[usize::from(l.model)].on_result(now, false);
+            }
             self.actions.push_back(Action::Cancel {
                 attempt: l.id,
                 reason,
@@ -512,6 +548,12 @@ impl Client {
         let Some(st) = self.requests.get_mut(h) else {
             return;
         };
+        if !matches!(
+            class,
+            FailureClass::ClientError | FailureClass::AuthError | FailureClass::InsufficientQuota
+        ) {
+            self.breakers[usize::from(st.last_model)].on_result(now, false);
+        }
         st.last_fail = reason_of(class);
         if disposition == Disposition::Retry && st.retries_here < retry.max_retries {
             if self.budget.try_retry(now) {

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::breaker::BreakerConfig;
 use super::contract::{KeyId, ModelId};
 use super::retry::{Backoff, BudgetConfig, Classifier};
 use super::timeout::Timeouts;
@@ -85,4 +86,6 @@ pub struct StrategyConfig {
     pub classify: Classifier,
     /// Retry budget (per replica).
     pub budget: BudgetConfig,
+    /// Circuit breaker (per model and replica).
+    pub breaker: BreakerConfig,
 }

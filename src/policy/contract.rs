@@ -115,11 +115,13 @@ pub enum FailReason {
     BrokenStream,
     /// The body was not what was asked for.
     Malformed,
+    /// Every model left on the request's chain had its breaker open.
+    NoModelAvailable,
 }
 
 impl FailReason {
     /// Every reason, in report order.
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 11] = [
         Self::Deadline,
         Self::RateLimited,
         Self::QuotaExhausted,
@@ -130,6 +132,7 @@ impl FailReason {
         Self::Reset,
         Self::BrokenStream,
         Self::Malformed,
+        Self::NoModelAvailable,
     ];
 
     /// Name in reports.
@@ -145,6 +148,7 @@ impl FailReason {
             Self::Reset => "reset",
             Self::BrokenStream => "broken_stream",
             Self::Malformed => "malformed",
+            Self::NoModelAvailable => "no_model_available",
         }
     }
 

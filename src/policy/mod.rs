@@ -9,6 +9,7 @@
 //! `live/`, `world/` or `report/`: a client sees outcomes, never the
 //! provider's hidden state.
 
+pub mod breaker;
 pub mod client;
 pub mod config;
 pub mod contract;

@@ -48,6 +48,15 @@ pub fn series_shape(duration: Nanos, drain: Nanos) -> (Nanos, usize) {
     (width, n.max(1))
 }
 
+/// What the core counts for a strategy, summed over its replicas.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CoreCounters {
+    /// Retries the retry budget refused.
+    pub retries_denied: u64,
+    /// Circuit breaker openings.
+    pub breaker_opens: u64,
+}
+
 /// Figures of one strategy.
 pub struct Collector {
     requests: u64,
@@ -152,7 +161,7 @@ impl Collector {
         clients: u32,
         model_names: &[String],
         ledger: &CostLedger,
-        retries_denied: u64,
+        counters: CoreCounters,
         tenants: Vec<TenantReport>,
     ) -> StrategyReport {
         let cost = ledger.measured_total();
@@ -221,7 +230,8 @@ impl Collector {
             failures,
             attempts: self.attempts,
             amplification: ratio(self.attempts, self.requests),
-            retries_denied,
+            retries_denied: counters.retries_denied,
+            breaker_opens: counters.breaker_opens,
             cost: Costs::from(cost),
             cost_per_1k_successes: per_1k.map(Costs::from),
             tokens,

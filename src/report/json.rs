@@ -183,6 +183,8 @@ pub struct StrategyReport {
     pub amplification: f64,
     /// Retries of measured requests that the retry budget refused.
     pub retries_denied: u64,
+    /// Times a model's circuit breaker opened (all replicas).
+    pub breaker_opens: u64,
     /// Cost of measured requests.
     pub cost: Costs,
     /// Cost per 1,000 successful requests.

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use toml::Spanned;
 
 use crate::dist::LogNormal;
+use crate::policy::breaker::BreakerConfig;
 use crate::policy::fallback::MAX_CHAIN;
 use crate::policy::retry::BudgetConfig;
 use crate::policy::{
@@ -652,6 +653,7 @@ pub(super) fn resolve(src: &Sources, m: Merged, default_name: &str) -> R<Scenari
             chains: [Vec::new(), Vec::new(), Vec::new()],
             classify: Classifier::default(),
             budget: BudgetConfig::Unlimited,
+            breaker: BreakerConfig::None,
         }));
         tenants.push(TenantSpec {
             name: tv.name.clone(),
@@ -933,6 +935,10 @@ fn strategy(
         None => BudgetConfig::Unlimited,
         Some(b) => budget(src, file, b)?,
     };
+    let breaker = match &sv.breaker {
+        None => BreakerConfig::None,
+        Some(b) => breaker(src, file, b)?,
+    };
 
     Ok(StrategyConfig {
         name: sv.name.clone(),
@@ -952,6 +958,7 @@ fn strategy(
         chains,
         classify,
         budget,
+        breaker,
     })
 }
 
@@ -1020,6 +1027,57 @@ fn budget(
         BudgetKind::TokenBucket => BudgetConfig::TokenBucket {
             max_tokens: v.max_tokens.map_or(10.0, |m| m.0),
             token_ratio: v.token_ratio.map_or(0.1, |r| r.0),
+        },
+    })
+}
+
+fn breaker(
+    src: &Sources,
+    file: FileId,
+    b: &Spanned<super::schema::BreakerSection>,
+) -> R<BreakerConfig> {
+    use super::schema::BreakerKind;
+    let v = b.get_ref();
+    let (name, ratio) = match v.kind {
+        BreakerKind::Ratio => ("ratio", true),
+        BreakerKind::Cooldown => ("cooldown", false),
+    };
+    let given = [
+        ("failure_ratio", v.failure_ratio.is_some(), ratio),
+        ("min_throughput", v.min_throughput.is_some(), ratio),
+        ("window", v.window.is_some(), ratio),
+        ("break_for", v.break_for.is_some(), ratio),
+        ("probes", v.probes.is_some(), ratio),
+        ("allowed_fails", v.allowed_fails.is_some(), !ratio),
+        ("cooldown", v.cooldown.is_some(), !ratio),
+    ];
+    for (key, present, applies) in given {
+        if present && !applies {
+            return Err(src
+                .error_at(
+                    file,
+                    b,
+                    format!("`{key}` does not apply to a `{name}` breaker"),
+                )
+                .hint("see the breaker table in the README's scenario reference"));
+        }
+    }
+    if v.probes == Some(0) {
+        return Err(src
+            .error_at(file, b, "a breaker needs at least one probe")
+            .hint("probes is how many attempts test a half-open model"));
+    }
+    Ok(match v.kind {
+        BreakerKind::Ratio => BreakerConfig::Ratio {
+            failure_ratio: v.failure_ratio.map_or(0.1, |r| r.0),
+            min_throughput: v.min_throughput.unwrap_or(100),
+            window: v.window.map_or(30 * SECS, |w| w.0),
+            break_for: v.break_for.map_or(5 * SECS, |d| d.0),
+            probes: v.probes.unwrap_or(1),
+        },
+        BreakerKind::Cooldown => BreakerConfig::Cooldown {
+            allowed_fails: v.allowed_fails.unwrap_or(3),
+            cooldown: v.cooldown.map_or(5 * SECS, |d| d.0),
         },
     })
 }

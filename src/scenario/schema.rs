@@ -401,6 +401,8 @@ pub struct StrategySection {
     pub on: BTreeMap<Spanned<String>, Disposition>,
     /// Retry budget (default: none).
     pub budget: Option<Spanned<BudgetSection>>,
+    /// Circuit breaker per model (default: none).
+    pub breaker: Option<Spanned<BreakerSection>>,
     /// Keys to use per provider (default: all of the provider's keys, round-robin).
     #[serde(default)]
     pub keys: BTreeMap<String, Vec<Spanned<String>>>,
@@ -436,6 +438,38 @@ pub struct BudgetSection {
     pub max_tokens: Option<Positive>,
     /// `token_bucket`: tokens a success gives back (default 0.1).
     pub token_ratio: Option<Positive>,
+}
+
+/// Circuit breaker kinds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BreakerKind {
+    /// Polly v8: a failure ratio over a sliding window, then half-open probes.
+    Ratio,
+    /// LiteLLM: too many failures in a minute cool the model down.
+    Cooldown,
+}
+
+/// `[strategy.breaker]`.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BreakerSection {
+    /// Which breaker.
+    pub kind: BreakerKind,
+    /// `ratio`: failure share that opens it (default 0.1).
+    pub failure_ratio: Option<Probability>,
+    /// `ratio`: attempts the window needs first (default 100).
+    pub min_throughput: Option<u32>,
+    /// `ratio`: sliding window (default 30s).
+    pub window: Option<PositiveDuration>,
+    /// `ratio`: how long it stays open (default 5s).
+    pub break_for: Option<PositiveDuration>,
+    /// `ratio`: attempts let through while half-open (default 1).
+    pub probes: Option<u32>,
+    /// `cooldown`: failures per minute tolerated (default 3).
+    pub allowed_fails: Option<u32>,
+    /// `cooldown`: how long the model is skipped (default 5s).
+    pub cooldown: Option<PositiveDuration>,
 }
 
 /// `[strategy.routing]`: static routing by task type.

@@ -178,11 +178,12 @@ pub fn run_strategy(
         }
     }
     let mut ledger = crate::policy::CostLedger::new(sc.world.models.len());
-    let mut retries_denied = 0;
+    let mut counters = crate::report::collect::CoreCounters::default();
     for (c, s) in sim.clients.iter().zip(&sim.sender_of) {
         if *s == Sender::Strategy {
             ledger.merge(c.ledger());
-            retries_denied += c.retries_denied();
+            counters.retries_denied += c.retries_denied();
+            counters.breaker_opens += c.breaker_opens();
         }
     }
     let names: Vec<String> = sc.world.models.iter().map(|m| m.name.clone()).collect();
@@ -204,7 +205,7 @@ pub fn run_strategy(
         strategy.clients,
         &names,
         &ledger,
-        retries_denied,
+        counters,
         tenants,
     );
     Ok((report, stats))

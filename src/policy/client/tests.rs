@@ -29,6 +29,7 @@ fn cfg() -> StrategyConfig {
         chains: [vec![1], vec![1], vec![1]],
         classify: Classifier::default(),
         budget: crate::policy::retry::BudgetConfig::Unlimited,
+        breaker: crate::policy::breaker::BreakerConfig::None,
     }
 }
 
@@ -556,4 +557,61 @@ fn a_concurrent_budget_frees_its_place_when_the_retry_ends() {
         .outcome(c3, http(503, ErrorType::Overloaded, None))
         .is_empty());
     assert_eq!(h.client.retries_denied(), 1);
+}
+
+#[test]
+fn an_open_breaker_sends_requests_straight_down_the_chain() {
+    use crate::policy::breaker::BreakerConfig;
+    let mut c = cfg();
+    c.breaker = BreakerConfig::Cooldown {
+        allowed_fails: 1,
+        cooldown: 10 * SECS,
+    };
+    c.classify
+        .set(FailureClass::Overloaded, Disposition::Fallback);
+    let mut h = Harness::new(c, 1);
+    // Two 503s from model 0 (each request falls back to model 1): the
+    // second one cools model 0 down.
+    for i in 0..2 {
+        let (id, model, _) = sent(&h.request(req(i))).unwrap();
+        assert_eq!(model, 0);
+        let out = h.outcome(id, http(503, ErrorType::Overloaded, None));
+        assert_eq!(sent(&out).map(|s| s.1), Some(1));
+    }
+    assert_eq!(h.client.breaker_opens(), 1);
+    // The next request does not try model 0 at all.
+    let (_, model, _) = sent(&h.request(req(9))).unwrap();
+    assert_eq!(model, 1);
+    // After the cooldown, model 0 is tried again.
+    h.set_time(11 * SECS);
+    let mut r = req(10);
+    r.deadline = 60 * SECS;
+    assert_eq!(sent(&h.request(r)).map(|s| s.1), Some(0));
+}
+
+#[test]
+fn when_every_model_is_open_the_request_fails_at_once() {
+    use crate::policy::breaker::BreakerConfig;
+    let mut c = cfg();
+    c.chains = [vec![], vec![], vec![]];
+    c.breaker = BreakerConfig::Cooldown {
+        allowed_fails: 0,
+        cooldown: 10 * SECS,
+    };
+    let mut h = Harness::new(c, 1);
+    let (id, ..) = sent(&h.request(req(1))).unwrap();
+    // The failure opens the breaker; the retry after the backoff finds it open.
+    assert!(h
+        .outcome(id, http(503, ErrorType::Overloaded, None))
+        .is_empty());
+    let out = h.next_timer().unwrap();
+    assert_eq!(
+        result_of(finished(&out)),
+        RequestResult::Failed(FailReason::NoModelAvailable)
+    );
+    let out = h.request(req(2));
+    assert_eq!(
+        result_of(finished(&out)),
+        RequestResult::Failed(FailReason::NoModelAvailable)
+    );
 }
