@@ -92,7 +92,7 @@ fn run_prints_the_table_and_writes_the_report() {
         serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
     assert_eq!(report["schema_version"], 1);
     assert_eq!(report["scenario"]["seed"], 42);
-    assert_eq!(report["strategies"].as_array().unwrap().len(), 4);
+    assert_eq!(report["strategies"].as_array().unwrap().len(), 5);
 
     // --json prints the same report, and --seed changes it.
     let json = bin()

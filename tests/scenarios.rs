@@ -59,6 +59,23 @@ fn retry_storm_fixed_retries_sustain_the_storm_and_jitter_recovers() {
     assert!(budget.retries_denied > 100);
     assert!(after(budget) > 1000);
     assert_eq!(fixed.retries_denied, 0);
+    // So does adaptive throttling, shedding attempts at the client; its
+    // two-minute memory makes it recover later than the budget.
+    let throttle = strategy(&r, "fixed-with-throttle");
+    assert!(
+        throttle.success_rate > fixed.success_rate + 0.3,
+        "{}",
+        throttle.success_rate
+    );
+    assert!(throttle.throttled_locally > 100 && throttle.failures["throttled"] > 100);
+    assert!(after(throttle) > 1000);
+    let recovery = |s| window(s, &s.series.successes, 6 * 60, 7 * 60);
+    assert!(
+        recovery(throttle) < recovery(budget),
+        "{} vs {}",
+        recovery(throttle),
+        recovery(budget)
+    );
     // Before the cut, all three do about the same (they differ only in when
     // the rare 500s and resets are retried).
     let (a, b) = (

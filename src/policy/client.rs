@@ -40,7 +40,7 @@ use crate::calendar::CalendarQueue;
 use crate::dist::unit;
 use crate::slab::{Handle, Slab};
 use crate::units::{NanoUsd, Nanos};
-use crate::wire::{BodyKind, RateLimits};
+use crate::wire::{BodyKind, ErrorType, RateLimits};
 
 use super::breaker::CircuitBreaker;
 use super::config::StrategyConfig;
@@ -50,6 +50,7 @@ use super::contract::{
 use super::cost::CostLedger;
 use super::fallback::{Chain, MAX_CHAIN};
 use super::retry::{Disposition, FailureClass, RetryBudget};
+use super::throttle::AdaptiveThrottle;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum TimerKind {
@@ -118,6 +119,8 @@ pub struct Client {
     budget: RetryBudget,
     retries_denied: u64,
     breakers: Vec<CircuitBreaker>,
+    throttles: Vec<AdaptiveThrottle>,
+    throttled: u64,
 }
 
 fn attempt_id(req: Handle, serial: u32) -> AttemptId {
@@ -130,6 +133,7 @@ impl Client {
     pub fn new(cfg: Arc<StrategyConfig>, rng: ChaCha8Rng) -> Self {
         let budget = cfg.budget;
         let breaker = cfg.breaker;
+        let throttle = cfg.throttle;
         let n = cfg.models.len();
         Self {
             cfg,
@@ -145,6 +149,10 @@ impl Client {
             budget: RetryBudget::new(budget),
             retries_denied: 0,
             breakers: (0..n).map(|_| CircuitBreaker::new(breaker)).collect(),
+            throttles: throttle.map_or_else(Vec::new, |t| {
+                (0..n).map(|_| AdaptiveThrottle::new(t)).collect()
+            }),
+            throttled: 0,
             last_limits: vec![RateLimits::default(); n],
         }
     }
@@ -167,6 +175,11 @@ impl Client {
     /// Retries of measured requests that the retry budget refused.
     pub fn retries_denied(&self) -> u64 {
         self.retries_denied
+    }
+
+    /// Attempts of measured requests that the adaptive throttle rejected locally.
+    pub fn throttled(&self) -> u64 {
+        self.throttled
     }
 
     /// How many times each model's breaker has opened.
@@ -263,23 +276,44 @@ impl Client {
     }
 
     fn send(&mut self, now: Nanos, h: Handle) {
-        // Models whose breaker is open are skipped down the chain.
+        // Models whose breaker is open, or whose throttle rejects the
+        // attempt locally, are skipped down the chain.
+        let mut throttled = false;
         loop {
             let Some(st) = self.requests.get_mut(h) else {
                 return;
             };
-            match st.chain.get(st.pos) {
-                None => {
-                    self.finish(h, RequestResult::Failed(FailReason::NoModelAvailable), None);
-                    return;
-                }
-                Some(m) if self.breakers[usize::from(m)].allow(now) => break,
-                Some(_) => {
-                    st.pos += 1;
-                    st.retries_here = 0;
-                    st.prev_wait = 0;
+            let Some(m) = st.chain.get(st.pos) else {
+                let reason = if throttled {
+                    FailReason::Throttled
+                } else {
+                    FailReason::NoModelAvailable
+                };
+                self.finish(h, RequestResult::Failed(reason), None);
+                return;
+            };
+            let m = usize::from(m);
+            let mut go = !self.breakers[m].is_open(now);
+            if go {
+                if let Some(t) = self.throttles.get_mut(m) {
+                    let p = t.reject_probability(now);
+                    t.on_request(now);
+                    if p > 0.0 && unit(self.rng.next_u64()) < p {
+                        go = false;
+                        throttled = true;
+                        if st.req.measured {
+                            self.throttled += 1;
+                        }
+                    }
                 }
             }
+            // Only now may a half-open breaker count this as its probe.
+            if go && self.breakers[m].allow(now) {
+                break;
+            }
+            st.pos += 1;
+            st.retries_here = 0;
+            st.prev_wait = 0;
         }
         let serial = self.next_serial();
         self.arm(h, serial);
@@ -413,6 +447,23 @@ impl Client {
         }
         let model = usize::from(live.model);
         self.last_limits[model] = limits;
+        // Rejected for load (429, 503, 529) is the only answer the throttle
+        // does not count as accepted; timeouts never get here.
+        let rejected_for_load = matches!(
+            outcome,
+            Outcome::HttpError {
+                status: 429 | 503 | 529,
+                ..
+            } | Outcome::HttpError {
+                error: ErrorType::RateLimit | ErrorType::Overloaded,
+                ..
+            }
+        );
+        if !rejected_for_load {
+            if let Some(t) = self.throttles.get_mut(model) {
+                t.on_accept(now);
+            }
+        }
         let (input, output) = match outcome {
             Outcome::Success {
                 input_tokens,

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::breaker::BreakerConfig;
 use super::contract::{KeyId, ModelId};
 use super::retry::{Backoff, BudgetConfig, Classifier};
+use super::throttle::ThrottleConfig;
 use super::timeout::Timeouts;
 
 /// Complexity tier of a task: picks timeouts and fallback chains.
@@ -88,4 +89,6 @@ pub struct StrategyConfig {
     pub budget: BudgetConfig,
     /// Circuit breaker (per model and replica).
     pub breaker: BreakerConfig,
+    /// Adaptive client-side throttling (per model and replica).
+    pub throttle: Option<ThrottleConfig>,
 }

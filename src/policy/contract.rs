@@ -117,11 +117,13 @@ pub enum FailReason {
     Malformed,
     /// Every model left on the request's chain had its breaker open.
     NoModelAvailable,
+    /// The client's adaptive throttle rejected it locally.
+    Throttled,
 }
 
 impl FailReason {
     /// Every reason, in report order.
-    pub const ALL: [Self; 11] = [
+    pub const ALL: [Self; 12] = [
         Self::Deadline,
         Self::RateLimited,
         Self::QuotaExhausted,
@@ -133,6 +135,7 @@ impl FailReason {
         Self::BrokenStream,
         Self::Malformed,
         Self::NoModelAvailable,
+        Self::Throttled,
     ];
 
     /// Name in reports.
@@ -149,6 +152,7 @@ impl FailReason {
             Self::BrokenStream => "broken_stream",
             Self::Malformed => "malformed",
             Self::NoModelAvailable => "no_model_available",
+            Self::Throttled => "throttled",
         }
     }
 

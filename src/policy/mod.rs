@@ -18,6 +18,7 @@ pub mod fallback;
 pub mod harness;
 pub mod retry;
 pub mod routing;
+pub mod throttle;
 pub mod timeout;
 
 pub use client::Client;

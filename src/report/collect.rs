@@ -55,6 +55,8 @@ pub struct CoreCounters {
     pub retries_denied: u64,
     /// Circuit breaker openings.
     pub breaker_opens: u64,
+    /// Attempts rejected locally by the adaptive throttle.
+    pub throttled_locally: u64,
 }
 
 /// Figures of one strategy.
@@ -232,6 +234,7 @@ impl Collector {
             amplification: ratio(self.attempts, self.requests),
             retries_denied: counters.retries_denied,
             breaker_opens: counters.breaker_opens,
+            throttled_locally: counters.throttled_locally,
             cost: Costs::from(cost),
             cost_per_1k_successes: per_1k.map(Costs::from),
             tokens,

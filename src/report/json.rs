@@ -185,6 +185,8 @@ pub struct StrategyReport {
     pub retries_denied: u64,
     /// Times a model's circuit breaker opened (all replicas).
     pub breaker_opens: u64,
+    /// Attempts of measured requests the adaptive throttle rejected locally.
+    pub throttled_locally: u64,
     /// Cost of measured requests.
     pub cost: Costs,
     /// Cost per 1,000 successful requests.

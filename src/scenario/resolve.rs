@@ -654,6 +654,7 @@ pub(super) fn resolve(src: &Sources, m: Merged, default_name: &str) -> R<Scenari
             classify: Classifier::default(),
             budget: BudgetConfig::Unlimited,
             breaker: BreakerConfig::None,
+            throttle: None,
         }));
         tenants.push(TenantSpec {
             name: tv.name.clone(),
@@ -939,6 +940,23 @@ fn strategy(
         None => BreakerConfig::None,
         Some(b) => breaker(src, file, b)?,
     };
+    let throttle = match &sv.throttle {
+        None => None,
+        Some(t) => {
+            let k = t.k.as_ref().map_or(2.0, |k| *k.get_ref());
+            if let Some(ks) = &t.k {
+                if !(k.is_finite() && (1.0..=100.0).contains(&k)) {
+                    return Err(src
+                        .error_at(file, ks, format!("throttle k = {k} is outside 1..100"))
+                        .hint("k is how many times what the backend accepts the client may send; the SRE book uses 2"));
+                }
+            }
+            Some(crate::policy::throttle::ThrottleConfig {
+                k,
+                window: t.window.map_or(120 * SECS, |w| w.0),
+            })
+        }
+    };
 
     Ok(StrategyConfig {
         name: sv.name.clone(),
@@ -959,6 +977,7 @@ fn strategy(
         classify,
         budget,
         breaker,
+        throttle,
     })
 }
 

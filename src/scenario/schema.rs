@@ -403,6 +403,8 @@ pub struct StrategySection {
     pub budget: Option<Spanned<BudgetSection>>,
     /// Circuit breaker per model (default: none).
     pub breaker: Option<Spanned<BreakerSection>>,
+    /// Adaptive client-side throttling per model (default: none).
+    pub throttle: Option<ThrottleSection>,
     /// Keys to use per provider (default: all of the provider's keys, round-robin).
     #[serde(default)]
     pub keys: BTreeMap<String, Vec<Spanned<String>>>,
@@ -470,6 +472,17 @@ pub struct BreakerSection {
     pub allowed_fails: Option<u32>,
     /// `cooldown`: how long the model is skipped (default 5s).
     pub cooldown: Option<PositiveDuration>,
+}
+
+/// `[strategy.throttle]`: Google SRE adaptive client-side throttling.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThrottleSection {
+    /// The multiplier K: the client sends up to K times what the backend
+    /// accepts (default 2, the SRE book's value; at least 1).
+    pub k: Option<Spanned<f64>>,
+    /// The window (default 2m).
+    pub window: Option<PositiveDuration>,
 }
 
 /// `[strategy.routing]`: static routing by task type.

@@ -184,6 +184,7 @@ pub fn run_strategy(
             ledger.merge(c.ledger());
             counters.retries_denied += c.retries_denied();
             counters.breaker_opens += c.breaker_opens();
+            counters.throttled_locally += c.throttled();
         }
     }
     let names: Vec<String> = sc.world.models.iter().map(|m| m.name.clone()).collect();

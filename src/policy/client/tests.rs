@@ -30,6 +30,7 @@ fn cfg() -> StrategyConfig {
         classify: Classifier::default(),
         budget: crate::policy::retry::BudgetConfig::Unlimited,
         breaker: crate::policy::breaker::BreakerConfig::None,
+        throttle: None,
     }
 }
 
@@ -614,4 +615,36 @@ fn when_every_model_is_open_the_request_fails_at_once() {
         result_of(finished(&out)),
         RequestResult::Failed(FailReason::NoModelAvailable)
     );
+}
+
+#[test]
+fn the_adaptive_throttle_sheds_attempts_while_the_backend_rejects() {
+    use crate::policy::throttle::ThrottleConfig;
+    let mut c = cfg();
+    c.chains = [vec![], vec![], vec![]];
+    c.retry.max_retries = 0;
+    c.throttle = Some(ThrottleConfig {
+        k: 2.0,
+        window: 120 * SECS,
+    });
+    let mut h = Harness::new(c, 3);
+    let mut throttled = 0;
+    for i in 0..200 {
+        let out = h.request(req(i));
+        match sent(&out) {
+            Some((id, ..)) => {
+                h.outcome(id, http(429, ErrorType::RateLimit, None));
+            }
+            None => {
+                assert_eq!(
+                    result_of(finished(&out)),
+                    RequestResult::Failed(FailReason::Throttled)
+                );
+                throttled += 1;
+            }
+        }
+    }
+    // Nothing is accepted: the reject probability climbs towards 1.
+    assert!(throttled > 150, "{throttled}");
+    assert_eq!(h.client.throttled(), throttled);
 }
