@@ -453,3 +453,31 @@ timeouts = { total = "30s", between_chunks = "2s" }
     // A stalled attempt still bills what it streamed before the stall.
     assert!(idle.tokens.output > idle.successes * 100);
 }
+
+#[test]
+fn slow_provider_latency_aware_routing_holds_the_tail() {
+    let sc = load("slow-provider.toml");
+    let r = run(&sc);
+    let p99 = |n: &str| strategy(&r, n).latency.all.p99_us;
+    for s in &r.strategies {
+        assert!(s.success_rate > 0.999, "{} {}", s.name, s.success_rate);
+    }
+    // Nothing fails, so only routing that watches latency or load helps.
+    assert!(
+        p99("latency") * 2 < p99("static"),
+        "{} vs {}",
+        p99("latency"),
+        p99("static")
+    );
+    assert!(p99("least-in-flight") < p99("weighted") && p99("p2c") < p99("weighted"));
+    assert!(p99("weighted") < p99("static"));
+    // Cost-aware routing sends everything to the cheap model, as static does.
+    let cost = strategy(&r, "cost");
+    assert_eq!(cost.models.len(), 1);
+    assert_eq!(
+        serde_json::to_string(&cost.latency).unwrap(),
+        serde_json::to_string(&strategy(&r, "static").latency).unwrap()
+    );
+    // Moving traffic to the dearer model costs money.
+    assert!(strategy(&r, "latency").cost.nano_usd > 2 * cost.cost.nano_usd);
+}

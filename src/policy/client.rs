@@ -50,6 +50,7 @@ use super::contract::{
 use super::cost::CostLedger;
 use super::fallback::{Chain, MAX_CHAIN};
 use super::retry::{Disposition, FailureClass, RetryBudget};
+use super::routing::{Router, FAILURE_PENALTY};
 use super::throttle::AdaptiveThrottle;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -76,6 +77,7 @@ struct Live {
     idle_deadline: Option<Nanos>,
     end_deadline: Nanos,
     first_token: Option<Nanos>,
+    sent_at: Nanos,
     /// Let through by the retry budget (released when it ends).
     budgeted: bool,
 }
@@ -121,6 +123,7 @@ pub struct Client {
     breakers: Vec<CircuitBreaker>,
     throttles: Vec<AdaptiveThrottle>,
     throttled: u64,
+    router: Router,
 }
 
 fn attempt_id(req: Handle, serial: u32) -> AttemptId {
@@ -153,6 +156,7 @@ impl Client {
                 (0..n).map(|_| AdaptiveThrottle::new(t)).collect()
             }),
             throttled: 0,
+            router: Router::new(n),
             last_limits: vec![RateLimits::default(); n],
         }
     }
@@ -247,7 +251,8 @@ impl Client {
 
     /// A user request arrives.
     pub fn handle_request(&mut self, now: Nanos, req: Request) {
-        let chain = Chain::for_request(&self.cfg, &req);
+        let (first, candidates) = self.router.route(&self.cfg, &req, &mut self.rng);
+        let chain = Chain::build(first, candidates, &self.cfg.chains[req.tier.index()]);
         let first = chain.get(0).unwrap_or(self.cfg.default_model);
         let h = self.requests.insert(ReqState {
             req,
@@ -336,6 +341,7 @@ impl Client {
         st.tries[st.pos] += 1;
         st.attempts += 1;
         st.last_model = model;
+        self.router.on_send(model);
         st.live = Some(Live {
             id,
             serial,
@@ -344,6 +350,7 @@ impl Client {
             idle_deadline: None,
             end_deadline: end,
             first_token: None,
+            sent_at: now,
             budgeted: std::mem::take(&mut st.budgeted),
         });
         self.actions.push_back(Action::Send {
@@ -381,6 +388,8 @@ impl Client {
             if l.first_token.is_none() {
                 l.first_token = Some(now);
                 l.first_token_deadline = None;
+                let (model, ttft) = (l.model, now - l.sent_at);
+                self.router.on_sample(&self.cfg, model, ttft);
             }
         }
     }
@@ -442,6 +451,7 @@ impl Client {
         };
         let Some(live) = st.live.take() else { return };
         self.armed[h.index as usize] = 0;
+        self.router.on_end(live.model);
         if live.budgeted {
             self.budget.on_retry_done();
         }
@@ -558,6 +568,7 @@ impl Client {
         };
         if let Some(l) = st.live.take() {
             self.armed[h.index as usize] = 0;
+            self.router.on_end(l.model);
             if l.budgeted {
                 self.budget.on_retry_done();
             }
@@ -604,6 +615,7 @@ impl Client {
             FailureClass::ClientError | FailureClass::AuthError | FailureClass::InsufficientQuota
         ) {
             self.breakers[usize::from(st.last_model)].on_result(now, false);
+            self.router.on_sample(&cfg, st.last_model, FAILURE_PENALTY);
         }
         st.last_fail = reason_of(class);
         if disposition == Disposition::Retry && st.retries_here < retry.max_retries {

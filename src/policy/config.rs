@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::breaker::BreakerConfig;
 use super::contract::{KeyId, ModelId};
 use super::retry::{Backoff, BudgetConfig, Classifier};
+use super::routing::RoutingConfig;
 use super::throttle::ThrottleConfig;
 use super::timeout::Timeouts;
 
@@ -77,7 +78,9 @@ pub struct StrategyConfig {
     pub retry: RetryConfig,
     /// Timeouts per tier.
     pub timeouts: [Timeouts; 3],
-    /// Model per task index.
+    /// How the first model is chosen.
+    pub routing: RoutingConfig,
+    /// Model per task index (static routing).
     pub route_by_task: Vec<ModelId>,
     /// Model for tasks beyond `route_by_task`.
     pub default_model: ModelId,

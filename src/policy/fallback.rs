@@ -7,9 +7,7 @@
 //! classification and a poor one for a proof. The routed model comes first;
 //! the chain's models follow in order, each model at most once.
 
-use super::config::StrategyConfig;
-use super::contract::{ModelId, Request};
-use super::routing::route;
+use super::contract::ModelId;
 
 /// Up to this many models per request (the routed one plus fallbacks).
 pub const MAX_CHAIN: usize = 8;
@@ -22,14 +20,15 @@ pub struct Chain {
 }
 
 impl Chain {
-    /// The routed model followed by the request's tier chain.
-    pub fn for_request(cfg: &StrategyConfig, req: &Request) -> Self {
+    /// The routed model, then the router's other candidates (priority
+    /// routing), then the request's tier chain; each model once.
+    pub fn build(first: ModelId, candidates: &[ModelId], tier_chain: &[ModelId]) -> Self {
         let mut c = Self {
             models: [0; MAX_CHAIN],
             len: 0,
         };
-        c.push(route(cfg, req));
-        for &m in &cfg.chains[req.tier.index()] {
+        c.push(first);
+        for &m in candidates.iter().chain(tier_chain) {
             c.push(m);
         }
         c

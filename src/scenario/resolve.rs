@@ -10,6 +10,7 @@ use crate::dist::LogNormal;
 use crate::policy::breaker::BreakerConfig;
 use crate::policy::fallback::MAX_CHAIN;
 use crate::policy::retry::BudgetConfig;
+use crate::policy::routing::{tier_bits, RoutingConfig};
 use crate::policy::{
     Backoff, Classifier, FailureClass, ModelInfo, RetryConfig, StrategyConfig, Tier, Timeouts,
 };
@@ -648,6 +649,7 @@ pub(super) fn resolve(src: &Sources, m: Merged, default_name: &str) -> R<Scenari
             models,
             retry: sdk_retry(),
             timeouts: [Timeouts::default(); 3],
+            routing: RoutingConfig::Static,
             route_by_task: Vec::new(),
             default_model: model as u16,
             chains: [Vec::new(), Vec::new(), Vec::new()],
@@ -783,7 +785,30 @@ fn strategy(
     let model =
         |n: &Spanned<String>| lookup(src, file, &names.models, "model", n).map(|i| i as u16);
 
-    let default_model = model(&sv.routing.default)?;
+    let r = &sv.routing;
+    let kind = r.kind.unwrap_or(super::schema::RoutingKind::Static);
+    let routing = routing(src, file, s, kind, &model)?;
+    let default_model = match (&r.default, &routing) {
+        (Some(d), _) => model(d)?,
+        (
+            None,
+            RoutingConfig::Priority(m)
+            | RoutingConfig::LeastInFlight(m)
+            | RoutingConfig::PowerOfTwo(m),
+        )
+        | (None, RoutingConfig::Latency { models: m, .. }) => m[0],
+        (None, RoutingConfig::Weighted(w)) => w[0].0,
+        (None, RoutingConfig::Cost { models }) => models[0].0,
+        (None, RoutingConfig::Static) => {
+            return Err(src
+                .error_at(
+                    file,
+                    s,
+                    format!("strategy `{}`: static routing needs `default`", sv.name),
+                )
+                .hint("routing = { default = \"<model>\" }, or choose another `kind`"))
+        }
+    };
     let mut route_by_task = vec![default_model; tasks.len()];
     for (task, m) in &sv.routing.by_task {
         let ti = names
@@ -971,6 +996,7 @@ fn strategy(
             honor_should_retry: r.honor_should_retry,
         },
         timeouts: tiers,
+        routing,
         route_by_task,
         default_model,
         chains,
@@ -1098,5 +1124,126 @@ fn breaker(
             allowed_fails: v.allowed_fails.unwrap_or(3),
             cooldown: v.cooldown.map_or(5 * SECS, |d| d.0),
         },
+    })
+}
+
+fn routing(
+    src: &Sources,
+    file: FileId,
+    s: &Spanned<StrategySection>,
+    kind: super::schema::RoutingKind,
+    model: &dyn Fn(&Spanned<String>) -> R<u16>,
+) -> R<RoutingConfig> {
+    use super::schema::RoutingKind as K;
+    let r = &s.get_ref().routing;
+    let name = serde_json::to_value(kind)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    let given = [
+        ("default", r.default.is_some(), kind == K::Static),
+        ("by_task", !r.by_task.is_empty(), kind == K::Static),
+        (
+            "models",
+            r.models.is_some(),
+            !matches!(kind, K::Static | K::Weighted),
+        ),
+        ("weights", r.weights.is_some(), kind == K::Weighted),
+        ("tiers", r.tiers.is_some(), kind == K::Cost),
+        ("alpha", r.alpha.is_some(), kind == K::Latency),
+        ("explore", r.explore.is_some(), kind == K::Latency),
+    ];
+    for (key, present, applies) in given {
+        if present && !applies {
+            return Err(src
+                .error_at(
+                    file,
+                    s,
+                    format!("`routing.{key}` does not apply to `{name}` routing"),
+                )
+                .hint("see the routing table in the README's scenario reference"));
+        }
+    }
+    let models = || -> R<Vec<u16>> {
+        let list = r.models.as_deref().unwrap_or(&[]);
+        if list.is_empty() {
+            return Err(src
+                .error_at(
+                    file,
+                    s,
+                    format!("`{name}` routing needs `models`, a non-empty list of candidates"),
+                )
+                .hint("routing = { kind = \"...\", models = [\"a\", \"b\"] }"));
+        }
+        if list.len() >= crate::policy::fallback::MAX_CHAIN {
+            return Err(src.error_at(
+                file,
+                &list[0],
+                format!(
+                    "routing lists at most {} candidates",
+                    crate::policy::fallback::MAX_CHAIN - 1
+                ),
+            ));
+        }
+        list.iter().map(model).collect()
+    };
+    Ok(match kind {
+        K::Static => RoutingConfig::Static,
+        K::Priority => RoutingConfig::Priority(models()?),
+        K::LeastInFlight => RoutingConfig::LeastInFlight(models()?),
+        K::P2c => RoutingConfig::PowerOfTwo(models()?),
+        K::Latency => RoutingConfig::Latency {
+            models: models()?,
+            alpha: r.alpha.map_or(0.2, |a| a.0),
+            explore: r.explore.map_or(0.05, |e| e.0),
+        },
+        K::Weighted => {
+            let w = r
+                .weights
+                .as_ref()
+                .filter(|w| !w.is_empty())
+                .ok_or_else(|| {
+                    src.error_at(file, s, "`weighted` routing needs `weights`")
+                        .hint(
+                            "routing = { kind = \"weighted\", weights = { \"a\" = 3, \"b\" = 1 } }",
+                        )
+                })?;
+            let mut out = Vec::new();
+            for (m, weight) in w {
+                out.push((model(m)?, weight.0));
+            }
+            RoutingConfig::Weighted(out)
+        }
+        K::Cost => {
+            let ms = models()?;
+            let tiers = r.tiers.as_ref();
+            if let Some(t) = tiers {
+                for name in t.keys() {
+                    let id = model(name)?;
+                    if !ms.contains(&id) {
+                        return Err(src.error_at(
+                            file,
+                            name,
+                            format!(
+                                "`routing.tiers` names `{}`, which is not among `models`",
+                                name.get_ref()
+                            ),
+                        ));
+                    }
+                }
+            }
+            let names = r.models.as_deref().unwrap_or(&[]);
+            let models = ms
+                .iter()
+                .zip(names)
+                .map(|(&id, n)| {
+                    let bits = tiers
+                        .and_then(|t| t.get(n))
+                        .map_or(tier_bits(&Tier::ALL), |v| tier_bits(v));
+                    (id, bits)
+                })
+                .collect();
+            RoutingConfig::Cost { models }
+        }
     })
 }

@@ -489,11 +489,43 @@ pub struct ThrottleSection {
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RoutingSection {
-    /// The model for tasks not named in `by_task`.
-    pub default: Spanned<String>,
-    /// Task name to model.
+    /// How the first model is chosen; default `static`.
+    pub kind: Option<RoutingKind>,
+    /// `static`: the model for tasks not named in `by_task` (required).
+    pub default: Option<Spanned<String>>,
+    /// `static`: task name to model.
     #[serde(default)]
     pub by_task: BTreeMap<Spanned<String>, Spanned<String>>,
+    /// `priority`, `latency`, `cost`, `least_in_flight`, `p2c`: the candidates.
+    pub models: Option<Vec<Spanned<String>>>,
+    /// `weighted`: candidates and their weights.
+    pub weights: Option<BTreeMap<Spanned<String>, Positive>>,
+    /// `cost`: the tiers each candidate may serve (default: every tier).
+    pub tiers: Option<BTreeMap<Spanned<String>, Vec<Tier>>>,
+    /// `latency`: weight of a new sample in the moving average (default 0.2).
+    pub alpha: Option<Probability>,
+    /// `latency`: probability of trying another candidate (default 0.05).
+    pub explore: Option<Probability>,
+}
+
+/// Routing kinds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RoutingKind {
+    /// By task type, else `default`.
+    Static,
+    /// First of `models`, the others follow (failover).
+    Priority,
+    /// At random by `weights`.
+    Weighted,
+    /// Lowest moving average of time to first token, with exploration.
+    Latency,
+    /// Cheapest candidate that serves the request's tier.
+    Cost,
+    /// Fewest of this client's attempts in flight.
+    LeastInFlight,
+    /// Power of two choices by attempts in flight.
+    P2c,
 }
 
 /// Backoff kinds.

@@ -24,6 +24,7 @@ fn cfg() -> StrategyConfig {
             honor_should_retry: true,
         },
         timeouts: [Timeouts::default(); 3],
+        routing: crate::policy::routing::RoutingConfig::Static,
         route_by_task: vec![0],
         default_model: 0,
         chains: [vec![1], vec![1], vec![1]],
