@@ -727,3 +727,22 @@ fn a_breaker_field_that_does_not_apply() {
         "`probes` does not apply to a `cooldown` breaker",
     );
 }
+
+#[test]
+fn breaker_and_window_limits() {
+    let e = err(&edit(
+        "fallback = { chain = [\"claude-sonnet-4\"] }",
+        "fallback = { chain = [\"claude-sonnet-4\"] }\nbreaker = { kind = \"ratio\", min_throughput = 1 }",
+    ));
+    assert!(e.message.contains("min_throughput of at least 2"), "{e}");
+    let e = err(&edit(
+        "fallback = { chain = [\"claude-sonnet-4\"] }",
+        "fallback = { chain = [\"claude-sonnet-4\"] }\nbreaker = { kind = \"ratio\", window = \"365d\" }",
+    ));
+    assert!(e.message.contains("longer than 10m"), "{e}");
+    let e = err(&edit(
+        "fallback = { chain = [\"claude-sonnet-4\"] }",
+        "fallback = { chain = [\"claude-sonnet-4\"] }\nthrottle = { window = \"1h\" }",
+    ));
+    assert!(e.message.contains("throttle window longer than 10m"), "{e}");
+}

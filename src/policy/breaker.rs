@@ -19,6 +19,8 @@
 
 use crate::units::{Nanos, SECS};
 
+use super::window::SlidingWindow;
+
 /// A breaker's configuration.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum BreakerConfig {
@@ -58,8 +60,8 @@ enum State {
 pub struct CircuitBreaker {
     cfg: BreakerConfig,
     state: State,
-    /// One-second slots: (second, successes, failures).
-    slots: Vec<(u64, u32, u32)>,
+    /// Counters: successes, failures.
+    window: SlidingWindow,
     opened: u32,
 }
 
@@ -71,11 +73,10 @@ impl CircuitBreaker {
             BreakerConfig::Cooldown { .. } => 60 * SECS,
             BreakerConfig::None => SECS,
         };
-        let n = window.div_ceil(SECS).max(1) as usize;
         Self {
             cfg,
             state: State::Closed,
-            slots: vec![(u64::MAX, 0, 0); n],
+            window: SlidingWindow::new(window),
             opened: 0,
         }
     }
@@ -96,87 +97,76 @@ impl CircuitBreaker {
         }
     }
 
+    /// An open breaker whose time is up becomes half-open (ratio) or closed
+    /// (cooldown).
+    fn refresh(&mut self, now: Nanos) {
+        if let State::Open { until } = self.state {
+            if now >= until {
+                self.state = match self.cfg {
+                    BreakerConfig::Ratio { .. } => State::HalfOpen { in_flight: 0 },
+                    _ => State::Closed,
+                };
+                self.window.clear();
+            }
+        }
+    }
+
     /// Whether an attempt may go to the model now; a half-open breaker
     /// counts it as one of its probes.
     pub fn allow(&mut self, now: Nanos) -> bool {
-        if let State::Open { until } = self.state {
-            if now < until {
-                return false;
+        self.refresh(now);
+        match (self.state, self.cfg) {
+            (State::Open { .. }, _) => false,
+            (State::HalfOpen { in_flight }, BreakerConfig::Ratio { probes, .. }) => {
+                if in_flight >= probes {
+                    return false;
+                }
+                self.state = State::HalfOpen {
+                    in_flight: in_flight + 1,
+                };
+                true
             }
-            self.state = match self.cfg {
-                BreakerConfig::Ratio { .. } => State::HalfOpen { in_flight: 0 },
-                _ => State::Closed,
-            };
-            self.clear();
-        }
-        if let (State::HalfOpen { in_flight }, BreakerConfig::Ratio { probes, .. }) =
-            (self.state, self.cfg)
-        {
-            if in_flight >= probes {
-                return false;
-            }
-            self.state = State::HalfOpen {
-                in_flight: in_flight + 1,
-            };
-        }
-        true
-    }
-
-    fn clear(&mut self) {
-        for s in &mut self.slots {
-            *s = (u64::MAX, 0, 0);
+            _ => true,
         }
     }
 
-    fn totals(&self, now: Nanos) -> (u32, u32) {
-        let second = now / SECS;
-        let n = self.slots.len() as u64;
-        self.slots
-            .iter()
-            .filter(|s| s.0 != u64::MAX && s.0 <= second && s.0 + n > second)
-            .fold((0, 0), |(ok, bad), s| (ok + s.1, bad + s.2))
-    }
-
-    /// An attempt to the model ended: `ok` is whether it succeeded. Returns
-    /// true when this opened the breaker.
+    /// An attempt to the model ended: `ok` is whether it succeeded (an
+    /// outcome that says nothing about the model's health counts as a
+    /// success, as in Polly). Returns true when this opened the breaker.
     pub fn on_result(&mut self, now: Nanos, ok: bool) -> bool {
         if self.cfg == BreakerConfig::None {
             return false;
         }
-        if let State::HalfOpen { .. } = self.state {
-            if ok {
-                self.state = State::Closed;
-                self.clear();
-                return false;
+        self.refresh(now);
+        match self.state {
+            State::HalfOpen { .. } => {
+                if ok {
+                    self.state = State::Closed;
+                    self.window.clear();
+                    return false;
+                }
+                return self.open(now);
             }
-            return self.open(now);
-        }
-        if let State::Open { .. } = self.state {
             // A late answer from before it opened: no news.
+            State::Open { .. } => return false,
+            State::Closed => {}
+        }
+        self.window.add(now, usize::from(!ok));
+        if ok {
+            // Only a failure can trip it (Polly evaluates on failures).
             return false;
         }
-        let second = now / SECS;
-        let n = self.slots.len();
-        let s = &mut self.slots[(second % n as u64) as usize];
-        if s.0 != second {
-            *s = (second, 0, 0);
-        }
-        if ok {
-            s.1 += 1;
-        } else {
-            s.2 += 1;
-        }
-        let (good, bad) = self.totals(now);
+        let [good, bad] = self.window.sums(now);
         let trip = match self.cfg {
             BreakerConfig::Ratio {
                 failure_ratio,
                 min_throughput,
                 ..
             } => {
-                good + bad >= min_throughput
-                    && f64::from(bad) >= failure_ratio * f64::from(good + bad)
+                good + bad >= u64::from(min_throughput)
+                    && bad as f64 >= failure_ratio * (good + bad) as f64
             }
-            BreakerConfig::Cooldown { allowed_fails, .. } => bad > allowed_fails,
+            BreakerConfig::Cooldown { allowed_fails, .. } => bad > u64::from(allowed_fails),
             BreakerConfig::None => false,
         };
         trip && self.open(now)

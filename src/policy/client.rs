@@ -575,8 +575,10 @@ impl Client {
             self.cancelled.insert(l.id, (l.model, st.req.measured, h));
             if reason == CancelReason::Deadline {
                 // Timeouts are counted where they are classified; a deadline
-                // cut is counted here, so that a probe is never left hanging.
+                // cut is counted here, alike for breaker and budget, so that
+                // a probe is never left hanging.
                 self.breakers[usize::from(l.model)].on_result(now, false);
+                self.budget.on_attempt(false);
             }
             self.actions.push_back(Action::Cancel {
                 attempt: l.id,
@@ -606,29 +608,24 @@ impl Client {
                 _ => {}
             }
         }
-        self.budget.on_attempt(false);
         let Some(st) = self.requests.get_mut(h) else {
             return;
         };
-        if !matches!(
+        let model = usize::from(st.last_model);
+        if matches!(
             class,
             FailureClass::ClientError | FailureClass::AuthError | FailureClass::InsufficientQuota
         ) {
-            self.breakers[usize::from(st.last_model)].on_result(now, false);
+            // Nothing about the model's health (Polly counts what it does not
+            // handle as a success): this also settles a half-open probe. Nor
+            // does it drain a gRPC-style budget (A6 counts retryable statuses).
+            self.breakers[model].on_result(now, true);
+        } else {
+            self.budget.on_attempt(false);
+            self.breakers[model].on_result(now, false);
             self.router.on_sample(&cfg, st.last_model, FAILURE_PENALTY);
         }
         st.last_fail = reason_of(class);
-        if disposition == Disposition::Retry && st.retries_here < retry.max_retries {
-            if self.budget.try_retry(now) {
-                st.budgeted = true;
-            } else {
-                // The budget says no: this model gets no more tries.
-                if st.req.measured {
-                    self.retries_denied += 1;
-                }
-                disposition = Disposition::Fallback;
-            }
-        }
         if disposition == Disposition::Retry && st.retries_here < retry.max_retries {
             let u = if retry.backoff.is_random() {
                 unit(self.rng.next_u64())
@@ -636,18 +633,28 @@ impl Client {
                 0.5
             };
             let mut wait = retry.backoff.delay(st.retries_here, st.prev_wait, u);
-            let mut give_up_model = false;
+            let mut possible = !self.breakers[model].is_open(now.saturating_add(wait));
             if let (true, Some(ra)) = (retry.honor_retry_after, retry_after) {
                 if ra > retry.max_retry_after {
-                    give_up_model = true;
+                    possible = false;
                 } else {
                     wait = wait.max(ra);
                 }
             }
             // A retry that could not start before the deadline is not made;
-            // the fallback chain may still answer in time.
-            if !give_up_model && now.saturating_add(wait) < st.req.deadline {
+            // the fallback chain may still answer in time. Only a retry that
+            // can be made asks the budget.
+            possible &= now.saturating_add(wait) < st.req.deadline;
+            if possible && !self.budget.try_retry(now) {
+                // The budget says no: this model gets no more tries.
+                if st.req.measured {
+                    self.retries_denied += 1;
+                }
+                possible = false;
+            }
+            if possible {
                 let wake = now + wait;
+                st.budgeted = true;
                 st.retries_here += 1;
                 st.prev_wait = wait;
                 if wait == 0 {

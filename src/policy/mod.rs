@@ -20,6 +20,7 @@ pub mod retry;
 pub mod routing;
 pub mod throttle;
 pub mod timeout;
+pub mod window;
 
 pub use client::Client;
 pub use config::{ModelInfo, RetryConfig, StrategyConfig, Tier};

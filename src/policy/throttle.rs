@@ -20,7 +20,9 @@
 //! A locally rejected attempt is not sent: the request moves on down its
 //! fallback chain, or fails as `throttled` when none is left.
 
-use crate::units::{Nanos, SECS};
+use crate::units::Nanos;
+
+use super::window::SlidingWindow;
 
 /// Throttle settings.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -35,61 +37,41 @@ pub struct ThrottleConfig {
 #[derive(Clone, Debug)]
 pub struct AdaptiveThrottle {
     k: f64,
-    /// One-second slots: (second, requests, accepts).
-    slots: Vec<(u64, u32, u32)>,
+    /// Counters: requests, accepts.
+    window: SlidingWindow,
 }
 
 impl AdaptiveThrottle {
     /// A throttle with an empty history.
     pub fn new(cfg: ThrottleConfig) -> Self {
-        let n = cfg.window.div_ceil(SECS).max(1) as usize;
         Self {
             k: cfg.k,
-            slots: vec![(u64::MAX, 0, 0); n],
+            window: SlidingWindow::new(cfg.window),
         }
-    }
-
-    fn slot(&mut self, now: Nanos) -> &mut (u64, u32, u32) {
-        let second = now / SECS;
-        let n = self.slots.len();
-        let s = &mut self.slots[(second % n as u64) as usize];
-        if s.0 != second {
-            *s = (second, 0, 0);
-        }
-        s
-    }
-
-    fn totals(&self, now: Nanos) -> (f64, f64) {
-        let second = now / SECS;
-        let n = self.slots.len() as u64;
-        self.slots
-            .iter()
-            .filter(|s| s.0 != u64::MAX && s.0 <= second && s.0 + n > second)
-            .fold((0.0, 0.0), |(r, a), s| {
-                (r + f64::from(s.1), a + f64::from(s.2))
-            })
     }
 
     /// The probability of rejecting a request now.
-    pub fn reject_probability(&self, now: Nanos) -> f64 {
-        let (requests, accepts) = self.totals(now);
+    pub fn reject_probability(&mut self, now: Nanos) -> f64 {
+        let [requests, accepts] = self.window.sums(now);
+        let (requests, accepts) = (requests as f64, accepts as f64);
         ((requests - self.k * accepts) / (requests + 1.0)).max(0.0)
     }
 
     /// A request was attempted (sent or rejected locally).
     pub fn on_request(&mut self, now: Nanos) {
-        self.slot(now).1 += 1;
+        self.window.add(now, 0);
     }
 
     /// The backend accepted a request.
     pub fn on_accept(&mut self, now: Nanos) {
-        self.slot(now).2 += 1;
+        self.window.add(now, 1);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::units::SECS;
     use proptest::prelude::*;
 
     fn cfg() -> ThrottleConfig {

@@ -35,6 +35,8 @@ const MAX_FACTOR: f64 = 1000.0;
 const MAX_CLIENTS: u32 = 1024;
 /// Most retries per model.
 const MAX_RETRIES: u32 = 100;
+/// Longest sliding window of a budget, breaker or throttle.
+const MAX_WINDOW: Nanos = 600 * SECS;
 
 fn body_kind(k: MalformedKind) -> BodyKind {
     match k {
@@ -976,10 +978,17 @@ fn strategy(
                         .hint("k is how many times what the backend accepts the client may send; the SRE book uses 2"));
                 }
             }
-            Some(crate::policy::throttle::ThrottleConfig {
-                k,
-                window: t.window.map_or(120 * SECS, |w| w.0),
-            })
+            let window = t.window.map_or(120 * SECS, |w| w.0);
+            if window > MAX_WINDOW {
+                return Err(src
+                    .error_at(
+                        file,
+                        s,
+                        format!("strategy `{}`: a throttle window longer than 10m", sv.name),
+                    )
+                    .hint("the SRE book uses two minutes"));
+            }
+            Some(crate::policy::throttle::ThrottleConfig { k, window })
         }
     };
 
@@ -1058,6 +1067,18 @@ fn budget(
                 .hint("see the budget table in the README's scenario reference"));
         }
     }
+    if let Some(w) = v.window.filter(|w| w.0 > MAX_WINDOW) {
+        return Err(src
+            .error_at(
+                file,
+                b,
+                format!(
+                    "a budget window of {} is longer than 10m",
+                    crate::units::format_duration(w.0)
+                ),
+            )
+            .hint("the window is how far back requests and retries count; seconds, not hours"));
+    }
     let percent = v.percent.map_or(0.2, |p| p.0);
     Ok(match v.kind {
         BudgetKind::Ratio => BudgetConfig::Ratio {
@@ -1106,6 +1127,27 @@ fn breaker(
                 )
                 .hint("see the breaker table in the README's scenario reference"));
         }
+    }
+    if let Some(w) = v.window.filter(|w| w.0 > MAX_WINDOW) {
+        return Err(src
+            .error_at(
+                file,
+                b,
+                format!(
+                    "a breaker window of {} is longer than 10m",
+                    crate::units::format_duration(w.0)
+                ),
+            )
+            .hint("the window is how far back failures count; minutes, not hours"));
+    }
+    if v.failure_ratio.is_some_and(|r| r.0 == 0.0) || v.min_throughput.is_some_and(|m| m < 2) {
+        return Err(src
+            .error_at(
+                file,
+                b,
+                "a ratio breaker needs failure_ratio above 0 and min_throughput of at least 2",
+            )
+            .hint("as in Polly: otherwise a single attempt, or a success, could open it"));
     }
     if v.probes == Some(0) {
         return Err(src

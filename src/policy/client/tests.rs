@@ -602,14 +602,12 @@ fn when_every_model_is_open_the_request_fails_at_once() {
     };
     let mut h = Harness::new(c, 1);
     let (id, ..) = sent(&h.request(req(1))).unwrap();
-    // The failure opens the breaker; the retry after the backoff finds it open.
-    assert!(h
-        .outcome(id, http(503, ErrorType::Overloaded, None))
-        .is_empty());
-    let out = h.next_timer().unwrap();
+    // The failure opens the breaker; a retry would find it still open, so
+    // none is waited for: no model is left, the request fails now.
+    let out = h.outcome(id, http(503, ErrorType::Overloaded, None));
     assert_eq!(
         result_of(finished(&out)),
-        RequestResult::Failed(FailReason::NoModelAvailable)
+        RequestResult::Failed(FailReason::Overloaded)
     );
     let out = h.request(req(2));
     assert_eq!(
@@ -648,4 +646,63 @@ fn the_adaptive_throttle_sheds_attempts_while_the_backend_rejects() {
     // Nothing is accepted: the reject probability climbs towards 1.
     assert!(throttled > 150, "{throttled}");
     assert_eq!(h.client.throttled(), throttled);
+}
+
+#[test]
+fn a_probe_answered_with_a_client_error_settles_the_breaker() {
+    use crate::policy::breaker::BreakerConfig;
+    let mut c = cfg();
+    c.chains = [vec![], vec![], vec![]];
+    c.retry.max_retries = 0;
+    c.breaker = BreakerConfig::Ratio {
+        failure_ratio: 0.5,
+        min_throughput: 2,
+        window: 10 * SECS,
+        break_for: 5 * SECS,
+        probes: 1,
+    };
+    let mut h = Harness::new(c, 1);
+    for i in 0..2 {
+        let (id, ..) = sent(&h.request(req(i))).unwrap();
+        h.outcome(id, http(503, ErrorType::Overloaded, None));
+    }
+    assert_eq!(h.client.breaker_opens(), 1);
+    // After the break, the probe gets a 400: the model is fine, the request was not.
+    h.set_time(6 * SECS);
+    let mut r = req(10);
+    r.deadline = 60 * SECS;
+    let (id, ..) = sent(&h.request(r)).unwrap();
+    h.outcome(id, http(400, ErrorType::InvalidRequest, None));
+    // Closed again: later requests reach the model.
+    h.set_time(100 * SECS);
+    let mut r = req(11);
+    r.deadline = 200 * SECS;
+    assert!(
+        sent(&h.request(r)).is_some(),
+        "the model must not stay blocked"
+    );
+}
+
+#[test]
+fn a_retry_that_cannot_be_made_does_not_spend_the_budget() {
+    use crate::policy::retry::BudgetConfig;
+    let mut c = cfg();
+    c.chains = [vec![], vec![], vec![]];
+    c.budget = BudgetConfig::Ratio {
+        percent: 0.0,
+        min_per_s: 0.1,
+        window: 10 * SECS,
+    };
+    let mut h = Harness::new(c, 1);
+    // A retry-after beyond the bound: no retry, and the single retry the
+    // budget holds (0.1/s over 10 s) is not spent on it.
+    let (id, ..) = sent(&h.request(req(1))).unwrap();
+    h.outcome(id, http(429, ErrorType::RateLimit, Some(120 * SECS)));
+    let (id, ..) = sent(&h.request(req(2))).unwrap();
+    assert!(
+        h.outcome(id, http(503, ErrorType::Overloaded, None))
+            .is_empty(),
+        "retried"
+    );
+    assert_eq!(h.client.retries_denied(), 0);
 }

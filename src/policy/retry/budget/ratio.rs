@@ -1,62 +1,47 @@
 //! Finagle's retry budget: retries over a sliding window at most a share of
-//! the requests over that window, plus a floor of retries per second so a
+//! the requests over that window plus a reserve of retries per second, so a
 //! quiet client can still retry at all.
 //!
-//! The window is kept as one-second slots (ten for the default 10 s), so
-//! the budget needs no memory per request and counts are exact integers.
+//! The window is kept as one-second slots with running sums, so the budget
+//! needs no memory per request and counts are exact integers.
 
 use crate::units::{Nanos, SECS};
+
+use super::super::super::window::SlidingWindow;
 
 /// See the module docs.
 #[derive(Clone, Debug)]
 pub struct RatioBudget {
     percent: f64,
     floor: f64,
-    slots: Vec<(u64, u32, u32)>,
+    /// Counters: requests, retries.
+    window: SlidingWindow,
 }
 
 impl RatioBudget {
-    /// A budget letting `percent` of requests be retried over `window`, and
-    /// at least `min_per_s` retries per second.
+    /// A budget letting `percent` of requests be retried over `window`, plus
+    /// `min_per_s` retries per second (Finagle: "20% of requests on top of
+    /// 10 retries per second").
     pub fn new(percent: f64, min_per_s: f64, window: Nanos) -> Self {
-        let n = window.div_ceil(SECS).max(1) as usize;
+        let secs = window.div_ceil(SECS).max(1) as f64;
         Self {
             percent,
-            floor: min_per_s * n as f64,
-            slots: vec![(u64::MAX, 0, 0); n],
+            floor: min_per_s * secs,
+            window: SlidingWindow::new(window),
         }
-    }
-
-    fn slot(&mut self, now: Nanos) -> &mut (u64, u32, u32) {
-        let second = now / SECS;
-        let n = self.slots.len();
-        let s = &mut self.slots[(second % n as u64) as usize];
-        if s.0 != second {
-            *s = (second, 0, 0);
-        }
-        s
-    }
-
-    fn totals(&self, now: Nanos) -> (u32, u32) {
-        let second = now / SECS;
-        let n = self.slots.len() as u64;
-        self.slots
-            .iter()
-            .filter(|s| s.0 != u64::MAX && s.0 + n > second && s.0 <= second)
-            .fold((0, 0), |(r, t), s| (r + s.1, t + s.2))
     }
 
     /// A request arrived.
     pub fn on_request(&mut self, now: Nanos) {
-        self.slot(now).1 += 1;
+        self.window.add(now, 0);
     }
 
     /// Whether a retry may go now (and counts it if so).
     pub fn try_retry(&mut self, now: Nanos) -> bool {
-        let (requests, retries) = self.totals(now);
-        let allowed = (f64::from(requests) * self.percent).max(self.floor);
-        if f64::from(retries) + 1.0 <= allowed {
-            self.slot(now).2 += 1;
+        let [requests, retries] = self.window.sums(now);
+        let allowed = requests as f64 * self.percent + self.floor;
+        if retries as f64 + 1.0 <= allowed {
+            self.window.add(now, 1);
             true
         } else {
             false
@@ -93,7 +78,7 @@ mod tests {
     proptest! {
         /// Whenever it lets a retry through, the retries over the window
         /// (that one included) are within the ratio of the requests over the
-        /// window, or within the floor.
+        /// window plus the floor.
         #[test]
         fn never_more_than_the_ratio(events in proptest::collection::vec((0u64..30_000, any::<bool>()), 1..2000),
                                      percent in 0.0f64..1.0, floor in 0.0f64..2.0) {
@@ -112,7 +97,7 @@ mod tests {
                     let in_window = |s: u64| s + 10 > second && s <= second;
                     let requests = log.iter().filter(|(s, r)| !r && in_window(*s)).count() as f64;
                     let retries = log.iter().filter(|(s, r)| *r && in_window(*s)).count() as f64;
-                    prop_assert!(retries <= (requests * percent).max(floor * 10.0) + 1e-9);
+                    prop_assert!(retries <= requests * percent + floor * 10.0 + 1e-9);
                 }
             }
         }
