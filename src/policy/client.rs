@@ -297,6 +297,16 @@ impl Client {
                 self.finish(h, RequestResult::Failed(reason), None);
                 return;
             };
+            if st.req.deadline.saturating_sub(now) < self.cfg.min_attempt_time {
+                // Too little time left for an attempt to be worth starting.
+                let reason = if st.attempts == 0 {
+                    FailReason::Deadline
+                } else {
+                    st.last_fail
+                };
+                self.finish(h, RequestResult::Failed(reason), None);
+                return;
+            }
             let m = usize::from(m);
             let mut go = !self.breakers[m].is_open(now);
             if go {
@@ -644,7 +654,10 @@ impl Client {
             // A retry that could not start before the deadline is not made;
             // the fallback chain may still answer in time. Only a retry that
             // can be made asks the budget.
-            possible &= now.saturating_add(wait) < st.req.deadline;
+            possible &= now
+                .saturating_add(wait)
+                .saturating_add(cfg.min_attempt_time)
+                < st.req.deadline;
             if possible && !self.budget.try_retry(now) {
                 // The budget says no: this model gets no more tries.
                 if st.req.measured {

@@ -78,6 +78,8 @@ pub struct StrategyConfig {
     pub retry: RetryConfig,
     /// Timeouts per tier.
     pub timeouts: [Timeouts; 3],
+    /// No attempt starts with less than this left before the deadline.
+    pub min_attempt_time: u64,
     /// How the first model is chosen.
     pub routing: RoutingConfig,
     /// Model per task index (static routing).

@@ -651,6 +651,7 @@ pub(super) fn resolve(src: &Sources, m: Merged, default_name: &str) -> R<Scenari
             models,
             retry: sdk_retry(),
             timeouts: [Timeouts::default(); 3],
+            min_attempt_time: 0,
             routing: RoutingConfig::Static,
             route_by_task: Vec::new(),
             default_model: model as u16,
@@ -787,6 +788,19 @@ fn strategy(
     let model =
         |n: &Spanned<String>| lookup(src, file, &names.models, "model", n).map(|i| i as u16);
 
+    if let Some(min) = sv.timeouts.min_attempt_time {
+        let shortest = tasks.iter().map(|t| t.deadline).min().unwrap_or(u64::MAX);
+        if min.0 >= shortest {
+            return Err(src
+                .error_at(file, s, format!(
+                    "strategy `{}`: min_attempt_time {} is not shorter than the shortest task deadline {}",
+                    sv.name,
+                    crate::units::format_duration(min.0),
+                    crate::units::format_duration(shortest)
+                ))
+                .hint("no request could ever start an attempt"));
+        }
+    }
     let r = &sv.routing;
     let kind = r.kind.unwrap_or(super::schema::RoutingKind::Static);
     let routing = routing(src, file, s, kind, &model)?;
@@ -1005,6 +1019,7 @@ fn strategy(
             honor_should_retry: r.honor_should_retry,
         },
         timeouts: tiers,
+        min_attempt_time: sv.timeouts.min_attempt_time.map_or(0, |d| d.0),
         routing,
         route_by_task,
         default_model,

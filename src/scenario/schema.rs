@@ -617,6 +617,9 @@ pub struct TimeoutsSection {
     pub between_chunks: Option<PositiveDuration>,
     /// Whole attempt; default 600s (the OpenAI SDK's default timeout).
     pub total: Option<PositiveDuration>,
+    /// No attempt starts with less than this left before the request's
+    /// deadline; default 0s (deadline propagation, SRE book).
+    pub min_attempt_time: Option<Duration>,
     /// Overrides for simple tasks.
     pub simple: Option<TimeoutSet>,
     /// Overrides for standard tasks.

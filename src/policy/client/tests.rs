@@ -24,6 +24,7 @@ fn cfg() -> StrategyConfig {
             honor_should_retry: true,
         },
         timeouts: [Timeouts::default(); 3],
+        min_attempt_time: 0,
         routing: crate::policy::routing::RoutingConfig::Static,
         route_by_task: vec![0],
         default_model: 0,
@@ -705,4 +706,37 @@ fn a_retry_that_cannot_be_made_does_not_spend_the_budget() {
         "retried"
     );
     assert_eq!(h.client.retries_denied(), 0);
+}
+
+#[test]
+fn no_attempt_starts_with_less_than_min_attempt_time_left() {
+    let mut c = cfg();
+    c.min_attempt_time = 5 * SECS;
+    let mut h = Harness::new(c, 1);
+    let (id, ..) = sent(&h.request(req(1))).unwrap();
+    // 4 s left when the 500 comes: the fallback would not have 5 s.
+    h.set_time(26 * SECS);
+    let out = h.outcome(id, http(500, ErrorType::Server, None));
+    assert!(sent(&out).is_none(), "{out:?}");
+    assert_eq!(
+        result_of(finished(&out)),
+        RequestResult::Failed(FailReason::ServerError)
+    );
+    // A retry whose backoff ends within 5 s of the deadline is not waited for either.
+    let mut h = Harness::new(
+        {
+            let mut c = cfg();
+            c.min_attempt_time = 5 * SECS;
+            c.chains = [vec![], vec![], vec![]];
+            c
+        },
+        1,
+    );
+    let (id, ..) = sent(&h.request(req(2))).unwrap();
+    h.set_time(24_500 * MILLIS);
+    let out = h.outcome(id, http(503, ErrorType::Overloaded, None));
+    assert_eq!(
+        result_of(finished(&out)),
+        RequestResult::Failed(FailReason::Overloaded)
+    );
 }

@@ -30,6 +30,7 @@ fn cfg(routing: RoutingConfig) -> StrategyConfig {
             honor_should_retry: true,
         },
         timeouts: [Timeouts::default(); 3],
+        min_attempt_time: 0,
         routing,
         route_by_task: vec![],
         default_model: 0,
