@@ -1071,17 +1071,14 @@ fn budget(
             v.kind == BudgetKind::TokenBucket,
         ),
     ];
-    for (key, present, applies) in given {
-        if present && !applies {
-            return Err(src
-                .error_at(
-                    file,
-                    b,
-                    format!("`{key}` does not apply to a `{name}` budget"),
-                )
-                .hint("see the budget table in the README's scenario reference"));
-        }
-    }
+    refuse_keys(
+        src,
+        file,
+        b,
+        &given,
+        |key| format!("`{key}` does not apply to a `{name}` budget"),
+        "budget",
+    )?;
     if let Some(w) = v.window.filter(|w| w.0 > MAX_WINDOW) {
         return Err(src
             .error_at(
@@ -1132,17 +1129,14 @@ fn breaker(
         ("allowed_fails", v.allowed_fails.is_some(), !ratio),
         ("cooldown", v.cooldown.is_some(), !ratio),
     ];
-    for (key, present, applies) in given {
-        if present && !applies {
-            return Err(src
-                .error_at(
-                    file,
-                    b,
-                    format!("`{key}` does not apply to a `{name}` breaker"),
-                )
-                .hint("see the breaker table in the README's scenario reference"));
-        }
-    }
+    refuse_keys(
+        src,
+        file,
+        b,
+        &given,
+        |key| format!("`{key}` does not apply to a `{name}` breaker"),
+        "breaker",
+    )?;
     if let Some(w) = v.window.filter(|w| w.0 > MAX_WINDOW) {
         return Err(src
             .error_at(
@@ -1210,17 +1204,14 @@ fn routing(
         ("alpha", r.alpha.is_some(), kind == K::Latency),
         ("explore", r.explore.is_some(), kind == K::Latency),
     ];
-    for (key, present, applies) in given {
-        if present && !applies {
-            return Err(src
-                .error_at(
-                    file,
-                    s,
-                    format!("`routing.{key}` does not apply to `{name}` routing"),
-                )
-                .hint("see the routing table in the README's scenario reference"));
-        }
-    }
+    refuse_keys(
+        src,
+        file,
+        s,
+        &given,
+        |key| format!("`routing.{key}` does not apply to `{name}` routing"),
+        "routing",
+    )?;
     let models = || -> R<Vec<u16>> {
         let list = r.models.as_deref().unwrap_or(&[]);
         if list.is_empty() {
@@ -1303,4 +1294,24 @@ fn routing(
             RoutingConfig::Cost { models }
         }
     })
+}
+
+/// Refuses keys given for a kind they do not belong to: `given` lists
+/// (key, present, applies to this kind).
+fn refuse_keys<T>(
+    src: &Sources,
+    file: FileId,
+    at: &Spanned<T>,
+    given: &[(&str, bool, bool)],
+    what: impl Fn(&str) -> String,
+    table: &str,
+) -> R<()> {
+    for &(key, present, applies) in given {
+        if present && !applies {
+            return Err(src.error_at(file, at, what(key)).hint(format!(
+                "see the {table} table in the README's scenario reference"
+            )));
+        }
+    }
+    Ok(())
 }
