@@ -155,7 +155,11 @@ fn provider_outage_fallback_holds_while_retry_only_drops() {
 
 #[test]
 fn the_same_seed_gives_the_same_bytes() {
-    for name in ["retry-storm.toml", "provider-outage.toml"] {
+    for name in [
+        "retry-storm.toml",
+        "provider-outage.toml",
+        "slow-provider.toml",
+    ] {
         let sc = load(name);
         let a = to_json(&run(&sc));
         let b = to_json(&stormglass::sim::run(&sc, 1).unwrap().0);
