@@ -16,7 +16,16 @@ pub fn unit(bits: u64) -> f64 {
 /// A standard normal draw from two uniforms in (0, 1) (Box-Muller).
 #[inline]
 pub fn normal(u1: f64, u2: f64) -> f64 {
-    libm::sqrt(-2.0 * libm::log(u1)) * libm::cos(std::f64::consts::TAU * u2)
+    normal_pair(u1, u2).0
+}
+
+/// The two independent standard normal draws that Box-Muller gives for two
+/// uniforms in (0, 1): (r cos t, r sin t).
+#[inline]
+pub fn normal_pair(u1: f64, u2: f64) -> (f64, f64) {
+    let radius = libm::sqrt(-2.0 * libm::log(u1));
+    let (sin, cos) = libm::sincos(std::f64::consts::TAU * u2);
+    (radius * cos, radius * sin)
 }
 
 /// A log-normal distribution given by its median and another quantile.

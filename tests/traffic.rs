@@ -169,3 +169,19 @@ fn warm_up_requests_are_left_out_of_the_figures() {
     assert!(b.strategies[0].cost.nano_usd < a.strategies[0].cost.nano_usd);
     assert_eq!(b.scenario.warmup_ns, 60 * stormglass::units::SECS);
 }
+
+#[test]
+fn another_seed_reseeds_the_tenants_too() {
+    let sc = scenario(
+        "[[traffic.tenant]]\nname = \"reports-team\"\nrate = 9\nmodel = \"m\"\nkey = \"theirs\"\n",
+    );
+    let other = sc.with_seed(sc.seed + 1);
+    assert_ne!(
+        other.tenant_strategies[0].seed,
+        sc.tenant_strategies[0].seed
+    );
+    assert_eq!(
+        other.with_seed(sc.seed).tenant_strategies[0].seed,
+        sc.tenant_strategies[0].seed
+    );
+}

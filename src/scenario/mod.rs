@@ -58,15 +58,18 @@ impl Scenario {
         let mut w = (*self.world).clone();
         w.seed = seed;
         s.world = Arc::new(w);
-        s.strategies = self
-            .strategies
-            .iter()
-            .map(|c| {
-                let mut c = (**c).clone();
-                c.seed = c.seed ^ self.seed ^ seed;
-                Arc::new(c)
-            })
-            .collect();
+        let reseed = |list: &[Arc<StrategyConfig>]| -> Vec<Arc<StrategyConfig>> {
+            list.iter()
+                .map(|c| {
+                    let mut c = (**c).clone();
+                    c.seed = c.seed ^ self.seed ^ seed;
+                    Arc::new(c)
+                })
+                .collect()
+        };
+        // Tenants run cores too: their jitter follows the run seed as well.
+        s.strategies = reseed(&self.strategies);
+        s.tenant_strategies = reseed(&self.tenant_strategies);
         s
     }
 }

@@ -385,19 +385,6 @@ pub(super) fn resolve(src: &Sources, m: Merged, default_name: &str) -> R<Scenari
                 ))
             }
         };
-        let refuse = |what: &str, present: bool| -> R<()> {
-            if present {
-                Err(src
-                    .error_at(
-                        file,
-                        inc,
-                        format!("`{what}` does not apply to a `{kind_name}` incident"),
-                    )
-                    .hint("see the incident table in the README's scenario reference"))
-            } else {
-                Ok(())
-            }
-        };
         let applies: &[&str] = match i.kind {
             IncidentKind::Outage => &["mode"],
             IncidentKind::ErrorSpike => &["rate", "status"],
@@ -406,18 +393,25 @@ pub(super) fn resolve(src: &Sources, m: Merged, default_name: &str) -> R<Scenari
             }
             IncidentKind::MalformedBurst => &["rate", "malformed"],
         };
-        let optional = [
-            ("mode", i.mode.is_some()),
-            ("rate", i.rate.is_some()),
-            ("status", i.status.is_some()),
-            ("factor", i.factor.is_some()),
-            ("malformed", i.malformed.is_some()),
+        let given = [
+            ("mode", i.mode.is_some(), applies.contains(&"mode")),
+            ("rate", i.rate.is_some(), applies.contains(&"rate")),
+            ("status", i.status.is_some(), applies.contains(&"status")),
+            ("factor", i.factor.is_some(), applies.contains(&"factor")),
+            (
+                "malformed",
+                i.malformed.is_some(),
+                applies.contains(&"malformed"),
+            ),
         ];
-        for (what, present) in optional {
-            if !applies.contains(&what) {
-                refuse(what, present)?;
-            }
-        }
+        refuse_keys(
+            src,
+            file,
+            inc,
+            &given,
+            |key| format!("`{key}` does not apply to a `{kind_name}` incident"),
+            "incident",
+        )?;
         let factor = i.factor.map(|f| f.0);
         let effect = match i.kind {
             IncidentKind::Outage => Effect::Outage(i.mode.unwrap_or_default()),
@@ -993,15 +987,14 @@ fn strategy(
                 }
             }
             let window = t.window.map_or(120 * SECS, |w| w.0);
-            if window > MAX_WINDOW {
-                return Err(src
-                    .error_at(
-                        file,
-                        s,
-                        format!("strategy `{}`: a throttle window longer than 10m", sv.name),
-                    )
-                    .hint("the SRE book uses two minutes"));
-            }
+            limit_window(
+                src,
+                file,
+                s.span(),
+                window,
+                "throttle",
+                "the SRE book uses two minutes",
+            )?;
             Some(crate::policy::throttle::ThrottleConfig { k, window })
         }
     };
@@ -1079,17 +1072,15 @@ fn budget(
         |key| format!("`{key}` does not apply to a `{name}` budget"),
         "budget",
     )?;
-    if let Some(w) = v.window.filter(|w| w.0 > MAX_WINDOW) {
-        return Err(src
-            .error_at(
-                file,
-                b,
-                format!(
-                    "a budget window of {} is longer than 10m",
-                    crate::units::format_duration(w.0)
-                ),
-            )
-            .hint("the window is how far back requests and retries count; seconds, not hours"));
+    if let Some(w) = v.window {
+        limit_window(
+            src,
+            file,
+            b.span(),
+            w.0,
+            "budget",
+            "the window is how far back requests and retries count; seconds, not hours",
+        )?;
     }
     let percent = v.percent.map_or(0.2, |p| p.0);
     Ok(match v.kind {
@@ -1137,17 +1128,15 @@ fn breaker(
         |key| format!("`{key}` does not apply to a `{name}` breaker"),
         "breaker",
     )?;
-    if let Some(w) = v.window.filter(|w| w.0 > MAX_WINDOW) {
-        return Err(src
-            .error_at(
-                file,
-                b,
-                format!(
-                    "a breaker window of {} is longer than 10m",
-                    crate::units::format_duration(w.0)
-                ),
-            )
-            .hint("the window is how far back failures count; minutes, not hours"));
+    if let Some(w) = v.window {
+        limit_window(
+            src,
+            file,
+            b.span(),
+            w.0,
+            "breaker",
+            "the window is how far back failures count; minutes, not hours",
+        )?;
     }
     if v.failure_ratio.is_some_and(|r| r.0 == 0.0) || v.min_throughput.is_some_and(|m| m < 2) {
         return Err(src
@@ -1312,6 +1301,31 @@ fn refuse_keys<T>(
                 "see the {table} table in the README's scenario reference"
             )));
         }
+    }
+    Ok(())
+}
+
+/// Refuses a sliding window longer than [`MAX_WINDOW`] (budgets, breakers
+/// and throttles keep a slot per second).
+fn limit_window(
+    src: &Sources,
+    file: FileId,
+    at: std::ops::Range<usize>,
+    window: Nanos,
+    what: &str,
+    hint: &str,
+) -> R<()> {
+    if window > MAX_WINDOW {
+        return Err(src
+            .error(
+                file,
+                at,
+                format!(
+                    "a {what} window longer than 10m ({})",
+                    crate::units::format_duration(window)
+                ),
+            )
+            .hint(hint));
     }
     Ok(())
 }

@@ -11,7 +11,7 @@
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::dist::{normal, unit};
+use crate::dist::{normal, normal_pair, unit};
 
 /// Stream tags: one per purpose, never reused.
 pub mod stream {
@@ -75,12 +75,11 @@ fn try_words(r: &mut ChaCha8Rng) -> AttemptDraws {
     }
     // One Box-Muller pair gives both normals.
     let (u1, u2) = (unit(w[1]), unit(w[2]));
-    let radius = libm::sqrt(-2.0 * libm::log(u1));
-    let (sin, cos) = libm::sincos(std::f64::consts::TAU * u2);
+    let (ttft_z, tps_z) = normal_pair(u1, u2);
     AttemptDraws {
         fault: unit(w[0]),
-        ttft_z: radius * cos,
-        tps_z: radius * sin,
+        ttft_z,
+        tps_z,
         slow: unit(w[3]),
         position: unit(w[4]),
     }
