@@ -1,66 +1,302 @@
-//! mock-provider: an HTTP server that reproduces the faults of a stormglass
-//! scenario for real clients.
+//! mock-provider: an HTTP server that misbehaves exactly as a stormglass
+//! scenario says, for any client (the official SDKs, LiteLLM, a team's own
+//! service, stormglass's live driver).
 //!
-//! This is the skeleton: it loads a scenario and serves
+//! Endpoints:
 //!
-//! - `GET /health`: `{"status":"ok"}`;
-//! - `GET /v1/models`: the scenario's models in the OpenAI list format;
-//! - anything else: a 404 (or 405 for a known path with another method)
-//!   with an OpenAI-style error body.
+//! - `POST /v1/chat/completions` (OpenAI) and `POST /v1/messages`
+//!   (Anthropic), streaming or not, answered by the scenario's world model
+//!   (`stormglass::world`, the same code the simulator runs): quota pools
+//!   with the providers' rate-limit headers, faults, capacity and queueing,
+//!   latency, incidents on the scenario clock;
+//! - `GET /v1/models`, `GET /health`, `GET /metrics` (Prometheus);
+//! - `GET|POST /admin/clock` and `POST /admin/fail-first`, from loopback
+//!   only: reset, set, jump, pause or resume the scenario clock, refill the
+//!   quota pools, fail the next N requests.
 //!
-//! The completion endpoints and the fault model come later.
+//! Per request, a client may send `x-stormglass-draw: request=R;try=K` to
+//! get exactly the simulator's draws for that attempt, and
+//! `x-stormglass-fault: 503` (or `hang`, `reset`, ...: see [`parse_fault`])
+//! to force a fault.
 //!
 //! ```no_run
 //! # async fn demo(scenario: std::sync::Arc<stormglass::scenario::Scenario>) -> std::io::Result<()> {
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
 //! println!("listening on http://{}", listener.local_addr()?);
-//! mock_provider::serve(listener, scenario).await
+//! let app = mock_provider::App::new(scenario, mock_provider::Options::default());
+//! mock_provider::serve(listener, app).await
 //! # }
 //! ```
 
-use std::future::Future;
-use std::sync::Arc;
+mod admin;
+mod answer;
+mod api;
+pub mod clock;
+mod engine;
+mod metrics;
+mod text;
 
-use axum::extract::State;
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{ConnectInfo, State};
 use axum::http::{Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 use stormglass::scenario::Scenario;
+use stormglass::wire::BodyKind;
+use stormglass::world::Force;
+use tokio::sync::watch;
 
-/// The server's routes, sharing one loaded scenario.
-pub fn router(scenario: Arc<Scenario>) -> Router {
+pub use api::{DRAW_HEADER, FAULT_HEADER};
+
+use crate::engine::Engine;
+use crate::metrics::{Logger, Metrics};
+
+/// How the server runs (the command line's flags).
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Streams send at most one chunk per this interval.
+    pub chunk_interval: Duration,
+    /// Largest request body accepted (413 beyond).
+    pub body_limit: usize,
+    /// Time a client has to send its request headers and body (408 beyond).
+    pub read_timeout: Duration,
+    /// One JSON line per request on standard error.
+    pub log: bool,
+    /// Fail the first N completion requests, and how.
+    pub fail_first: Option<(u64, Force)>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            chunk_interval: Duration::from_millis(20),
+            body_limit: 4 << 20,
+            read_timeout: Duration::from_secs(10),
+            log: false,
+            fail_first: None,
+        }
+    }
+}
+
+/// The server's state: the scenario, its world on the scenario clock, and
+/// what the server counted.
+pub struct App {
+    sc: Arc<Scenario>,
+    opts: Options,
+    engine: Arc<Engine>,
+    metrics: Arc<Metrics>,
+    logger: Option<Logger>,
+    models: BTreeMap<String, usize>,
+    keys: BTreeMap<String, usize>,
+    ids: AtomicU64,
+    closed: watch::Sender<bool>,
+}
+
+impl App {
+    /// A server for `scenario`, at scenario time zero.
+    pub fn new(scenario: Arc<Scenario>, opts: Options) -> Arc<Self> {
+        let world = &scenario.world;
+        let models = world
+            .models
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (m.name.clone(), i))
+            .collect();
+        let keys = world
+            .keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| (k.name.clone(), i))
+            .collect();
+        Arc::new(Self {
+            engine: Arc::new(Engine::new(Arc::clone(world), opts.fail_first)),
+            metrics: Arc::new(Metrics::default()),
+            logger: opts.log.then(Logger::stderr),
+            models,
+            keys,
+            ids: AtomicU64::new(0),
+            closed: watch::Sender::new(false),
+            sc: scenario,
+            opts,
+        })
+    }
+
+    /// The scenario served.
+    pub fn scenario(&self) -> &Scenario {
+        &self.sc
+    }
+
+    fn next_id(&self) -> u64 {
+        self.ids.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Completes when the server shuts down: hanging and stalled answers
+    /// end then, so a graceful shutdown does not wait for them forever.
+    async fn closed(&self) {
+        let mut rx = self.closed.subscribe();
+        let _ = rx.wait_for(|c| *c).await;
+    }
+
+    fn close(&self) {
+        self.closed.send_replace(true);
+    }
+}
+
+/// Parses a fault name, as the fault header, `--fail-first-with` and
+/// `/admin/fail-first` take it: an HTTP status (`429`, `500`, `503`,
+/// `529`, any 400-599), `insufficient_quota`, `hang`, `reset`, `broken`,
+/// `stall`, `slow`, `malformed` (truncated) or one of the body kinds
+/// (`fenced`, `truncated`, `missing_fields`, `plain_text`), or `none`.
+pub fn parse_fault(s: &str) -> Result<Force, String> {
+    let s = s.trim();
+    if let Ok(status) = s.parse::<u16>() {
+        return if (400..=599).contains(&status) {
+            Ok(Force::Status(status))
+        } else {
+            Err(format!("status {status} is not an error status (400-599)"))
+        };
+    }
+    let body = |name: &str| BodyKind::ALL.into_iter().find(|k| k.name() == name);
+    Ok(match s {
+        "none" => Force::Serve,
+        "insufficient_quota" => Force::InsufficientQuota(429),
+        "hang" => Force::Hang,
+        "reset" => Force::Reset,
+        "broken" | "broken_stream" => Force::Broken,
+        "stall" => Force::Stall,
+        "slow" => Force::Slow,
+        "malformed" => Force::Malformed(BodyKind::Truncated),
+        other => match body(other.strip_prefix("malformed_").unwrap_or(other)) {
+            Some(kind) if kind != BodyKind::Valid => Force::Malformed(kind),
+            _ => {
+                return Err(format!(
+                    "unknown fault `{other}`: expected an HTTP status (400-599), insufficient_quota, hang, reset, broken, stall, slow, malformed, fenced, truncated, missing_fields, plain_text or none"
+                ))
+            }
+        },
+    })
+}
+
+/// The server's routes.
+pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/v1/models", get(models))
+        .route("/v1/chat/completions", post(api::chat_completions))
+        .route("/v1/messages", post(api::messages))
+        .route("/metrics", get(metrics))
+        .route(
+            "/admin/clock",
+            get(admin::get_clock).post(admin::post_clock),
+        )
+        .route("/admin/fail-first", post(admin::fail_first))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .with_state(scenario)
+        .with_state(app)
 }
 
-/// Serves [`router`] on `listener` until ctrl-c (or SIGTERM on Unix), then
+/// Serves `app` on `listener` until ctrl-c (or SIGTERM on Unix), then
 /// finishes the requests in flight and returns.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    scenario: Arc<Scenario>,
-) -> std::io::Result<()> {
-    serve_with_shutdown(listener, scenario, shutdown_signal()?).await
+pub async fn serve(listener: tokio::net::TcpListener, app: Arc<App>) -> std::io::Result<()> {
+    serve_with_shutdown(listener, app, shutdown_signal()?).await
 }
 
-/// Serves [`router`] on `listener` until `shutdown` completes, then finishes
-/// the requests in flight and returns.
+/// One connection's service: the router, with the peer's address for the
+/// loopback-only admin routes, and resets played by closing the
+/// connection without an answer.
+#[derive(Clone)]
+struct Conn {
+    router: Router,
+    peer: SocketAddr,
+}
+
+impl hyper::service::Service<hyper::Request<hyper::body::Incoming>> for Conn {
+    type Response = Response;
+    type Error = std::io::Error;
+    type Future =
+        std::pin::Pin<Box<dyn Future<Output = Result<Response, std::io::Error>> + Send + 'static>>;
+
+    fn call(&self, req: hyper::Request<hyper::body::Incoming>) -> Self::Future {
+        use tower_service::Service as _;
+        let mut router = self.router.clone();
+        let mut req = req.map(axum::body::Body::new);
+        req.extensions_mut().insert(ConnectInfo(self.peer));
+        Box::pin(async move {
+            let resp = match router.call(req).await {
+                Ok(r) => r,
+                Err(never) => match never {},
+            };
+            if resp.extensions().get::<answer::Abort>().is_some() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionReset,
+                    "reset by the scenario",
+                ));
+            }
+            Ok(resp)
+        })
+    }
+}
+
+/// Serves `app` on `listener` until `shutdown` completes, then ends hanging
+/// and stalled answers, finishes the others and returns.
 pub async fn serve_with_shutdown<F>(
     listener: tokio::net::TcpListener,
-    scenario: Arc<Scenario>,
+    app: Arc<App>,
     shutdown: F,
 ) -> std::io::Result<()>
 where
     F: Future<Output = ()> + Send + 'static,
 {
-    axum::serve(listener, router(scenario))
-        .with_graceful_shutdown(shutdown)
-        .await
+    use hyper_util::rt::{TokioIo, TokioTimer};
+
+    let ticker = tokio::spawn(Arc::clone(&app.engine).tick());
+    let router = router(Arc::clone(&app));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(app.opts.read_timeout)
+        .keep_alive(true);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(x) => x,
+                    Err(_) => {
+                        // Out of file descriptors and the like: wait, and
+                        // do not spin.
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let conn = http.serve_connection(
+                    TokioIo::new(stream),
+                    Conn { router: router.clone(), peer },
+                );
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    // A reset, a client that went away, a slow client timed
+                    // out: all end the connection, none is the server's error.
+                    let _ = conn.await;
+                });
+            }
+            () = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    app.close();
+    graceful.shutdown().await;
+    ticker.abort();
+    Ok(())
 }
 
 /// Starts listening for ctrl-c (and SIGTERM on Unix) at once, and returns a
@@ -96,8 +332,16 @@ async fn health() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-async fn models(State(scenario): State<Arc<Scenario>>) -> Json<Value> {
-    let world = &scenario.world;
+async fn metrics(State(app): State<Arc<App>>) -> Response {
+    (
+        [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
+        app.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn models(State(app): State<Arc<App>>) -> Json<Value> {
+    let world = &app.sc.world;
     let data: Vec<Value> = world
         .models
         .iter()
@@ -139,4 +383,28 @@ async fn method_not_allowed(method: Method, uri: Uri) -> Response {
         "method_not_allowed",
         format!("Method {method} is not allowed for {}", uri.path()),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fault_names_parse() {
+        assert_eq!(parse_fault("503"), Ok(Force::Status(503)));
+        assert_eq!(parse_fault("hang"), Ok(Force::Hang));
+        assert_eq!(
+            parse_fault("fenced"),
+            Ok(Force::Malformed(BodyKind::Fenced))
+        );
+        assert_eq!(
+            parse_fault("malformed_plain_text"),
+            Ok(Force::Malformed(BodyKind::PlainText))
+        );
+        assert!(parse_fault("200").unwrap_err().contains("400-599"));
+        assert!(parse_fault("valid").is_err());
+        assert!(parse_fault("explode")
+            .unwrap_err()
+            .contains("unknown fault"));
+    }
 }

@@ -73,13 +73,10 @@ async fn serves_health_models_and_openai_errors() {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("local addr");
     let (stop, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(mock_provider::serve_with_shutdown(
-        listener,
-        Arc::new(scenario),
-        async {
-            let _ = stopped.await;
-        },
-    ));
+    let app = mock_provider::App::new(Arc::new(scenario), mock_provider::Options::default());
+    let server = tokio::spawn(mock_provider::serve_with_shutdown(listener, app, async {
+        let _ = stopped.await;
+    }));
 
     let (status, body) = request(addr, "GET", "/health").await;
     assert_eq!(status, 200);

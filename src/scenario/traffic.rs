@@ -26,6 +26,18 @@ pub struct TaskSpec {
     pub deadline: Nanos,
 }
 
+impl TaskSpec {
+    /// The output length the model writes for a request of this task whose
+    /// output draw is the standard normal `z` (at least 1, at most
+    /// `max_tokens`). The simulator and the mock provider both use it.
+    pub fn output_tokens(&self, z: f64) -> u32 {
+        self.output
+            .at(z)
+            .round()
+            .clamp(1.0, f64::from(self.max_tokens.max(1))) as u32
+    }
+}
+
 /// A loop at a fixed rate.
 #[derive(Clone, Debug)]
 pub struct RunawaySpec {

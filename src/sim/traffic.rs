@@ -202,9 +202,5 @@ pub fn output_tokens(sc: &Scenario, id: u64, task: usize, model: u16) -> u32 {
 
 /// Output tokens of task `task` for the standard normal `z`.
 pub fn output_tokens_at(sc: &Scenario, task: usize, z: f64) -> u32 {
-    let spec = &sc.traffic.tasks[task];
-    spec.output
-        .at(z)
-        .round()
-        .clamp(1.0, f64::from(spec.max_tokens)) as u32
+    sc.traffic.tasks[task].output_tokens(z)
 }

@@ -33,7 +33,7 @@ pub use config::{
     ProviderSpec, Target, WorldConfig,
 };
 pub use draws::AttemptDraws;
-pub use quota::{LimitKind, QuotaPool, QuotaRejection};
+pub use quota::{LimitFigure, LimitKind, PoolFigures, QuotaPool, QuotaRejection};
 
 /// The longest a single response may take (30 days): a bound that keeps
 /// absurd slowdowns from overflowing the clock.
@@ -156,6 +156,31 @@ pub struct Started {
     pub tag: u64,
     /// Its timeline.
     pub timeline: Timeline,
+}
+
+/// A fault forced on one attempt instead of drawn (see [`World::admit_forced`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Force {
+    /// Served normally, whatever the draw says.
+    Serve,
+    /// An error answer with this status (429: a rate-limit error that says
+    /// when the key's pool is whole again).
+    Status(u16),
+    /// A 429 (or other status) `insufficient_quota` error: out of credit,
+    /// do not retry.
+    InsufficientQuota(u16),
+    /// No answer ever comes.
+    Hang,
+    /// The connection is reset during service.
+    Reset,
+    /// The stream breaks off after some tokens.
+    Broken,
+    /// The stream stalls after some tokens.
+    Stall,
+    /// A complete answer with this body.
+    Malformed(BodyKind),
+    /// Served with the model's slow-tail factor.
+    Slow,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -306,15 +331,80 @@ impl World {
         }
     }
 
+    /// Fills every quota pool again (as at time zero), leaving work in
+    /// flight alone.
+    pub fn reset_quotas(&mut self) {
+        self.pools = self.cfg.pools.iter().map(QuotaPool::new).collect();
+    }
+
+    /// Every limit's figures for `key` at `now` (for response headers).
+    pub fn figures(&mut self, key: usize, now: Nanos) -> PoolFigures {
+        match self.cfg.keys[key].pool {
+            Some(p) => {
+                let f = self.quota_factor(p, now);
+                self.pools[p].figures(now, f)
+            }
+            None => PoolFigures::default(),
+        }
+    }
+
     /// An attempt arrives at `now`. Its own fate is the answer; queued jobs
     /// that start first (capacity came back after a cut) are appended to
     /// `started`.
     pub fn admit(&mut self, now: Nanos, a: AttemptInput, started: &mut Vec<Started>) -> Admission {
+        self.admit_forced(now, a, None, started)
+    }
+
+    /// [`World::admit`], with the fault of this one attempt forced instead
+    /// of drawn (the mock provider's per-request control). A forced status
+    /// or hang answers at once; a forced service fault replaces the seeded
+    /// pick, and outages, quotas and capacity still come before it.
+    pub fn admit_forced(
+        &mut self,
+        now: Nanos,
+        mut a: AttemptInput,
+        force: Option<Force>,
+        started: &mut Vec<Started>,
+    ) -> Admission {
         let cfg = Arc::clone(&self.cfg);
         let model = &cfg.models[a.model];
         let provider = &cfg.providers[model.provider];
-        let cond = self.conditions(a.model, now);
         let fast = provider.error_latency;
+        match force {
+            Some(Force::Hang) => return Admission::Hang,
+            Some(Force::Status(status)) | Some(Force::InsufficientQuota(status)) => {
+                let limits = self.limits(a.key, now);
+                let quota = matches!(force, Some(Force::InsufficientQuota(_)));
+                let error = if quota {
+                    ErrorType::InsufficientQuota
+                } else {
+                    error_type_for(status)
+                };
+                let rate_limited = error == ErrorType::RateLimit;
+                return Admission::Rejected(Rejection {
+                    after: fast,
+                    status,
+                    error,
+                    // A forced rate limit says when the pool is whole again
+                    // (at least a second); a quota error says nothing.
+                    retry_after: rate_limited.then(|| {
+                        limits
+                            .reset_requests
+                            .into_iter()
+                            .chain(limits.reset_tokens)
+                            .max()
+                            .unwrap_or(0)
+                            .max(SECS)
+                    }),
+                    should_retry: quota.then_some(false),
+                    limit: rate_limited.then_some(LimitKind::Requests),
+                    limits,
+                });
+            }
+            Some(Force::Slow) => a.draws.slow = -1.0,
+            _ => {}
+        }
+        let cond = self.conditions(a.model, now);
 
         match cond.outage {
             Some(OutageMode::Blackhole) => return Admission::Hang,
@@ -353,12 +443,36 @@ impl World {
         }
         let limits = pool_limits;
 
-        // One uniform picks the fault, in a fixed order of segments.
+        let plan = match force {
+            Some(Force::Reset) => Plan::Reset,
+            Some(Force::Broken) => Plan::Broken,
+            Some(Force::Stall) => Plan::Stall,
+            Some(Force::Malformed(kind)) => Plan::Complete(kind),
+            Some(Force::Slow | Force::Serve) => Plan::Complete(BodyKind::Valid),
+            _ => match self.pick_fault(a, &cond, limits) {
+                Ok(plan) => plan,
+                Err(answer) => return answer,
+            },
+        };
+        self.serve(now, a, plan, &cond, limits, started)
+    }
+
+    /// The seeded fault of an admitted attempt: one uniform, in a fixed
+    /// order of segments. An error answer or a hang is returned as `Err`.
+    fn pick_fault(
+        &self,
+        a: AttemptInput,
+        cond: &Conditions,
+        limits: RateLimits,
+    ) -> Result<Plan, Admission> {
+        let cfg = &self.cfg;
+        let model = &cfg.models[a.model];
+        let fast = cfg.providers[model.provider].error_latency;
         let f = &model.faults;
         let u = a.draws.fault;
         let mut edge = cond.spike_rate;
         if u < edge {
-            return Admission::Rejected(Rejection {
+            return Err(Admission::Rejected(Rejection {
                 after: fast,
                 status: cond.spike_status,
                 error: error_type_for(cond.spike_status),
@@ -366,11 +480,11 @@ impl World {
                 should_retry: None,
                 limit: None,
                 limits,
-            });
+            }));
         }
         edge += f.error_500;
         if u < edge {
-            return Admission::Rejected(Rejection {
+            return Err(Admission::Rejected(Rejection {
                 after: fast,
                 status: 500,
                 error: ErrorType::Server,
@@ -378,11 +492,11 @@ impl World {
                 should_retry: None,
                 limit: None,
                 limits,
-            });
+            }));
         }
         edge += f.hang;
         if u < edge {
-            return Admission::Hang;
+            return Err(Admission::Hang);
         }
         let mut plan = Plan::Complete(BodyKind::Valid);
         edge += f.reset;
@@ -410,7 +524,23 @@ impl World {
                 }
             }
         }
+        Ok(plan)
+    }
 
+    /// Capacity and service for an attempt whose fault is `plan`.
+    fn serve(
+        &mut self,
+        now: Nanos,
+        a: AttemptInput,
+        plan: Plan,
+        cond: &Conditions,
+        limits: RateLimits,
+        started: &mut Vec<Started>,
+    ) -> Admission {
+        let cfg = Arc::clone(&self.cfg);
+        let model = &cfg.models[a.model];
+        let provider = &cfg.providers[model.provider];
+        let fast = provider.error_latency;
         let slots = scaled(model.slots, cond.capacity).max(1);
         let queue = scaled(model.queue, cond.capacity);
         if self.models[a.model].running < slots && self.models[a.model].queued > 0 {

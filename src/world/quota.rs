@@ -107,6 +107,32 @@ pub struct QuotaRejection {
     pub retry_after: Option<Nanos>,
 }
 
+/// One limit as a provider reports it in its headers.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct LimitFigure {
+    /// The limit per minute (after any quota cut).
+    pub limit: u64,
+    /// What is left now.
+    pub remaining: u32,
+    /// Nanoseconds until the bucket is full again.
+    pub reset: Nanos,
+}
+
+/// Every limit of a pool, for the headers of one answer (OpenAI's
+/// `x-ratelimit-*`, Anthropic's `anthropic-ratelimit-*`). `None` where the
+/// pool has no such limit.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct PoolFigures {
+    /// Requests per minute.
+    pub requests: Option<LimitFigure>,
+    /// Tokens per minute (prompt + `max_tokens`).
+    pub tokens: Option<LimitFigure>,
+    /// Input tokens per minute.
+    pub input_tokens: Option<LimitFigure>,
+    /// Output tokens per minute.
+    pub output_tokens: Option<LimitFigure>,
+}
+
 /// The state of one pool.
 #[derive(Clone, Debug)]
 pub struct QuotaPool {
@@ -206,6 +232,26 @@ impl QuotaPool {
             }
         }
         Ok(())
+    }
+
+    /// Every limit's figures at `now`, for response headers.
+    pub fn figures(&mut self, now: Nanos, factor: f64) -> PoolFigures {
+        let fig = |b: Option<&mut Bucket>| {
+            b.map(|b| {
+                b.refill(now, factor);
+                LimitFigure {
+                    limit: libm::floor(b.per_minute * factor).max(0.0) as u64,
+                    remaining: b.remaining(),
+                    reset: b.reset_ns(factor),
+                }
+            })
+        };
+        PoolFigures {
+            requests: fig(self.requests.as_mut()),
+            tokens: fig(self.tokens.as_mut()),
+            input_tokens: fig(self.input.as_mut()),
+            output_tokens: fig(self.output.as_mut()),
+        }
     }
 
     /// The figures a provider sends with a response at `now`.

@@ -1,0 +1,165 @@
+//! Test control, from loopback only: the scenario clock and "fail the
+//! first N requests".
+//!
+//! `POST /admin/clock` takes `{"action": "reset"}` (time zero, a fresh
+//! world: full quota pools, no work in flight, arrival counts at zero),
+//! `{"action": "set", "to": "40m"}`, `{"action": "jump", "by": "5m"}`,
+//! `{"action": "pause"}` or `{"action": "resume"}`, each optionally with
+//! `"reset_quotas": true`. `GET /admin/clock` says where the clock is.
+//! `POST /admin/fail-first` takes `{"count": 3, "fault": "503"}`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::json;
+use stormglass::units::{format_duration, parse_duration};
+
+use crate::{openai_error, App};
+
+/// A 403 for a client that is not on loopback.
+fn forbidden(peer: SocketAddr) -> Option<Response> {
+    if peer.ip().is_loopback() {
+        None
+    } else {
+        Some(openai_error(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "the admin endpoints answer loopback clients only".into(),
+        ))
+    }
+}
+
+fn bad(message: String) -> Response {
+    openai_error(StatusCode::BAD_REQUEST, "invalid_admin_request", message)
+}
+
+fn clock_state(app: &App) -> Response {
+    let clock = app.engine.clock();
+    let now = clock.now();
+    Json(json!({
+        "now": format_duration(now),
+        "now_ns": now,
+        "paused": clock.paused(),
+        "fail_first_left": app.engine.fail_first_left(),
+    }))
+    .into_response()
+}
+
+/// `GET /admin/clock`.
+pub(crate) async fn get_clock(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+) -> Response {
+    if let Some(r) = forbidden(peer) {
+        return r;
+    }
+    clock_state(&app)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClockRequest {
+    action: String,
+    #[serde(default)]
+    to: Option<String>,
+    #[serde(default)]
+    by: Option<String>,
+    #[serde(default)]
+    reset_quotas: bool,
+}
+
+/// `POST /admin/clock`.
+pub(crate) async fn post_clock(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    body: Bytes,
+) -> Response {
+    if let Some(r) = forbidden(peer) {
+        return r;
+    }
+    let req: ClockRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return bad(format!(
+                "{e}; expected {{\"action\": \"reset\"|\"set\"|\"jump\"|\"pause\"|\"resume\", \"to\"|\"by\": \"5m\", \"reset_quotas\": true}}"
+            ))
+        }
+    };
+    let duration = |field: &Option<String>, name: &str| match field {
+        Some(s) => parse_duration(s).map_err(|e| format!("`{name}`: {e}")),
+        None => Err(format!(
+            "`{}` needs `{name}`, a duration such as \"40m\"",
+            req.action
+        )),
+    };
+    let clock = app.engine.clock();
+    match req.action.as_str() {
+        "reset" => app.engine.reset(),
+        "set" => match duration(&req.to, "to") {
+            Ok(to) => {
+                clock.set(to);
+            }
+            Err(e) => return bad(e),
+        },
+        "jump" => match duration(&req.by, "by") {
+            Ok(by) => {
+                clock.jump(by);
+            }
+            Err(e) => return bad(e),
+        },
+        "pause" => {
+            clock.pause();
+        }
+        "resume" => {
+            clock.resume();
+        }
+        other => {
+            return bad(format!(
+                "unknown action `{other}`: expected reset, set, jump, pause or resume"
+            ))
+        }
+    }
+    if req.reset_quotas {
+        app.engine.reset_quotas();
+    }
+    clock_state(&app)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FailFirst {
+    count: u64,
+    #[serde(default)]
+    fault: Option<String>,
+}
+
+/// `POST /admin/fail-first`.
+pub(crate) async fn fail_first(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    body: Bytes,
+) -> Response {
+    if let Some(r) = forbidden(peer) {
+        return r;
+    }
+    let req: FailFirst = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return bad(format!(
+                "{e}; expected {{\"count\": 3, \"fault\": \"503\"}}"
+            ))
+        }
+    };
+    let fault = match crate::parse_fault(req.fault.as_deref().unwrap_or("500")) {
+        Ok(f) => f,
+        Err(e) => return bad(e),
+    };
+    app.engine.set_fail_first(req.count, fault);
+    clock_state(&app)
+}

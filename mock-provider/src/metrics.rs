@@ -1,0 +1,282 @@
+//! What the server did: Prometheus counters (`GET /metrics`) and one JSON
+//! log line per request.
+//!
+//! Every completion request carries a [`Tracker`] from its arrival until its
+//! answer is over (for a stream, until the last byte or the client leaving);
+//! dropping the tracker records it, so a request counts once whichever way
+//! it ends.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Instant;
+
+use serde_json::json;
+
+/// Upper bounds (seconds) of the latency histogram's buckets.
+const BUCKETS: [f64; 14] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
+];
+
+#[derive(Default)]
+struct Hist {
+    counts: [u64; BUCKETS.len() + 1],
+    sum: f64,
+}
+
+/// The labels of one counted request.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Labels {
+    endpoint: &'static str,
+    model: String,
+    key: String,
+    status: u16,
+    fault: &'static str,
+}
+
+#[derive(Default)]
+struct Inner {
+    requests: BTreeMap<Labels, u64>,
+    latency: BTreeMap<String, Hist>,
+}
+
+/// The server's counters.
+#[derive(Default)]
+pub(crate) struct Metrics {
+    inner: Mutex<Inner>,
+    in_flight: AtomicI64,
+}
+
+impl Metrics {
+    fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The Prometheus text exposition.
+    pub(crate) fn render(&self) -> String {
+        let inner = self.inner();
+        let mut out = String::with_capacity(4096);
+        out.push_str(
+            "# HELP mock_provider_requests_total Completion requests answered, by endpoint, model, key (redacted), status and fault.\n\
+             # TYPE mock_provider_requests_total counter\n",
+        );
+        for (l, n) in &inner.requests {
+            let _ = writeln!(
+                out,
+                "mock_provider_requests_total{{endpoint=\"{}\",model=\"{}\",key=\"{}\",status=\"{}\",fault=\"{}\"}} {n}",
+                l.endpoint,
+                escape(&l.model),
+                escape(&l.key),
+                l.status,
+                l.fault
+            );
+        }
+        out.push_str(
+            "# HELP mock_provider_request_duration_seconds Time from a request's arrival to the end of its answer, by model.\n\
+             # TYPE mock_provider_request_duration_seconds histogram\n",
+        );
+        for (model, h) in &inner.latency {
+            let model = escape(model);
+            let mut cum = 0;
+            for (i, le) in BUCKETS.iter().enumerate() {
+                cum += h.counts[i];
+                let _ = writeln!(
+                    out,
+                    "mock_provider_request_duration_seconds_bucket{{model=\"{model}\",le=\"{le}\"}} {cum}"
+                );
+            }
+            cum += h.counts[BUCKETS.len()];
+            let _ = writeln!(
+                out,
+                "mock_provider_request_duration_seconds_bucket{{model=\"{model}\",le=\"+Inf\"}} {cum}\n\
+                 mock_provider_request_duration_seconds_sum{{model=\"{model}\"}} {}\n\
+                 mock_provider_request_duration_seconds_count{{model=\"{model}\"}} {cum}",
+                h.sum
+            );
+        }
+        let _ = write!(
+            out,
+            "# HELP mock_provider_in_flight Completion requests being answered now.\n\
+             # TYPE mock_provider_in_flight gauge\n\
+             mock_provider_in_flight {}\n",
+            self.in_flight.load(Ordering::Relaxed)
+        );
+        out
+    }
+}
+
+fn escape(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// A key as logs and metrics show it: never the whole of it.
+pub(crate) fn redact(key: &str) -> String {
+    let chars: Vec<char> = key.chars().collect();
+    if chars.len() <= 8 {
+        return "****".into();
+    }
+    let head: String = chars[..3].iter().collect();
+    let tail: String = chars[chars.len() - 4..].iter().collect();
+    format!("{head}...{tail}")
+}
+
+/// Writes log lines on a thread of its own, so a request never waits for
+/// the terminal.
+#[derive(Clone)]
+pub(crate) struct Logger {
+    tx: mpsc::Sender<String>,
+}
+
+impl Logger {
+    /// A logger writing to standard error.
+    pub(crate) fn stderr() -> Self {
+        let (tx, rx) = mpsc::channel::<String>();
+        // Without a thread, the receiver is gone and lines are dropped:
+        // better than failing requests.
+        let _ = std::thread::Builder::new()
+            .name("mock-provider-log".into())
+            .spawn(move || {
+                let stderr = std::io::stderr();
+                let mut w = std::io::BufWriter::new(stderr.lock());
+                while let Ok(line) = rx.recv() {
+                    let _ = writeln!(w, "{line}");
+                    while let Ok(line) = rx.try_recv() {
+                        let _ = writeln!(w, "{line}");
+                    }
+                    let _ = w.flush();
+                }
+            });
+        Self { tx }
+    }
+
+    fn log(&self, line: String) {
+        let _ = self.tx.send(line);
+    }
+}
+
+/// One request, from arrival to the end of its answer (see the module docs).
+pub(crate) struct Tracker {
+    metrics: Arc<Metrics>,
+    logger: Option<Logger>,
+    start: Instant,
+    /// Scenario time of arrival, in ms.
+    pub(crate) at_ms: u64,
+    pub(crate) endpoint: &'static str,
+    pub(crate) model: String,
+    pub(crate) key: String,
+    pub(crate) status: u16,
+    pub(crate) fault: &'static str,
+    pub(crate) stream: bool,
+    pub(crate) prompt_tokens: u32,
+    pub(crate) completion_tokens: u32,
+    pub(crate) draw: Option<(u64, u64)>,
+    pub(crate) complete: bool,
+}
+
+impl Tracker {
+    pub(crate) fn new(
+        metrics: Arc<Metrics>,
+        logger: Option<Logger>,
+        endpoint: &'static str,
+    ) -> Self {
+        metrics.in_flight.fetch_add(1, Ordering::Relaxed);
+        Self {
+            metrics,
+            logger,
+            start: Instant::now(),
+            at_ms: 0,
+            endpoint,
+            model: String::new(),
+            key: String::new(),
+            status: 0,
+            fault: "none",
+            stream: false,
+            prompt_tokens: 0,
+            completion_tokens: 0,
+            draw: None,
+            complete: false,
+        }
+    }
+}
+
+impl Drop for Tracker {
+    fn drop(&mut self) {
+        let secs = self.start.elapsed().as_secs_f64();
+        self.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
+        {
+            let mut inner = self.metrics.inner();
+            let labels = Labels {
+                endpoint: self.endpoint,
+                model: self.model.clone(),
+                key: self.key.clone(),
+                status: self.status,
+                fault: self.fault,
+            };
+            *inner.requests.entry(labels).or_insert(0) += 1;
+            if !self.model.is_empty() {
+                let h = match inner.latency.get_mut(&self.model) {
+                    Some(h) => h,
+                    None => inner.latency.entry(self.model.clone()).or_default(),
+                };
+                let i = BUCKETS
+                    .iter()
+                    .position(|b| secs <= *b)
+                    .unwrap_or(BUCKETS.len());
+                h.counts[i] += 1;
+                h.sum += secs;
+            }
+        }
+        if let Some(logger) = &self.logger {
+            let line = json!({
+                "at_ms": self.at_ms,
+                "endpoint": self.endpoint,
+                "model": self.model,
+                "key": self.key,
+                "status": self.status,
+                "fault": self.fault,
+                "stream": self.stream,
+                "complete": self.complete,
+                "prompt_tokens": self.prompt_tokens,
+                "completion_tokens": self.completion_tokens,
+                "draw": self.draw.map(|(r, t)| format!("request={r};try={t}")),
+                "duration_ms": (secs * 1e3 * 1e3).round() / 1e3,
+            });
+            logger.log(line.to_string());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_redacted() {
+        assert_eq!(redact("short"), "****");
+        assert_eq!(redact("sk-proj-0123456789abcdef"), "sk-...cdef");
+        assert!(!redact("sk-proj-0123456789abcdef").contains("0123456789"));
+    }
+
+    #[test]
+    fn a_tracker_counts_once_when_dropped() {
+        let m = Arc::new(Metrics::default());
+        {
+            let mut t = Tracker::new(Arc::clone(&m), None, "chat");
+            t.model = "m".into();
+            t.key = "****".into();
+            t.status = 429;
+            t.fault = "rate_limit";
+            assert!(m.render().contains("mock_provider_in_flight 1"));
+        }
+        let text = m.render();
+        assert!(text.contains(
+            "mock_provider_requests_total{endpoint=\"chat\",model=\"m\",key=\"****\",status=\"429\",fault=\"rate_limit\"} 1"
+        ));
+        assert!(text.contains("mock_provider_request_duration_seconds_count{model=\"m\"} 1"));
+        assert!(text.contains("mock_provider_in_flight 0"));
+    }
+}
