@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
-use stormglass::units::{format_duration, parse_duration};
+use stormglass::units::{format_duration, parse_duration, MILLIS};
 
 use crate::{openai_error, App};
 
@@ -43,7 +43,7 @@ fn clock_state(app: &App) -> Response {
     let clock = app.engine.clock();
     let now = clock.now();
     Json(json!({
-        "now": format_duration(now),
+        "now": format_duration(now / MILLIS * MILLIS),
         "now_ns": now,
         "paused": clock.paused(),
         "fail_first_left": app.engine.fail_first_left(),

@@ -412,6 +412,8 @@ async fn serve(
                     app.closed().await;
                 }
                 drop((job, t));
+                // Let the half go out before the connection drops.
+                tokio::task::yield_now().await;
                 Err::<Bytes, _>(io::Error::other("the answer broke off"))
             };
             let s = futures_util::stream::iter([Ok::<_, io::Error>(half)])
@@ -592,6 +594,9 @@ impl Sse {
                             return Some((Err(broken()), self));
                         }
                         JobEnd::Broken | JobEnd::Reset => {
+                            // Let the last chunk go out before the
+                            // connection drops.
+                            tokio::task::yield_now().await;
                             return Some((Err(broken()), self));
                         }
                     }
