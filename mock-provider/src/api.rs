@@ -378,6 +378,11 @@ async fn complete(app: Arc<App>, style: Style, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let headers = &parts.headers;
 
+    t.client_retry = headers
+        .get("x-stainless-retry-count")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+
     // Who is asking.
     let token = api_key(style, headers);
     let Some(key) = token.and_then(|k| app.keys.get(k).copied()) else {

@@ -174,6 +174,9 @@ pub(crate) struct Tracker {
     pub(crate) prompt_tokens: u32,
     pub(crate) completion_tokens: u32,
     pub(crate) draw: Option<(u64, u64)>,
+    /// The retry number the client says this is (`x-stainless-retry-count`,
+    /// sent by the official OpenAI and Anthropic SDKs).
+    pub(crate) client_retry: Option<u32>,
     pub(crate) complete: bool,
 }
 
@@ -198,6 +201,7 @@ impl Tracker {
             prompt_tokens: 0,
             completion_tokens: 0,
             draw: None,
+            client_retry: None,
             complete: false,
         }
     }
@@ -243,6 +247,7 @@ impl Drop for Tracker {
                 "prompt_tokens": self.prompt_tokens,
                 "completion_tokens": self.completion_tokens,
                 "draw": self.draw.map(|(r, t)| format!("request={r};try={t}")),
+                "client_retry": self.client_retry,
                 "duration_ms": (secs * 1e3 * 1e3).round() / 1e3,
             });
             logger.log(line.to_string());
