@@ -45,11 +45,26 @@ pub enum Command {
         /// The scenario file.
         scenario: PathBuf,
     },
+    /// Serve a scenario's providers over HTTP (runs the mock-provider
+    /// binary; binds 127.0.0.1:8080 unless told otherwise).
+    Serve {
+        /// The scenario file.
+        scenario: PathBuf,
+        /// Passed on to mock-provider: --port, --bind, --seed,
+        /// --fail-first, --log, ... (see `mock-provider --help`).
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "MOCK_PROVIDER_ARGS"
+        )]
+        args: Vec<std::ffi::OsString>,
+    },
 }
 
 /// Runs a parsed command line.
 pub fn run(opts: Opts) -> anyhow::Result<ExitCode> {
     match opts.command {
+        Command::Serve { scenario, args } => crate::serve::serve(&scenario, &args),
         Command::Validate { scenario } => {
             let sc = scenario::load(&scenario)?;
             println!(

@@ -15,6 +15,7 @@ pub mod dist;
 pub mod policy;
 pub mod report;
 pub mod scenario;
+pub mod serve;
 pub mod sim;
 pub mod slab;
 pub mod units;

@@ -128,3 +128,46 @@ fn bad_flags_are_refused_by_the_parser() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--threads"));
 }
+
+#[test]
+fn serve_runs_the_mock_provider_for_a_scenario() {
+    use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+    // Under `cargo test`, `serve` builds mock-provider first (Cargo sets
+    // CARGO for the processes it runs), as `cargo run` does.
+    let mut child = bin()
+        .args(["serve"])
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/mock-provider/tests/scenarios/mock.toml"
+        ))
+        .args(["--port", "0", "--log", "off"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start stormglass serve");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut reader = BufReader::new(stdout);
+    let mut line = String::new();
+    reader.read_line(&mut line).expect("first line");
+    let addr = line
+        .trim()
+        .strip_prefix("mock-provider listening on http://")
+        .unwrap_or_else(|| panic!("unexpected: {line}"))
+        .to_string();
+    let mut c = std::net::TcpStream::connect(&addr).expect("connect");
+    c.write_all(b"GET /v1/models HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .expect("write");
+    let mut answer = String::new();
+    c.read_to_string(&mut answer).expect("read");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("claude-one-slot"), "{answer}");
+    let _ = child.kill();
+    let _ = child.wait();
+
+    // A bad scenario is reported by stormglass, before anything starts.
+    let out = bin()
+        .args(["serve", "no/such/file.toml"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no/such/file.toml"));
+}
