@@ -179,15 +179,14 @@ fn tightest(a: Option<LimitFigure>, b: Option<LimitFigure>) -> Option<LimitFigur
     }
 }
 
-fn base_headers(meta: &Meta, figures: &PoolFigures) -> HeaderMap {
-    let mut h = HeaderMap::new();
+/// The request id and rate-limit headers every answer carries.
+fn base_headers(h: &mut HeaderMap, meta: &Meta, figures: &PoolFigures) {
     let rid = format!("req_mock{:016x}", meta.id);
     match meta.style {
-        Style::OpenAi => put(&mut h, "x-request-id", rid),
-        Style::Anthropic => put(&mut h, "request-id", rid),
+        Style::OpenAi => put(h, "x-request-id", rid),
+        Style::Anthropic => put(h, "request-id", rid),
     }
-    limit_headers(&mut h, meta.style, figures);
-    h
+    limit_headers(h, meta.style, figures);
 }
 
 /// The error a world rejection is, in the provider's terms.
@@ -300,13 +299,13 @@ pub(crate) async fn respond(app: Arc<App>, meta: Meta, a: Admitted, mut t: Track
             let e = rejection_error(&meta, &r, &a.figures);
             let mut resp = e.response(meta.style);
             let h = resp.headers_mut();
-            h.extend(base_headers(&meta, &a.figures));
+            base_headers(h, &meta, &a.figures);
             if let Some(w) = r.retry_after {
                 put(h, "retry-after", w.div_ceil(SECS));
                 put(h, "retry-after-ms", w.div_ceil(MILLIS));
             }
             if let Some(s) = r.should_retry {
-                put(h, "x-should-retry", s);
+                put(h, "x-should-retry", if s { "true" } else { "false" });
             }
             resp
         }
@@ -351,10 +350,17 @@ async fn serve(
         JobEnd::Complete(kind) => kind,
         _ => BodyKind::Valid,
     };
-    let headers = base_headers(&meta, &figures);
     if meta.stream {
         t.status = 200;
         let text = Text::new(kind, meta.json, tl.output_tokens);
+        let mut headers = HeaderMap::with_capacity(12);
+        base_headers(&mut headers, &meta, &figures);
+        put(
+            &mut headers,
+            "content-type",
+            "text/event-stream; charset=utf-8",
+        );
+        put(&mut headers, "cache-control", "no-cache");
         let sse = Sse {
             phase: match meta.style {
                 Style::OpenAi => Phase::Tokens,
@@ -371,10 +377,7 @@ async fn serve(
         };
         let stream = futures_util::stream::unfold(sse, Sse::step);
         let mut resp = Response::new(Body::from_stream(stream));
-        let h = resp.headers_mut();
-        h.extend(headers);
-        put(h, "content-type", "text/event-stream; charset=utf-8");
-        put(h, "cache-control", "no-cache");
+        *resp.headers_mut() = headers;
         return resp;
     }
 
@@ -392,7 +395,7 @@ async fn serve(
         return abort();
     }
     let text = Text::new(kind, meta.json, tl.output_tokens);
-    let body = whole_body(&meta, &text, tl.output_tokens).to_string();
+    let body = whole_body(&meta, &text, tl.output_tokens);
     t.status = 200;
     let mut resp = match tl.end {
         JobEnd::Complete(_) => {
@@ -423,44 +426,39 @@ async fn serve(
         JobEnd::Reset => return abort(),
     };
     let h = resp.headers_mut();
-    h.extend(headers);
+    base_headers(h, &meta, &figures);
     put(h, "content-type", "application/json");
     resp
 }
 
 use futures_util::StreamExt as _;
 
-fn whole_body(meta: &Meta, text: &Text, tokens: u32) -> serde_json::Value {
+/// A whole (non-streamed) answer. Written directly, not through a JSON
+/// tree: it is on the hot path, and only the model name and the content
+/// need escaping.
+fn whole_body(meta: &Meta, text: &Text, tokens: u32) -> String {
     let finish = meta.finish_reason(tokens);
+    let model = serde_json::Value::from(meta.model.as_str());
+    let content = serde_json::Value::from(text.all());
+    let id = meta.id();
+    let (input, total) = (
+        meta.input_tokens,
+        u64::from(meta.input_tokens) + u64::from(tokens),
+    );
     match meta.style {
-        Style::OpenAi => json!({
-            "id": meta.id(),
-            "object": "chat.completion",
-            "created": unix_now(),
-            "model": meta.model,
-            "choices": [{
-                "index": 0,
-                "message": { "role": "assistant", "content": text.all(), "refusal": null },
-                "logprobs": null,
-                "finish_reason": finish,
-            }],
-            "usage": {
-                "prompt_tokens": meta.input_tokens,
-                "completion_tokens": tokens,
-                "total_tokens": u64::from(meta.input_tokens) + u64::from(tokens),
-            },
-            "system_fingerprint": null,
-        }),
-        Style::Anthropic => json!({
-            "id": meta.id(),
-            "type": "message",
-            "role": "assistant",
-            "model": meta.model,
-            "content": [{ "type": "text", "text": text.all() }],
-            "stop_reason": finish,
-            "stop_sequence": null,
-            "usage": { "input_tokens": meta.input_tokens, "output_tokens": tokens },
-        }),
+        Style::OpenAi => format!(
+            "{{\"id\":\"{id}\",\"object\":\"chat.completion\",\"created\":{},\"model\":{model},\
+             \"choices\":[{{\"index\":0,\"message\":{{\"role\":\"assistant\",\"content\":{content},\"refusal\":null}},\
+             \"logprobs\":null,\"finish_reason\":\"{finish}\"}}],\
+             \"usage\":{{\"prompt_tokens\":{input},\"completion_tokens\":{tokens},\"total_tokens\":{total}}},\
+             \"system_fingerprint\":null}}",
+            unix_now()
+        ),
+        Style::Anthropic => format!(
+            "{{\"id\":\"{id}\",\"type\":\"message\",\"role\":\"assistant\",\"model\":{model},\
+             \"content\":[{{\"type\":\"text\",\"text\":{content}}}],\"stop_reason\":\"{finish}\",\
+             \"stop_sequence\":null,\"usage\":{{\"input_tokens\":{input},\"output_tokens\":{tokens}}}}}"
+        ),
     }
 }
 
@@ -549,6 +547,10 @@ impl Sse {
                         () = clock.sleep_until(target) => {}
                         () = self.app.closed() => return Some((Err(broken()), self)),
                     }
+                    // Pacing follows elapsed time: a chunk that goes out
+                    // late carries every token due by now, so a busy server
+                    // sends bigger chunks, not a slower stream.
+                    let target = clock.now().clamp(target, stop);
                     self.last = Some(target);
                     if target >= stop {
                         self.phase = Phase::Finish;

@@ -388,7 +388,7 @@ async fn complete(app: Arc<App>, style: Style, req: Request) -> Response {
     let Some(key) = token.and_then(|k| app.keys.get(k).copied()) else {
         return unauthorized(style, token).respond(style, t);
     };
-    t.key = redact(&app.sc.world.keys[key].name);
+    t.key = Some(key);
 
     // What they ask.
     if let Err(e) = check_content_type(headers) {
@@ -425,7 +425,7 @@ async fn complete(app: Arc<App>, style: Style, req: Request) -> Response {
         let e = ApiError::new(StatusCode::NOT_FOUND, Kind::NotFound, message).param("model");
         return e.respond(style, t);
     };
-    t.model = model_name.to_string();
+    t.model = Some(model);
     let world = &app.sc.world;
     if world.keys[key].provider != world.models[model].provider {
         // Each provider knows only its own keys.
@@ -494,18 +494,9 @@ async fn complete(app: Arc<App>, style: Style, req: Request) -> Response {
     };
     let task = &app.sc.traffic.tasks[draw.and_then(|d| d.task).unwrap_or(0)];
     let max_tokens = requested.unwrap_or(task.max_tokens);
-    let (request, try_no) = match draw {
-        Some(d) => (d.request, d.try_no),
-        None => {
-            let n = app.engine.next_arrival(key);
-            (ANONYMOUS | (key as u64) << 40 | n, 0)
-        }
-    };
-    let draws = try_draws(app.sc.seed, request, model as u64, try_no);
     let input_tokens = draw
         .and_then(|d| d.input)
         .unwrap_or_else(|| body.prompt_tokens());
-    let output_tokens = task.output_tokens(draws.output_z).min(max_tokens);
     t.draw = draw.map(|d| (d.request, d.try_no));
     t.prompt_tokens = input_tokens;
     let stream = body.stream.unwrap_or(false);
@@ -517,18 +508,23 @@ async fn complete(app: Arc<App>, style: Style, req: Request) -> Response {
             .and_then(|f| f.kind.as_deref())
             .is_some_and(|k| k.starts_with("json"));
 
-    let admitted = app.engine.admit(
+    let seed = app.sc.seed;
+    let admitted = app.engine.admit(key, draw.is_none(), force, |n| {
+        let (request, try_no) = match draw {
+            Some(d) => (d.request, d.try_no),
+            None => (ANONYMOUS | (key as u64) << 40 | n, 0),
+        };
+        let draws = try_draws(seed, request, model as u64, try_no);
         AttemptInput {
             model,
             key,
             input_tokens,
             max_tokens,
-            output_tokens,
+            output_tokens: task.output_tokens(draws.output_z).min(max_tokens),
             draws: draws.attempt,
             tag: 0,
-        },
-        force,
-    );
+        }
+    });
     t.at_ms = admitted.at / MILLIS;
     let meta = Meta {
         style,
@@ -547,9 +543,10 @@ async fn complete(app: Arc<App>, style: Style, req: Request) -> Response {
     answer::respond(app, meta, admitted, t).await
 }
 
-/// Adds a header whose value is known to be valid.
-pub(crate) fn put(headers: &mut HeaderMap, name: &'static str, value: impl ToString) {
-    if let Ok(v) = HeaderValue::from_str(&value.to_string()) {
+/// Adds a header (a value that is not a valid header value is left out:
+/// every value here is ours, so that does not happen).
+pub(crate) fn put<V: TryInto<HeaderValue>>(headers: &mut HeaderMap, name: &'static str, value: V) {
+    if let Ok(v) = value.try_into() {
         headers.insert(name, v);
     }
 }

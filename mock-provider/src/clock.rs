@@ -121,6 +121,9 @@ impl Clock {
 
     /// Waits until scenario time reaches `at`.
     pub async fn sleep_until(&self, at: Nanos) {
+        if self.now() >= at {
+            return;
+        }
         loop {
             let mut changed = self.changed.subscribe();
             let (now, paused) = {

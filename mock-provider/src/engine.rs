@@ -11,7 +11,9 @@
 //!
 //! Due job ends are processed before every admission (so the world always
 //! sees time move forward, and an arrival sees every slot that has freed by
-//! then) and by a ticker task that sleeps until the next end.
+//! then), each at its own modelled time, so processing them late changes
+//! nothing in the world. A ticker task processes them on time only while a
+//! handler waits for its queued job to start.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
@@ -151,14 +153,6 @@ impl Engine {
         &self.clock
     }
 
-    /// The next arrival number of `key` (for clients without a draw key).
-    pub(crate) fn next_arrival(&self, key: usize) -> u64 {
-        let mut st = self.state();
-        let n = st.arrivals[key];
-        st.arrivals[key] += 1;
-        n
-    }
-
     /// Sets how many of the next requests fail, and how.
     pub(crate) fn set_fail_first(&self, count: u64, force: Force) {
         self.state().fail_first = (count > 0).then_some((count, force));
@@ -169,10 +163,27 @@ impl Engine {
         self.state().fail_first.map_or(0, |(n, _)| n)
     }
 
-    /// An attempt arrives now.
-    pub(crate) fn admit(self: &Arc<Self>, mut a: AttemptInput, force: Option<Force>) -> Admitted {
+    /// An attempt of `key` arrives now. `attempt` makes it from the key's
+    /// arrival number when it is `anonymous` (a client without a draw key:
+    /// counted under the admission's lock, so arrival order and admission
+    /// order agree), from 0 otherwise.
+    pub(crate) fn admit(
+        self: &Arc<Self>,
+        key: usize,
+        anonymous: bool,
+        force: Option<Force>,
+        attempt: impl FnOnce(u64) -> AttemptInput,
+    ) -> Admitted {
         let now = self.clock.now();
         let mut st = self.state();
+        let n = if anonymous {
+            let n = st.arrivals[key];
+            st.arrivals[key] += 1;
+            n
+        } else {
+            0
+        };
+        let mut a = attempt(n);
         let mut wake = st.advance(now);
         let force = force.or_else(|| match st.fail_first {
             Some((n, f)) => {
@@ -197,6 +208,7 @@ impl Engine {
             cancel,
             done: false,
         };
+        let waiting = !st.waiters.is_empty();
         let (answer, job) = match admission {
             Admission::Rejected(r) => (Answer::Reject(r), None),
             Admission::Hang => (Answer::Hang, None),
@@ -209,11 +221,15 @@ impl Engine {
                 let g = guard(job);
                 let (tx, rx) = oneshot::channel();
                 st.waiters.insert(a.tag, tx);
+                wake = true;
                 (Answer::Queued(rx), Some(g))
             }
         };
         drop(st);
-        if wake {
+        // The ticker matters only to handlers waiting in a queue: for the
+        // world itself, ends processed late (at the next admission) are
+        // exact, since each is processed at its own time.
+        if wake && (waiting || matches!(answer, Answer::Queued(_))) {
             self.wake.notify_one();
         }
         Admitted {
@@ -250,7 +266,11 @@ impl Engine {
             let next = {
                 let mut st = self.state();
                 st.advance(self.clock.now());
-                st.ends.peek().map(|Reverse((t, _))| *t)
+                if st.waiters.is_empty() {
+                    None
+                } else {
+                    st.ends.peek().map(|Reverse((t, _))| *t)
+                }
             };
             match next {
                 Some(t) => {
@@ -275,8 +295,9 @@ impl Engine {
         st.world.abandon(now, job, &mut started);
         st.started = started;
         wake |= st.dispatch_started();
+        let waiting = !st.waiters.is_empty();
         drop(st);
-        if wake {
+        if wake && waiting {
             self.wake.notify_one();
         }
     }

@@ -118,7 +118,14 @@ impl App {
             .collect();
         Arc::new(Self {
             engine: Arc::new(Engine::new(Arc::clone(world), opts.fail_first)),
-            metrics: Arc::new(Metrics::default()),
+            metrics: Arc::new(Metrics::new(
+                world.models.iter().map(|m| m.name.clone()).collect(),
+                world
+                    .keys
+                    .iter()
+                    .map(|k| metrics::redact(&k.name))
+                    .collect(),
+            )),
             logger: opts.log.then(Logger::stderr),
             models,
             keys,

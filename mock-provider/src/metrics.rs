@@ -26,12 +26,13 @@ struct Hist {
     sum: f64,
 }
 
-/// The labels of one counted request.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+/// The labels of one counted request (model and key by index, `usize::MAX`
+/// when the request never named a valid one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 struct Labels {
     endpoint: &'static str,
-    model: String,
-    key: String,
+    model: usize,
+    key: usize,
     status: u16,
     fault: &'static str,
 }
@@ -39,7 +40,7 @@ struct Labels {
 #[derive(Default)]
 struct Inner {
     requests: BTreeMap<Labels, u64>,
-    latency: BTreeMap<String, Hist>,
+    latency: BTreeMap<usize, Hist>,
 }
 
 /// The server's counters.
@@ -47,9 +48,26 @@ struct Inner {
 pub(crate) struct Metrics {
     inner: Mutex<Inner>,
     in_flight: AtomicI64,
+    /// Model names, by index.
+    models: Vec<String>,
+    /// Keys as shown (redacted), by index.
+    keys: Vec<String>,
 }
 
 impl Metrics {
+    /// Counters for these models and keys (names as they are to be shown).
+    pub(crate) fn new(models: Vec<String>, keys: Vec<String>) -> Self {
+        Self {
+            models,
+            keys,
+            ..Self::default()
+        }
+    }
+
+    fn name(names: &[String], i: usize) -> &str {
+        names.get(i).map_or("", String::as_str)
+    }
+
     fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -67,8 +85,8 @@ impl Metrics {
                 out,
                 "mock_provider_requests_total{{endpoint=\"{}\",model=\"{}\",key=\"{}\",status=\"{}\",fault=\"{}\"}} {n}",
                 l.endpoint,
-                escape(&l.model),
-                escape(&l.key),
+                escape(Self::name(&self.models, l.model)),
+                escape(Self::name(&self.keys, l.key)),
                 l.status,
                 l.fault
             );
@@ -78,7 +96,7 @@ impl Metrics {
              # TYPE mock_provider_request_duration_seconds histogram\n",
         );
         for (model, h) in &inner.latency {
-            let model = escape(model);
+            let model = escape(Self::name(&self.models, *model));
             let mut cum = 0;
             for (i, le) in BUCKETS.iter().enumerate() {
                 cum += h.counts[i];
@@ -166,8 +184,8 @@ pub(crate) struct Tracker {
     /// Scenario time of arrival, in ms.
     pub(crate) at_ms: u64,
     pub(crate) endpoint: &'static str,
-    pub(crate) model: String,
-    pub(crate) key: String,
+    pub(crate) model: Option<usize>,
+    pub(crate) key: Option<usize>,
     pub(crate) status: u16,
     pub(crate) fault: &'static str,
     pub(crate) stream: bool,
@@ -193,8 +211,8 @@ impl Tracker {
             start: Instant::now(),
             at_ms: 0,
             endpoint,
-            model: String::new(),
-            key: String::new(),
+            model: None,
+            key: None,
             status: 0,
             fault: "none",
             stream: false,
@@ -215,17 +233,14 @@ impl Drop for Tracker {
             let mut inner = self.metrics.inner();
             let labels = Labels {
                 endpoint: self.endpoint,
-                model: self.model.clone(),
-                key: self.key.clone(),
+                model: self.model.unwrap_or(usize::MAX),
+                key: self.key.unwrap_or(usize::MAX),
                 status: self.status,
                 fault: self.fault,
             };
             *inner.requests.entry(labels).or_insert(0) += 1;
-            if !self.model.is_empty() {
-                let h = match inner.latency.get_mut(&self.model) {
-                    Some(h) => h,
-                    None => inner.latency.entry(self.model.clone()).or_default(),
-                };
+            if let Some(model) = self.model {
+                let h = inner.latency.entry(model).or_default();
                 let i = BUCKETS
                     .iter()
                     .position(|b| secs <= *b)
@@ -238,8 +253,8 @@ impl Drop for Tracker {
             let line = json!({
                 "at_ms": self.at_ms,
                 "endpoint": self.endpoint,
-                "model": self.model,
-                "key": self.key,
+                "model": self.model.map(|m| Metrics::name(&self.metrics.models, m)),
+                "key": self.key.map(|k| Metrics::name(&self.metrics.keys, k)),
                 "status": self.status,
                 "fault": self.fault,
                 "stream": self.stream,
@@ -268,11 +283,11 @@ mod tests {
 
     #[test]
     fn a_tracker_counts_once_when_dropped() {
-        let m = Arc::new(Metrics::default());
+        let m = Arc::new(Metrics::new(vec!["m".into()], vec!["****".into()]));
         {
             let mut t = Tracker::new(Arc::clone(&m), None, "chat");
-            t.model = "m".into();
-            t.key = "****".into();
+            t.model = Some(0);
+            t.key = Some(0);
             t.status = 429;
             t.fault = "rate_limit";
             assert!(m.render().contains("mock_provider_in_flight 1"));

@@ -460,3 +460,64 @@ async fn metrics_count_requests_by_model_key_status_and_fault() {
     assert!(!text.contains("free-key-0001"), "keys are redacted");
     s.stop().await;
 }
+
+#[tokio::test]
+async fn anthropic_rate_limit_headers_count_requests_input_and_output_tokens() {
+    let s = Server::start(Default::default()).await;
+    let r = messages(s.addr, "ant-tier1-key", &ask("claude"), &[]).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("anthropic-ratelimit-requests-limit"), Some("50"));
+    assert_eq!(
+        r.header("anthropic-ratelimit-requests-remaining"),
+        Some("49")
+    );
+    assert_eq!(
+        r.header("anthropic-ratelimit-input-tokens-limit"),
+        Some("30000")
+    );
+    assert_eq!(
+        r.header("anthropic-ratelimit-output-tokens-limit"),
+        Some("8000")
+    );
+    // max_tokens (100) is reserved against the output limit at admission.
+    assert_eq!(
+        r.header("anthropic-ratelimit-output-tokens-remaining"),
+        Some("7900")
+    );
+    let prompt = r.json()["usage"]["input_tokens"]
+        .as_u64()
+        .expect("input tokens");
+    let input_left: u64 = r
+        .header("anthropic-ratelimit-input-tokens-remaining")
+        .and_then(|v| v.parse().ok())
+        .expect("input remaining");
+    assert!(
+        (30_000 - prompt..30_000 - prompt + 5).contains(&input_left),
+        "{input_left}"
+    );
+    // Resets are RFC 3339 instants a little in the future.
+    let reset = r
+        .header("anthropic-ratelimit-requests-reset")
+        .expect("reset");
+    let at = humantime::parse_rfc3339(reset).expect("RFC 3339");
+    let ahead = at
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or_default();
+    assert!(ahead <= Duration::from_secs(2), "{reset}");
+    assert!(r.header("x-ratelimit-limit-requests").is_none());
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_request_larger_than_the_token_bucket_is_told_not_to_retry() {
+    let s = Server::start(Default::default()).await;
+    // The tight pool holds 50,000 tokens; this asks for 100,000.
+    let mut big = ask("fast");
+    big["max_tokens"] = json!(100_000);
+    let r = chat(s.addr, "tight-key-one", &big, &[]).await;
+    assert_eq!(r.status, 429, "{}", r.text());
+    assert_eq!(r.json()["error"]["type"], "tokens");
+    assert_eq!(r.header("x-should-retry"), Some("false"));
+    assert!(r.header("retry-after").is_none());
+    s.stop().await;
+}
