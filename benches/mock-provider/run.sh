@@ -17,11 +17,16 @@ for tool in oha vidaimock taskset; do
 done
 cargo build --release -q -p mock-provider --bin mock-provider --example bare
 
-load() { # port seconds -> requests/s
+load() { # port seconds -> "requests/s responses"
   taskset -c 1 oha -z "${2}s" -c 50 --no-tui -m POST \
     -H "Authorization: Bearer bench-key-0001" -H "content-type: application/json" \
     -d "$BODY" "http://127.0.0.1:$1/v1/chat/completions" \
-    | awk '/Requests\/sec/ {print $2} /Success rate/ {ok=$3} END {if (ok != "100.00%") print "FAILED " ok > "/dev/stderr"}'
+    | awk '/Requests\/sec/ {rps=$2} /^ *\[200\]/ {n=$2} /Success rate/ {ok=$3}
+           END {if (ok != "100.00%") print "FAILED " ok > "/dev/stderr"; print rps, n}'
+}
+
+cpu_ticks() { # pid -> user+system clock ticks so far
+  awk '{print $14 + $15}' "/proc/$1/stat"
 }
 
 wait_port() {
@@ -44,25 +49,33 @@ taskset -c 0 target/release/mock-provider --scenario benches/mock-provider/zero-
   --port 18093 --log on >/dev/null 2>&1 & PIDS+=($!)
 taskset -c 0 vidaimock --host 127.0.0.1 -p 18092 --workers 1 --mode benchmark >/dev/null 2>&1 & PIDS+=($!)
 trap 'kill "${PIDS[@]}" 2>/dev/null || true' EXIT
-declare -A RUNS
+declare -A RUNS PERCPU
+TICK=$(getconf CLK_TCK)
 for i in "${!NAMES[@]}"; do wait_port "${PORTS[$i]}"; load "${PORTS[$i]}" 2 >/dev/null; done
 for round in 1 2 3; do
   for i in "${!NAMES[@]}"; do
-    RUNS[${NAMES[$i]}]+="$(load "${PORTS[$i]}" "$SECS") "
+    before=$(cpu_ticks "${PIDS[$i]}")
+    read -r rps n < <(load "${PORTS[$i]}" "$SECS")
+    after=$(cpu_ticks "${PIDS[$i]}")
+    RUNS[${NAMES[$i]}]+="$rps "
+    # Requests per CPU-second of the server: what it costs, whatever share
+    # of the core the machine's other load left it.
+    PERCPU[${NAMES[$i]}]+="$(awk -v n="$n" -v t=$((after - before)) -v hz="$TICK" 'BEGIN {printf "%.0f", n / (t / hz)}') "
   done
 done
 kill "${PIDS[@]}" 2>/dev/null || true
-declare -A MEDIAN
+declare -A MEDIAN CPU
 for n in "${NAMES[@]}"; do
   MEDIAN[$n]=$(printf '%s\n' ${RUNS[$n]} | sort -n | sed -n 2p)
-  printf '%-24s %8.0f req/s   (runs: %s)\n' "$n" "${MEDIAN[$n]}" "${RUNS[$n]}"
+  CPU[$n]=$(printf '%s\n' ${PERCPU[$n]} | sort -n | sed -n 2p)
+  printf '%-24s %8.0f req/s  %8.0f req/CPU-s   (req/s runs: %s; req/CPU-s runs: %s)\n' \
+    "$n" "${MEDIAN[$n]}" "${CPU[$n]}" "${RUNS[$n]}" "${PERCPU[$n]}"
 done
-awk -v m="${MEDIAN[mock-provider]}" -v b="${MEDIAN[bare-axum]}" -v v="${MEDIAN[vidaimock]}" \
-    -v l="${MEDIAN[mock-provider-logging]}" 'BEGIN {
-  printf "mock-provider / bare axum:        %.2f\n", m / b
-  printf "mock-provider (logging) / bare:   %.2f\n", l / b
-  printf "mock-provider / vidaimock:        %.2f\n", m / v
-}'
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
+echo "ratios (req/s | req/CPU-s):"
+echo "  mock-provider / bare axum:       $(ratio "${MEDIAN[mock-provider]}" "${MEDIAN[bare-axum]}") | $(ratio "${CPU[mock-provider]}" "${CPU[bare-axum]}")"
+echo "  mock-provider (logging) / bare:  $(ratio "${MEDIAN[mock-provider-logging]}" "${MEDIAN[bare-axum]}") | $(ratio "${CPU[mock-provider-logging]}" "${CPU[bare-axum]}")"
+echo "  mock-provider / vidaimock:       $(ratio "${MEDIAN[mock-provider]}" "${MEDIAN[vidaimock]}") | $(ratio "${CPU[mock-provider]}" "${CPU[vidaimock]}")"
 
 # 5,000 concurrent streams at the default model speed, for 20 s.
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"

@@ -108,28 +108,39 @@ fn run(opts: &Opts, scenario: Arc<stormglass::scenario::Scenario>) -> anyhow::Re
                 fail_first: opts.fail_first.map(|n| (n, opts.fail_first_with)),
             },
         );
-        let mut out = std::io::stdout();
-        writeln!(out, "mock-provider listening on http://{local}")?;
-        let sc = app.scenario();
-        writeln!(
-            out,
-            "scenario {} (seed {}): OpenAI base_url http://{local}/v1, Anthropic base_url http://{local}",
-            sc.name, sc.seed
-        )?;
-        for k in &sc.world.keys {
-            let provider = &sc.world.providers[k.provider].name;
-            let models: Vec<&str> = sc
-                .world
-                .models
-                .iter()
-                .filter(|m| m.provider == k.provider)
-                .map(|m| m.name.as_str())
-                .collect();
-            writeln!(out, "  api key {:?} ({provider}): {}", k.name, models.join(", "))?;
-        }
-        out.flush()?;
+        // The banner is best effort: a closed stdout (a supervisor that
+        // read the first line and left) must not stop the server.
+        let _ = banner(&app, local);
         mock_provider::serve_with_shutdown(listener, app, shutdown)
             .await
             .context("server failed")
     })
+}
+
+fn banner(app: &mock_provider::App, local: SocketAddr) -> std::io::Result<()> {
+    let mut out = std::io::stdout();
+    writeln!(out, "mock-provider listening on http://{local}")?;
+    let sc = app.scenario();
+    writeln!(
+        out,
+        "scenario {} (seed {}): OpenAI base_url http://{local}/v1, Anthropic base_url http://{local}",
+        sc.name, sc.seed
+    )?;
+    for k in &sc.world.keys {
+        let provider = &sc.world.providers[k.provider].name;
+        let models: Vec<&str> = sc
+            .world
+            .models
+            .iter()
+            .filter(|m| m.provider == k.provider)
+            .map(|m| m.name.as_str())
+            .collect();
+        writeln!(
+            out,
+            "  api key {:?} ({provider}): {}",
+            k.name,
+            models.join(", ")
+        )?;
+    }
+    out.flush()
 }

@@ -88,10 +88,10 @@ fn start_server() -> Server {
         .spawn()
         .expect("start mock-provider");
     let stdout = child.stdout.take().expect("stdout");
+    let mut stdout = BufReader::new(stdout);
     let mut first = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut first)
-        .expect("a first line");
+    stdout.read_line(&mut first).expect("a first line");
+    std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
     let url = first
         .trim()
         .strip_prefix("mock-provider listening on ")
