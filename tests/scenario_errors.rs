@@ -746,3 +746,33 @@ fn breaker_and_window_limits() {
     ));
     assert!(e.message.contains("throttle window longer than 10m"), "{e}");
 }
+
+#[test]
+fn hedge_delays_that_make_no_sense() {
+    let e = err(&edit(
+        "fallback = { chain = [\"claude-sonnet-4\"] }",
+        "fallback = { chain = [\"claude-sonnet-4\"] }\nhedge = { delay = \"p100\" }",
+    ));
+    check(
+        &e,
+        53,
+        19,
+        "hedge delay `p100` is neither a duration nor a percentile",
+    );
+    check_hint(&e, "p95");
+    let e = err(&edit(
+        "fallback = { chain = [\"claude-sonnet-4\"] }",
+        "fallback = { chain = [\"claude-sonnet-4\"] }\nhedge = { delay = \"soon\" }",
+    ));
+    assert!(e.message.contains("neither a duration"), "{e}");
+    let e = err(&edit(
+        "fallback = { chain = [\"claude-sonnet-4\"] }",
+        "fallback = { chain = [\"claude-sonnet-4\"] }\nhedge = { delay = \"0s\" }",
+    ));
+    assert!(e.message.contains("doubles every attempt"), "{e}");
+    let e = err(&edit(
+        "fallback = { chain = [\"claude-sonnet-4\"] }",
+        "fallback = { chain = [\"claude-sonnet-4\"] }\nhedge = { to = \"elsewhere\" }",
+    ));
+    assert!(e.message.contains("unknown variant `elsewhere`"), "{e}");
+}

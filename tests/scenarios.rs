@@ -485,3 +485,58 @@ fn slow_provider_latency_aware_routing_holds_the_tail() {
     // Moving traffic to the dearer model costs money.
     assert!(strategy(&r, "latency").cost.nano_usd > 2 * cost.cost.nano_usd);
 }
+
+#[test]
+fn slow_tail_hedging_cuts_p99_at_a_stated_extra_cost() {
+    let sc = load("slow-tail.toml");
+    let r = run(&sc);
+    let none = strategy(&r, "no-hedge");
+    let fixed = strategy(&r, "hedge-1.5s");
+    let p95 = strategy(&r, "hedge-p95");
+    let next = strategy(&r, "hedge-p95-next");
+    assert_eq!(none.hedges, 0);
+    for s in [fixed, p95, next] {
+        assert_eq!(s.requests, none.requests);
+        assert!(s.success_rate >= none.success_rate);
+        // The slow tail (5% of attempts, 10x slower) is p99 without a
+        // hedge; a hedge brings p99 down by at least a factor of three.
+        assert!(
+            s.latency.all.p99_us * 3 < none.latency.all.p99_us,
+            "{}: p99 {} vs {}",
+            s.name,
+            s.latency.all.p99_us,
+            none.latency.all.p99_us
+        );
+        // The median is untouched: hedges fire only for late attempts.
+        let (a, b) = (s.latency.all.p50_us, none.latency.all.p50_us);
+        assert!(a.abs_diff(b) * 100 <= b, "{}: p50 {a} vs {b}", s.name);
+        // Every hedge is one more attempt, and its loser is cancelled
+        // (unless the loser failed first, on a rare 500).
+        assert!(s.attempts >= s.requests + s.hedges);
+        let cancelled: u64 = s.models.iter().map(|m| m.cancelled).sum();
+        assert!(
+            cancelled <= s.hedges && cancelled * 100 >= s.hedges * 99,
+            "{}: {cancelled} of {}",
+            s.name,
+            s.hedges
+        );
+        assert!(s.hedge_wins > 0 && s.hedge_wins <= s.hedges);
+    }
+    // The stated price on the same model: at most 12% more cost for p95
+    // hedging (hedges are about 10% of requests, and a cancelled loser is
+    // billed only for what it had produced).
+    let extra = |s: &stormglass::report::StrategyReport| {
+        s.cost.nano_usd as f64 / none.cost.nano_usd as f64 - 1.0
+    };
+    assert!(
+        extra(fixed) > 0.0 && extra(fixed) < 0.08,
+        "{}",
+        extra(fixed)
+    );
+    assert!(extra(p95) > 0.0 && extra(p95) < 0.12, "{}", extra(p95));
+    // A later fixed delay hedges less often than the p95.
+    assert!(fixed.hedges < p95.hedges);
+    // Hedging to a pricier model buys the lowest p99.9, at a visible cost.
+    assert!(next.latency.all.p999_us < p95.latency.all.p999_us);
+    assert!(extra(next) > 2.0 * extra(p95));
+}

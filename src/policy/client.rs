@@ -29,6 +29,10 @@
 //! model after a backoff while retries remain, sent down the tier's fallback
 //! chain, or failed. The request's deadline ends it whatever it is doing.
 //! Every billed token goes into the [`CostLedger`].
+//!
+//! A request has two lanes for attempts: the main one, and one for a hedge
+//! (see [`super::hedge`]) that runs beside it. Each lane holds at most one
+//! live attempt, so an [`AttemptId`] names its request's slot and lane.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -49,6 +53,7 @@ use super::contract::{
 };
 use super::cost::CostLedger;
 use super::fallback::{Chain, MAX_CHAIN};
+use super::hedge::{HedgeTarget, Hedger};
 use super::retry::{Disposition, FailureClass, RetryBudget};
 use super::routing::{Router, FAILURE_PENALTY};
 use super::throttle::AdaptiveThrottle;
@@ -59,14 +64,22 @@ enum TimerKind {
     FirstToken,
     Idle,
     End,
+    /// The main lane's attempt is late: send a hedge.
+    Hedge,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Timer {
     req: Handle,
     serial: u32,
+    lane: u8,
     kind: TimerKind,
 }
+
+/// The main lane and the hedge lane.
+const LANES: usize = 2;
+const MAIN: usize = 0;
+const HEDGE: usize = 1;
 
 #[derive(Clone, Copy, Debug)]
 struct Live {
@@ -80,6 +93,10 @@ struct Live {
     sent_at: Nanos,
     /// Let through by the retry budget (released when it ends).
     budgeted: bool,
+    /// When its hedge fires, if it may have one.
+    hedge_at: Option<Nanos>,
+    /// Whether it is the hedge.
+    hedge: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -93,7 +110,10 @@ struct ReqState {
     attempts: u32,
     prev_wait: Nanos,
     cost: NanoUsd,
-    live: Option<Live>,
+    /// The live attempt of each lane.
+    live: [Option<Live>; LANES],
+    /// Whether the request has had its hedge.
+    hedged: bool,
     wake_at: Option<Nanos>,
     last_fail: FailReason,
     last_model: ModelId,
@@ -113,10 +133,11 @@ pub struct Client {
     key_rr: Vec<u32>,
     ledger: CostLedger,
     cancelled: BTreeMap<AttemptId, (ModelId, bool, Handle)>,
-    /// Per request slot, the serial of what its timers may fire for (the live
-    /// attempt or the pending wake-up), 0 for nothing. Stale timers, which
-    /// are most timers, are dismissed here without touching request state.
-    armed: Vec<u32>,
+    /// Per request slot and lane, the serial of what its timers may fire
+    /// for (the live attempt or the pending wake-up), 0 for nothing. Stale
+    /// timers, which are most timers, are dismissed here without touching
+    /// request state.
+    armed: Vec<[u32; LANES]>,
     last_limits: Vec<RateLimits>,
     budget: RetryBudget,
     retries_denied: u64,
@@ -124,10 +145,18 @@ pub struct Client {
     throttles: Vec<AdaptiveThrottle>,
     throttled: u64,
     router: Router,
+    hedger: Option<Hedger>,
+    hedges: u64,
+    hedge_wins: u64,
 }
 
-fn attempt_id(req: Handle, serial: u32) -> AttemptId {
-    AttemptId((u64::from(serial) << 32) | u64::from(req.index))
+fn attempt_id(req: Handle, lane: usize, serial: u32) -> AttemptId {
+    AttemptId((u64::from(serial) << 32) | (u64::from(req.index) << 1) | lane as u64)
+}
+
+/// The request slot and lane an attempt id names.
+fn slot_lane(id: AttemptId) -> (u32, usize) {
+    ((id.0 as u32) >> 1, (id.0 & 1) as usize)
 }
 
 impl Client {
@@ -137,6 +166,7 @@ impl Client {
         let budget = cfg.budget;
         let breaker = cfg.breaker;
         let throttle = cfg.throttle;
+        let hedge = cfg.hedge;
         let n = cfg.models.len();
         Self {
             cfg,
@@ -158,6 +188,9 @@ impl Client {
             throttled: 0,
             router: Router::new(n),
             last_limits: vec![RateLimits::default(); n],
+            hedger: hedge.map(|c| Hedger::new(c, n)),
+            hedges: 0,
+            hedge_wins: 0,
         }
     }
 
@@ -184,6 +217,16 @@ impl Client {
     /// Attempts of measured requests that the adaptive throttle rejected locally.
     pub fn throttled(&self) -> u64 {
         self.throttled
+    }
+
+    /// Hedges sent for measured requests.
+    pub fn hedges(&self) -> u64 {
+        self.hedges
+    }
+
+    /// Measured requests answered by their hedge.
+    pub fn hedge_wins(&self) -> u64 {
+        self.hedge_wins
     }
 
     /// How many times each model's breaker has opened.
@@ -216,16 +259,24 @@ impl Client {
         None
     }
 
-    fn push_timer(&mut self, at: Nanos, req: Handle, serial: u32, kind: TimerKind) {
-        self.timers.push(at, Timer { req, serial, kind });
+    fn push_timer(&mut self, at: Nanos, req: Handle, lane: usize, serial: u32, kind: TimerKind) {
+        self.timers.push(
+            at,
+            Timer {
+                req,
+                serial,
+                lane: lane as u8,
+                kind,
+            },
+        );
     }
 
-    fn arm(&mut self, h: Handle, serial: u32) {
+    fn arm(&mut self, h: Handle, lane: usize, serial: u32) {
         let i = h.index as usize;
         if self.armed.len() <= i {
-            self.armed.resize(i + 1, 0);
+            self.armed.resize(i + 1, [0; LANES]);
         }
-        self.armed[i] = serial;
+        self.armed[i][lane] = serial;
     }
 
     fn next_serial(&mut self) -> u32 {
@@ -234,18 +285,24 @@ impl Client {
     }
 
     fn timer_live(&self, at: Nanos, t: &Timer) -> bool {
-        if self.armed.get(t.req.index as usize) != Some(&t.serial) {
+        let lane = usize::from(t.lane);
+        if self.armed.get(t.req.index as usize).map(|a| a[lane]) != Some(t.serial) {
             return false;
         }
         let Some(st) = self.requests.get(t.req) else {
             return false;
         };
-        let live = st.live.filter(|l| l.serial == t.serial);
+        let live = st.live[lane].filter(|l| l.serial == t.serial);
         match t.kind {
-            TimerKind::Wake => st.wake_at == Some(at) && st.live.is_none(),
+            TimerKind::Wake => st.wake_at == Some(at) && st.live.iter().all(Option::is_none),
             TimerKind::FirstToken => live.is_some_and(|l| l.first_token_deadline == Some(at)),
             TimerKind::Idle => live.is_some_and(|l| l.idle_deadline == Some(at)),
             TimerKind::End => live.is_some_and(|l| l.end_deadline == at),
+            TimerKind::Hedge => {
+                !st.hedged
+                    && st.live[HEDGE].is_none()
+                    && live.is_some_and(|l| l.hedge_at == Some(at) && l.first_token.is_none())
+            }
         }
     }
 
@@ -264,7 +321,8 @@ impl Client {
             attempts: 0,
             prev_wait: 0,
             cost: NanoUsd::ZERO,
-            live: None,
+            live: [None; LANES],
+            hedged: false,
             wake_at: None,
             last_fail: FailReason::Deadline,
             last_model: first,
@@ -330,13 +388,20 @@ impl Client {
             st.retries_here = 0;
             st.prev_wait = 0;
         }
+        let pos = self.requests.get(h).map_or(0, |st| st.pos);
+        self.emit(now, h, MAIN, pos);
+    }
+
+    /// Sends the attempt of lane `lane` to the model at chain position `pos`
+    /// (the caller has checked breakers, throttles and time left).
+    fn emit(&mut self, now: Nanos, h: Handle, lane: usize, pos: usize) {
         let serial = self.next_serial();
-        self.arm(h, serial);
+        self.arm(h, lane, serial);
         let cfg = Arc::clone(&self.cfg);
         let Some(st) = self.requests.get_mut(h) else {
             return;
         };
-        let Some(model) = st.chain.get(st.pos) else {
+        let Some(model) = st.chain.get(pos) else {
             return;
         };
         let info = &cfg.models[usize::from(model)];
@@ -346,13 +411,21 @@ impl Client {
         let timeouts = cfg.timeouts[st.req.tier.index()];
         let end = timeouts.attempt_deadline(now, st.req.deadline);
         let ft = timeouts.first_token.map(|t| now + t).filter(|&t| t < end);
-        let id = attempt_id(h, serial);
-        let try_on_model = st.tries[st.pos];
-        st.tries[st.pos] += 1;
+        let id = attempt_id(h, lane, serial);
+        let try_on_model = st.tries[pos];
+        st.tries[pos] += 1;
         st.attempts += 1;
         st.last_model = model;
         self.router.on_send(model);
-        st.live = Some(Live {
+        let hedge = lane == HEDGE;
+        let hedge_at = match &self.hedger {
+            Some(hg) if !hedge && !st.hedged => hg
+                .delay(usize::from(model))
+                .map(|d| now.saturating_add(d))
+                .filter(|&t| t < end),
+            _ => None,
+        };
+        st.live[lane] = Some(Live {
             id,
             serial,
             model,
@@ -361,8 +434,13 @@ impl Client {
             end_deadline: end,
             first_token: None,
             sent_at: now,
-            budgeted: std::mem::take(&mut st.budgeted),
+            budgeted: !hedge && std::mem::take(&mut st.budgeted),
+            hedge_at,
+            hedge,
         });
+        if hedge && st.req.measured {
+            self.hedges += 1;
+        }
         self.actions.push_back(Action::Send {
             attempt: id,
             request: st.req.id,
@@ -375,38 +453,77 @@ impl Client {
             input_tokens: st.req.input_tokens,
             max_tokens: st.req.max_tokens,
             deadline: end,
-            hedge: false,
+            hedge,
         });
-        self.push_timer(end, h, serial, TimerKind::End);
+        self.push_timer(end, h, lane, serial, TimerKind::End);
         if let Some(ft) = ft {
-            self.push_timer(ft, h, serial, TimerKind::FirstToken);
+            self.push_timer(ft, h, lane, serial, TimerKind::FirstToken);
+        }
+        if let Some(at) = hedge_at {
+            self.push_timer(at, h, lane, serial, TimerKind::Hedge);
         }
     }
 
-    fn live_handle(&self, id: AttemptId) -> Option<Handle> {
-        let h = self.requests.handle_at(id.0 as u32)?;
+    /// The main attempt is late: one more attempt beside it, if the
+    /// deadline, the chain and the target's breaker allow.
+    fn hedge(&mut self, now: Nanos, h: Handle) {
+        let Some(target) = self.hedger.as_ref().map(|hg| hg.config().target) else {
+            return;
+        };
+        let Some(st) = self.requests.get_mut(h) else {
+            return;
+        };
+        if st.req.deadline.saturating_sub(now) < self.cfg.min_attempt_time.max(1) {
+            return;
+        }
+        let pos = match target {
+            HedgeTarget::Same => st.pos,
+            HedgeTarget::Next => st.pos + 1,
+        };
+        let Some(m) = st.chain.get(pos) else {
+            return;
+        };
+        let b = &mut self.breakers[usize::from(m)];
+        if b.is_open(now) || !b.allow(now) {
+            return;
+        }
+        st.hedged = true;
+        self.emit(now, h, HEDGE, pos);
+    }
+
+    /// The request and lane of a live attempt.
+    fn live_handle(&self, id: AttemptId) -> Option<(Handle, usize)> {
+        let (slot, lane) = slot_lane(id);
+        let h = self.requests.handle_at(slot)?;
         let st = self.requests.get(h)?;
-        st.live.filter(|l| l.id == id).map(|_| h)
+        st.live[lane].filter(|l| l.id == id).map(|_| (h, lane))
     }
 
     /// The first output token of an attempt arrived.
     pub fn handle_first_token(&mut self, now: Nanos, id: AttemptId) {
-        let Some(h) = self.live_handle(id) else {
+        let Some((h, lane)) = self.live_handle(id) else {
             return;
         };
-        if let Some(l) = self.requests.get_mut(h).and_then(|st| st.live.as_mut()) {
+        if let Some(l) = self
+            .requests
+            .get_mut(h)
+            .and_then(|st| st.live[lane].as_mut())
+        {
             if l.first_token.is_none() {
                 l.first_token = Some(now);
                 l.first_token_deadline = None;
                 let (model, ttft) = (l.model, now - l.sent_at);
                 self.router.on_sample(&self.cfg, model, ttft);
+                if let Some(hg) = self.hedger.as_mut() {
+                    hg.on_first_token(usize::from(model), ttft);
+                }
             }
         }
     }
 
     /// A later chunk of a stream arrived: restarts the between-chunks clock.
     pub fn handle_chunk(&mut self, now: Nanos, id: AttemptId) {
-        let Some(h) = self.live_handle(id) else {
+        let Some((h, lane)) = self.live_handle(id) else {
             return;
         };
         let Some(st) = self.requests.get_mut(h) else {
@@ -415,12 +532,14 @@ impl Client {
         let Some(bc) = self.cfg.timeouts[st.req.tier.index()].between_chunks else {
             return;
         };
-        let Some(l) = st.live.as_mut() else { return };
+        let Some(l) = st.live[lane].as_mut() else {
+            return;
+        };
         let at = now + bc;
         if at < l.end_deadline {
             l.idle_deadline = Some(at);
             let serial = l.serial;
-            self.push_timer(at, h, serial, TimerKind::Idle);
+            self.push_timer(at, h, lane, serial, TimerKind::Idle);
         }
     }
 
@@ -452,15 +571,17 @@ impl Client {
             }
             return;
         }
-        let Some(h) = self.live_handle(id) else {
+        let Some((h, lane)) = self.live_handle(id) else {
             return;
         };
         let cfg = Arc::clone(&self.cfg);
         let Some(st) = self.requests.get_mut(h) else {
             return;
         };
-        let Some(live) = st.live.take() else { return };
-        self.armed[h.index as usize] = 0;
+        let Some(live) = st.live[lane].take() else {
+            return;
+        };
+        self.armed[h.index as usize][lane] = 0;
         self.router.on_end(live.model);
         if live.budgeted {
             self.budget.on_retry_done();
@@ -510,10 +631,16 @@ impl Client {
                 if body_acceptable(body, st.req.json) {
                     self.budget.on_attempt(true);
                     self.breakers[model].on_result(now, true);
+                    st.last_model = live.model;
+                    if live.hedge && st.req.measured {
+                        self.hedge_wins += 1;
+                    }
+                    // First success wins: the other lane's attempt is cancelled.
+                    self.cancel_live(now, h, 1 - lane, CancelReason::HedgeLost);
                     let ft = live.first_token.unwrap_or(now);
                     self.finish(h, RequestResult::Success, Some(ft));
                 } else {
-                    self.failed(now, h, FailureClass::Malformed, None, None);
+                    self.failed(now, h, live.model, FailureClass::Malformed, None, None);
                 }
             }
             Outcome::HttpError {
@@ -523,11 +650,11 @@ impl Client {
                 should_retry,
             } => {
                 let class = FailureClass::of_http(status, error);
-                self.failed(now, h, class, retry_after, should_retry);
+                self.failed(now, h, live.model, class, retry_after, should_retry);
             }
             other => {
                 if let Some(class) = FailureClass::of(&other) {
-                    self.failed(now, h, class, None, None);
+                    self.failed(now, h, live.model, class, None, None);
                 }
             }
         }
@@ -548,11 +675,15 @@ impl Client {
                 .requests
                 .get(t.req)
                 .is_some_and(|st| now >= st.req.deadline);
+            let lane = usize::from(t.lane);
             match t.kind {
                 _ if past_deadline => {
-                    self.cancel_live(now, t.req, CancelReason::Deadline);
+                    for l in 0..LANES {
+                        self.cancel_live(now, t.req, l, CancelReason::Deadline);
+                    }
                     self.finish(t.req, RequestResult::Failed(FailReason::Deadline), None);
                 }
+                TimerKind::Hedge => self.hedge(now, t.req),
                 TimerKind::Wake => {
                     if let Some(st) = self.requests.get_mut(t.req) {
                         st.wake_at = None;
@@ -565,42 +696,55 @@ impl Client {
                         TimerKind::Idle => CancelReason::IdleTimeout,
                         _ => CancelReason::TotalTimeout,
                     };
-                    self.cancel_live(now, t.req, reason);
-                    self.failed(now, t.req, FailureClass::Timeout, None, None);
+                    if let Some(model) = self.cancel_live(now, t.req, lane, reason) {
+                        self.failed(now, t.req, model, FailureClass::Timeout, None, None);
+                    }
                 }
             }
         }
     }
 
-    fn cancel_live(&mut self, now: Nanos, h: Handle, reason: CancelReason) {
-        let Some(st) = self.requests.get_mut(h) else {
-            return;
-        };
-        if let Some(l) = st.live.take() {
-            self.armed[h.index as usize] = 0;
-            self.router.on_end(l.model);
-            if l.budgeted {
-                self.budget.on_retry_done();
-            }
-            self.cancelled.insert(l.id, (l.model, st.req.measured, h));
-            if reason == CancelReason::Deadline {
+    /// Cancels the live attempt of `lane`, if any, and returns its model.
+    fn cancel_live(
+        &mut self,
+        now: Nanos,
+        h: Handle,
+        lane: usize,
+        reason: CancelReason,
+    ) -> Option<ModelId> {
+        let st = self.requests.get_mut(h)?;
+        let l = st.live[lane].take()?;
+        self.armed[h.index as usize][lane] = 0;
+        self.router.on_end(l.model);
+        if l.budgeted {
+            self.budget.on_retry_done();
+        }
+        self.cancelled.insert(l.id, (l.model, st.req.measured, h));
+        match reason {
+            CancelReason::Deadline => {
                 // Timeouts are counted where they are classified; a deadline
                 // cut is counted here, alike for breaker and budget, so that
                 // a probe is never left hanging.
                 self.breakers[usize::from(l.model)].on_result(now, false);
                 self.budget.on_attempt(false);
             }
-            self.actions.push_back(Action::Cancel {
-                attempt: l.id,
-                reason,
-            });
+            // Neither failed nor succeeded; a probe it held is freed.
+            CancelReason::HedgeLost => self.breakers[usize::from(l.model)].on_abandoned(),
+            _ => {}
         }
+        self.actions.push_back(Action::Cancel {
+            attempt: l.id,
+            reason,
+        });
+        Some(l.model)
     }
 
+    /// An attempt to `failed_model` failed with `class`.
     fn failed(
         &mut self,
         now: Nanos,
         h: Handle,
+        failed_model: ModelId,
         class: FailureClass,
         retry_after: Option<Nanos>,
         should_retry: Option<bool>,
@@ -621,7 +765,7 @@ impl Client {
         let Some(st) = self.requests.get_mut(h) else {
             return;
         };
-        let model = usize::from(st.last_model);
+        let model = usize::from(failed_model);
         if matches!(
             class,
             FailureClass::ClientError | FailureClass::AuthError | FailureClass::InsufficientQuota
@@ -633,9 +777,17 @@ impl Client {
         } else {
             self.budget.on_attempt(false);
             self.breakers[model].on_result(now, false);
-            self.router.on_sample(&cfg, st.last_model, FAILURE_PENALTY);
+            self.router.on_sample(&cfg, failed_model, FAILURE_PENALTY);
         }
         st.last_fail = reason_of(class);
+        if st.live.iter().any(Option::is_some) {
+            // The other lane's attempt may still answer; only when it too
+            // has failed do retries and fallback take over.
+            return;
+        }
+        // A retry goes to the model of the request's chain position (a
+        // hedge may have gone to the next one).
+        let model = st.chain.get(st.pos).map_or(model, usize::from);
         if disposition == Disposition::Retry && st.retries_here < retry.max_retries {
             let u = if retry.backoff.is_random() {
                 unit(self.rng.next_u64())
@@ -675,8 +827,8 @@ impl Client {
                 } else {
                     st.wake_at = Some(wake);
                     let serial = self.next_serial();
-                    self.arm(h, serial);
-                    self.push_timer(wake, h, serial, TimerKind::Wake);
+                    self.arm(h, MAIN, serial);
+                    self.push_timer(wake, h, MAIN, serial, TimerKind::Wake);
                 }
                 return;
             }
@@ -703,7 +855,7 @@ impl Client {
             return;
         };
         if let Some(a) = self.armed.get_mut(h.index as usize) {
-            *a = 0;
+            *a = [0; LANES];
         }
         if st.budgeted {
             self.budget.on_retry_done();

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::breaker::BreakerConfig;
 use super::contract::{KeyId, ModelId};
+use super::hedge::HedgeConfig;
 use super::retry::{Backoff, BudgetConfig, Classifier};
 use super::routing::RoutingConfig;
 use super::throttle::ThrottleConfig;
@@ -96,4 +97,6 @@ pub struct StrategyConfig {
     pub breaker: BreakerConfig,
     /// Adaptive client-side throttling (per model and replica).
     pub throttle: Option<ThrottleConfig>,
+    /// Hedged requests (default: none).
+    pub hedge: Option<HedgeConfig>,
 }

@@ -37,10 +37,11 @@ pub struct Request {
 pub struct AttemptId(pub u64);
 
 impl AttemptId {
-    /// A small, dense index (the request's slot in the core, reused after
-    /// the request finishes) that a driver may use to keep its own per-attempt
-    /// record in a plain array instead of a map. At most one attempt per slot
-    /// is live at a time (no hedging yet); compare the whole id on lookup.
+    /// A small, dense index (the request's slot in the core and the lane of
+    /// the attempt, main or hedge, reused after the request finishes) that a
+    /// driver may use to keep its own per-attempt record in a plain array
+    /// instead of a map. At most one attempt per slot is live at a time;
+    /// compare the whole id on lookup.
     pub fn slot(self) -> usize {
         (self.0 & 0xFFFF_FFFF) as usize
     }
@@ -173,6 +174,8 @@ pub enum CancelReason {
     TotalTimeout,
     /// The request's deadline passed.
     Deadline,
+    /// The other attempt of a hedged request answered first.
+    HedgeLost,
 }
 
 /// The result of a request.

@@ -16,6 +16,7 @@ pub mod contract;
 pub mod cost;
 pub mod fallback;
 pub mod harness;
+pub mod hedge;
 pub mod retry;
 pub mod routing;
 pub mod throttle;

@@ -57,6 +57,10 @@ pub struct CoreCounters {
     pub breaker_opens: u64,
     /// Attempts rejected locally by the adaptive throttle.
     pub throttled_locally: u64,
+    /// Hedges sent.
+    pub hedges: u64,
+    /// Requests answered by their hedge.
+    pub hedge_wins: u64,
 }
 
 /// Figures of one strategy.
@@ -235,6 +239,8 @@ impl Collector {
             retries_denied: counters.retries_denied,
             breaker_opens: counters.breaker_opens,
             throttled_locally: counters.throttled_locally,
+            hedges: counters.hedges,
+            hedge_wins: counters.hedge_wins,
             cost: Costs::from(cost),
             cost_per_1k_successes: per_1k.map(Costs::from),
             tokens,

@@ -187,6 +187,10 @@ pub struct StrategyReport {
     pub breaker_opens: u64,
     /// Attempts of measured requests the adaptive throttle rejected locally.
     pub throttled_locally: u64,
+    /// Hedges sent for measured requests.
+    pub hedges: u64,
+    /// Measured requests answered by their hedge.
+    pub hedge_wins: u64,
     /// Cost of measured requests.
     pub cost: Costs,
     /// Cost per 1,000 successful requests.

@@ -654,6 +654,7 @@ pub(super) fn resolve(src: &Sources, m: Merged, default_name: &str) -> R<Scenari
             budget: BudgetConfig::Unlimited,
             breaker: BreakerConfig::None,
             throttle: None,
+            hedge: None,
         }));
         tenants.push(TenantSpec {
             name: tv.name.clone(),
@@ -999,6 +1000,11 @@ fn strategy(
         }
     };
 
+    let hedge = match &sv.hedge {
+        None => None,
+        Some(hs) => Some(hedge(src, file, hs)?),
+    };
+
     Ok(StrategyConfig {
         name: sv.name.clone(),
         clients,
@@ -1021,6 +1027,7 @@ fn strategy(
         budget,
         breaker,
         throttle,
+        hedge,
     })
 }
 
@@ -1098,6 +1105,47 @@ fn budget(
             token_ratio: v.token_ratio.map_or(0.1, |r| r.0),
         },
     })
+}
+
+fn hedge(
+    src: &Sources,
+    file: FileId,
+    hs: &Spanned<super::schema::HedgeSection>,
+) -> R<crate::policy::hedge::HedgeConfig> {
+    use crate::policy::hedge::{HedgeConfig, HedgeDelay, HedgeTarget};
+    let v = hs.get_ref();
+    let delay = match &v.delay {
+        None => HedgeDelay::Fixed(2 * SECS),
+        Some(d) => {
+            let text = d.get_ref().trim();
+            let bad = || {
+                src.error_at(file, d, format!("hedge delay `{text}` is neither a duration nor a percentile"))
+                    .hint("write a duration such as \"1.5s\", or a percentile of the model's observed time to first token such as \"p95\" (p1 to p99.9)")
+            };
+            if let Some(p) = text.strip_prefix('p') {
+                let p: f64 = p.parse().map_err(|_| bad())?;
+                if !(p.is_finite() && (1.0..=99.9).contains(&p)) {
+                    return Err(bad());
+                }
+                HedgeDelay::Quantile(p / 100.0)
+            } else {
+                let ns = crate::units::parse_duration(text).map_err(|_| bad())?;
+                if ns == 0 {
+                    return Err(src
+                        .error_at(file, d, "a hedge delay of 0 doubles every attempt")
+                        .hint(
+                            "give a delay near the model's usual time to first token, or \"p95\"",
+                        ));
+                }
+                HedgeDelay::Fixed(ns)
+            }
+        }
+    };
+    let target = match v.to.unwrap_or(super::schema::HedgeTo::Same) {
+        super::schema::HedgeTo::Same => HedgeTarget::Same,
+        super::schema::HedgeTo::Next => HedgeTarget::Next,
+    };
+    Ok(HedgeConfig { delay, target })
 }
 
 fn breaker(

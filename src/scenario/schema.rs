@@ -405,6 +405,8 @@ pub struct StrategySection {
     pub breaker: Option<Spanned<BreakerSection>>,
     /// Adaptive client-side throttling per model (default: none).
     pub throttle: Option<ThrottleSection>,
+    /// Hedged requests (default: none).
+    pub hedge: Option<Spanned<HedgeSection>>,
     /// Keys to use per provider (default: all of the provider's keys, round-robin).
     #[serde(default)]
     pub keys: BTreeMap<String, Vec<Spanned<String>>>,
@@ -483,6 +485,27 @@ pub struct ThrottleSection {
     pub k: Option<Spanned<f64>>,
     /// The window (default 2m).
     pub window: Option<PositiveDuration>,
+}
+
+/// Where a hedge goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HedgeTo {
+    /// The same model.
+    Same,
+    /// The next model of the request's chain.
+    Next,
+}
+
+/// `[strategy.hedge]`: one more attempt beside a late one.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HedgeSection {
+    /// A duration (`"2s"`) or a percentile of the model's observed time to
+    /// first token (`"p95"`); default 2s (Polly v8).
+    pub delay: Option<Spanned<String>>,
+    /// `same` or `next`; default `same`.
+    pub to: Option<HedgeTo>,
 }
 
 /// `[strategy.routing]`: static routing by task type.

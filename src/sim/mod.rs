@@ -185,6 +185,8 @@ pub fn run_strategy(
             counters.retries_denied += c.retries_denied();
             counters.breaker_opens += c.breaker_opens();
             counters.throttled_locally += c.throttled();
+            counters.hedges += c.hedges();
+            counters.hedge_wins += c.hedge_wins();
         }
     }
     let names: Vec<String> = sc.world.models.iter().map(|m| m.name.clone()).collect();

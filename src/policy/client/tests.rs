@@ -33,6 +33,7 @@ fn cfg() -> StrategyConfig {
         budget: crate::policy::retry::BudgetConfig::Unlimited,
         breaker: crate::policy::breaker::BreakerConfig::None,
         throttle: None,
+        hedge: None,
     }
 }
 
@@ -739,4 +740,178 @@ fn no_attempt_starts_with_less_than_min_attempt_time_left() {
         result_of(finished(&out)),
         RequestResult::Failed(FailReason::Overloaded)
     );
+}
+
+fn hedged(
+    delay: crate::policy::hedge::HedgeDelay,
+    to: crate::policy::hedge::HedgeTarget,
+) -> StrategyConfig {
+    StrategyConfig {
+        hedge: Some(crate::policy::hedge::HedgeConfig { delay, target: to }),
+        ..cfg()
+    }
+}
+
+fn sends(actions: &[Action]) -> Vec<(AttemptId, u16, u32, bool)> {
+    actions
+        .iter()
+        .filter_map(|a| match *a {
+            Action::Send {
+                attempt,
+                model,
+                try_on_model,
+                hedge,
+                ..
+            } => Some((attempt, model, try_on_model, hedge)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn cancels(actions: &[Action]) -> Vec<(AttemptId, CancelReason)> {
+    actions
+        .iter()
+        .filter_map(|a| match *a {
+            Action::Cancel { attempt, reason } => Some((attempt, reason)),
+            _ => None,
+        })
+        .collect()
+}
+
+use crate::policy::hedge::{HedgeDelay, HedgeTarget};
+
+#[test]
+fn a_late_attempt_gets_one_hedge_and_the_first_success_cancels_the_other() {
+    let mut h = Harness::new(hedged(HedgeDelay::Fixed(2 * SECS), HedgeTarget::Same), 1);
+    let (a, ..) = sent(&h.request(req(1))).unwrap();
+    let out = h.next_timer().unwrap();
+    assert_eq!(h.now, 2 * SECS);
+    let s = sends(&out);
+    assert_eq!(s.len(), 1);
+    let (b, model, k, hedge) = s[0];
+    assert_eq!((model, k, hedge), (0, 1, true));
+    assert_ne!(a.slot(), b.slot(), "two live attempts, two slots");
+    // The hedge answers first: the main attempt is cancelled, then finished.
+    h.set_time(3 * SECS);
+    let out = h.outcome(b, ok(BodyKind::Valid));
+    assert_eq!(cancels(&out), [(a, CancelReason::HedgeLost)]);
+    assert_eq!(result_of(finished(&out)), RequestResult::Success);
+    assert_eq!((h.client.hedges(), h.client.hedge_wins()), (1, 1));
+    // The loser's tokens up to the cancel still cost.
+    let before = h.client.ledger().measured_total();
+    h.outcome(
+        a,
+        Outcome::Cancelled {
+            input_tokens: 1000,
+            output_tokens: 0,
+        },
+    );
+    assert_eq!(
+        h.client.ledger().measured_total().0 - before.0,
+        1_000_000,
+        "1000 prompt tokens at 1 USD per million"
+    );
+    assert_eq!(h.client.poll_timeout(), None);
+}
+
+#[test]
+fn the_main_attempt_winning_cancels_the_hedge() {
+    let mut h = Harness::new(hedged(HedgeDelay::Fixed(SECS), HedgeTarget::Next), 1);
+    let (a, ..) = sent(&h.request(req(1))).unwrap();
+    let out = h.next_timer().unwrap();
+    let (b, model, k, hedge) = sends(&out)[0];
+    assert_eq!(
+        (model, k, hedge),
+        (1, 0, true),
+        "the next model of the chain"
+    );
+    h.set_time(2 * SECS);
+    let out = h.outcome(a, ok(BodyKind::Valid));
+    assert_eq!(cancels(&out), [(b, CancelReason::HedgeLost)]);
+    assert_eq!(result_of(finished(&out)), RequestResult::Success);
+    assert_eq!((h.client.hedges(), h.client.hedge_wins()), (1, 0));
+}
+
+#[test]
+fn an_attempt_with_its_first_token_in_time_is_not_hedged() {
+    let mut h = Harness::new(hedged(HedgeDelay::Fixed(2 * SECS), HedgeTarget::Same), 1);
+    let (a, ..) = sent(&h.request(req(1))).unwrap();
+    h.set_time(SECS);
+    h.first_token(a);
+    // Only the attempt's end timer is left, far away.
+    assert!(h.client.poll_timeout().unwrap() > 20 * SECS);
+    assert_eq!(h.client.hedges(), 0);
+}
+
+#[test]
+fn a_failure_beside_a_running_attempt_waits_for_it_and_only_one_hedge_is_sent() {
+    let mut h = Harness::new(hedged(HedgeDelay::Fixed(SECS), HedgeTarget::Same), 1);
+    let (a, ..) = sent(&h.request(req(1))).unwrap();
+    let (b, ..) = sends(&h.next_timer().unwrap())[0];
+    // The hedge fails: no retry while the main attempt still runs.
+    h.set_time(2 * SECS);
+    assert!(h
+        .outcome(b, http(503, ErrorType::Overloaded, None))
+        .is_empty());
+    // The main attempt fails too: now the retry rules apply (backoff 1 s).
+    h.set_time(3 * SECS);
+    assert!(h
+        .outcome(a, http(503, ErrorType::Overloaded, None))
+        .is_empty());
+    let out = h.next_timer().unwrap();
+    let (c, model, k, hedge) = sends(&out)[0];
+    assert_eq!((h.now, model, k, hedge), (4 * SECS, 0, 2, false));
+    // The retry is late as well, but the request has had its hedge.
+    h.set_time(6 * SECS);
+    h.client.handle_timeout(h.now);
+    assert!(h.client.poll_action().is_none());
+    let out = h.outcome(c, ok(BodyKind::Valid));
+    assert_eq!(result_of(finished(&out)), RequestResult::Success);
+    assert_eq!(h.client.hedges(), 1);
+}
+
+#[test]
+fn the_deadline_cancels_both_attempts() {
+    let mut h = Harness::new(hedged(HedgeDelay::Fixed(SECS), HedgeTarget::Same), 1);
+    let (a, ..) = sent(&h.request(req(1))).unwrap();
+    let (b, ..) = sends(&h.next_timer().unwrap())[0];
+    let out = h.next_timer().unwrap();
+    assert_eq!(h.now, 30 * SECS);
+    assert_eq!(
+        cancels(&out),
+        [(a, CancelReason::Deadline), (b, CancelReason::Deadline)]
+    );
+    assert_eq!(
+        result_of(finished(&out)),
+        RequestResult::Failed(FailReason::Deadline)
+    );
+}
+
+#[test]
+fn a_percentile_delay_waits_for_samples_then_follows_them() {
+    let mut h = Harness::new(hedged(HedgeDelay::Quantile(0.95), HedgeTarget::Same), 1);
+    // Until the model has enough samples, nothing is hedged.
+    for i in 0..crate::policy::hedge::MIN_SAMPLES as u64 {
+        let t0 = h.now;
+        let r = Request {
+            deadline: t0 + 30 * SECS,
+            ..req(i)
+        };
+        let (a, ..) = sent(&h.request(r)).unwrap();
+        h.set_time(t0 + 100 * MILLIS + i * MILLIS);
+        assert!(h.first_token(a).is_empty());
+        h.set_time(t0 + SECS);
+        h.outcome(a, ok(BodyKind::Valid));
+    }
+    assert_eq!(h.client.hedges(), 0);
+    // Time to first token was 100..150 ms: the p95 is 147 ms.
+    let t0 = h.now;
+    let r = Request {
+        deadline: t0 + 30 * SECS,
+        ..req(1000)
+    };
+    assert!(sent(&h.request(r)).is_some());
+    let out = h.next_timer().unwrap();
+    assert_eq!(h.now - t0, 147 * MILLIS);
+    assert_eq!(sends(&out).len(), 1);
 }

@@ -39,6 +39,7 @@ fn cfg(routing: RoutingConfig) -> StrategyConfig {
         budget: BudgetConfig::Unlimited,
         breaker: BreakerConfig::None,
         throttle: None,
+        hedge: None,
     }
 }
 
