@@ -776,3 +776,38 @@ fn hedge_delays_that_make_no_sense() {
     ));
     assert!(e.message.contains("unknown variant `elsewhere`"), "{e}");
 }
+
+#[test]
+fn cost_guards_that_cannot_work() {
+    let e = err(&edit(
+        "fallback = { chain = [\"claude-sonnet-4\"] }",
+        "fallback = { chain = [\"claude-sonnet-4\"] }\ncost_guard = { alerts_usd = [50, 10] }",
+    ));
+    check(
+        &e,
+        53,
+        14,
+        "cost guard alerts_usd must be in ascending order",
+    );
+    check_hint(&e, "[10, 50, 100, 500, 1000]");
+    let e = err(&edit(
+        "fallback = { chain = [\"claude-sonnet-4\"] }",
+        "fallback = { chain = [\"claude-sonnet-4\"] }\ncost_guard = { action = \"reject\" }",
+    ));
+    assert!(e.message.contains("no limit to act at"), "{e}");
+    let e = err(&edit(
+        "fallback = { chain = [\"claude-sonnet-4\"] }",
+        "fallback = { chain = [\"claude-sonnet-4\"] }\ncost_guard = { }",
+    ));
+    assert!(e.message.contains("no limit and no alert"), "{e}");
+    let e = err(&edit(
+        "fallback = { chain = [\"claude-sonnet-4\"] }",
+        "fallback = { chain = [\"claude-sonnet-4\"] }\ncost_guard = { daily_usd = -5 }",
+    ));
+    assert_eq!(e.line, 53, "{e}");
+    let e = err(&edit(
+        "fallback = { chain = [\"claude-sonnet-4\"] }",
+        "fallback = { chain = [\"claude-sonnet-4\"] }\ncost_guard = { daily_usd = 100, action = \"pray\" }",
+    ));
+    assert!(e.message.contains("unknown variant `pray`"), "{e}");
+}

@@ -540,3 +540,55 @@ fn slow_tail_hedging_cuts_p99_at_a_stated_extra_cost() {
     assert!(next.latency.all.p999_us < p95.latency.all.p999_us);
     assert!(extra(next) > 2.0 * extra(p95));
 }
+
+#[test]
+fn runaway_loop_a_daily_guard_stops_it_at_its_limit() {
+    let sc = load("runaway-loop.toml");
+    let r = run(&sc);
+    let none = strategy(&r, "no-guard");
+    let alert = strategy(&r, "daily-alert");
+    let down = strategy(&r, "daily-downgrade");
+    let reject = strategy(&r, "daily-reject");
+    let usd = |s: &stormglass::report::StrategyReport| s.cost.nano_usd as f64 / 1e9;
+    // Unguarded, the loop burns thousands of dollars in three hours.
+    assert!(usd(none) > 4000.0, "{}", usd(none));
+    assert!(none.alerts.is_empty());
+    // An alert-only guard changes nothing but tells when it happened.
+    assert_eq!(alert.cost.nano_usd, none.cost.nano_usd);
+    // The rejecting guard stops at its 500 USD limit: only what was already
+    // in flight when it was reached is billed on top (under 5%).
+    assert!(
+        usd(reject) >= 500.0 && usd(reject) < 525.0,
+        "{}",
+        usd(reject)
+    );
+    assert!(reject.failures["cost_limit"] > 100_000);
+    assert_eq!(none.failures["cost_limit"], 0);
+    // Downgrading keeps answering, on the cheapest model, for a fraction.
+    assert!(down.success_rate > 0.99 && down.cost_downgraded > 100_000);
+    assert!(usd(down) < usd(none) / 4.0);
+    // Each threshold fires once, in order, with its time; the daily limit
+    // fires when spend reaches 500 USD, after the loop started at 1h.
+    for s in [alert, down, reject] {
+        let thresholds: Vec<u64> = s
+            .alerts
+            .iter()
+            .filter(|a| a.kind == "cost_threshold")
+            .map(|a| a.amount.nano_usd / 1_000_000_000)
+            .collect();
+        let want: &[u64] = if s.name == "daily-alert" {
+            &[10, 50, 100, 500, 1000]
+        } else {
+            &[10, 50, 100, 500]
+        };
+        assert_eq!(thresholds, want, "{}", s.name);
+        assert!(s.alerts.windows(2).all(|w| w[0].at_ns <= w[1].at_ns));
+        let limit: Vec<_> = s
+            .alerts
+            .iter()
+            .filter(|a| a.kind == "daily_limit")
+            .collect();
+        assert_eq!(limit.len(), 1);
+        assert!(limit[0].at_ns > 3600 * SECS && limit[0].spent.nano_usd >= 500_000_000_000);
+    }
+}

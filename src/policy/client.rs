@@ -52,6 +52,7 @@ use super::contract::{
     Action, AttemptId, CancelReason, FailReason, ModelId, Outcome, Request, RequestResult,
 };
 use super::cost::CostLedger;
+use super::cost_guard::{CostGuard, GuardAction};
 use super::fallback::{Chain, MAX_CHAIN};
 use super::hedge::{HedgeTarget, Hedger};
 use super::retry::{Disposition, FailureClass, RetryBudget};
@@ -148,6 +149,8 @@ pub struct Client {
     hedger: Option<Hedger>,
     hedges: u64,
     hedge_wins: u64,
+    guard: Option<CostGuard>,
+    downgraded: u64,
 }
 
 fn attempt_id(req: Handle, lane: usize, serial: u32) -> AttemptId {
@@ -167,6 +170,7 @@ impl Client {
         let breaker = cfg.breaker;
         let throttle = cfg.throttle;
         let hedge = cfg.hedge;
+        let guard = cfg.cost_guard.clone();
         let n = cfg.models.len();
         Self {
             cfg,
@@ -191,6 +195,8 @@ impl Client {
             hedger: hedge.map(|c| Hedger::new(c, n)),
             hedges: 0,
             hedge_wins: 0,
+            guard: guard.map(CostGuard::new),
+            downgraded: 0,
         }
     }
 
@@ -227,6 +233,11 @@ impl Client {
     /// Measured requests answered by their hedge.
     pub fn hedge_wins(&self) -> u64 {
         self.hedge_wins
+    }
+
+    /// Measured requests the cost guard sent to the cheapest model.
+    pub fn downgraded(&self) -> u64 {
+        self.downgraded
     }
 
     /// How many times each model's breaker has opened.
@@ -309,7 +320,22 @@ impl Client {
     /// A user request arrives.
     pub fn handle_request(&mut self, now: Nanos, req: Request) {
         let (first, candidates) = self.router.route(&self.cfg, &req, &mut self.rng);
-        let chain = Chain::build(first, candidates, &self.cfg.chains[req.tier.index()]);
+        let mut chain = Chain::build(first, candidates, &self.cfg.chains[req.tier.index()]);
+        let mut reject = false;
+        if let Some(g) = self.guard.as_mut() {
+            if g.at_limit(now) {
+                match g.config().action {
+                    GuardAction::Alert => {}
+                    GuardAction::Downgrade => {
+                        chain = Chain::build(cheapest(&self.cfg, &chain, &req), &[], &[]);
+                        if req.measured {
+                            self.downgraded += 1;
+                        }
+                    }
+                    GuardAction::Reject => reject = true,
+                }
+            }
+        }
         let first = chain.get(0).unwrap_or(self.cfg.default_model);
         let h = self.requests.insert(ReqState {
             req,
@@ -331,6 +357,10 @@ impl Client {
         self.budget.on_request(now);
         if req.deadline <= now {
             self.finish(h, RequestResult::Failed(FailReason::Deadline), None);
+            return;
+        }
+        if reject {
+            self.finish(h, RequestResult::Failed(FailReason::CostLimit), None);
             return;
         }
         // No timer for the deadline itself: every attempt's end timer is
@@ -568,6 +598,7 @@ impl Client {
                 if let Some(st) = self.requests.get_mut(h) {
                     st.cost += cost;
                 }
+                spend(&mut self.guard, &mut self.actions, now, cost);
             }
             return;
         }
@@ -622,9 +653,11 @@ impl Client {
             Outcome::HttpError { .. } | Outcome::Cancelled { .. } => (0, 0),
         };
         if input > 0 || output > 0 {
-            st.cost +=
+            let cost =
                 self.ledger
                     .charge(model, &cfg.models[model], input, output, st.req.measured);
+            st.cost += cost;
+            spend(&mut self.guard, &mut self.actions, now, cost);
         }
         match outcome {
             Outcome::Success { body, .. } => {
@@ -872,6 +905,29 @@ impl Client {
             measured: st.req.measured,
         });
     }
+}
+
+/// Feeds a bill to the cost guard, queueing the alerts it raises.
+fn spend(guard: &mut Option<CostGuard>, actions: &mut VecDeque<Action>, now: Nanos, cost: NanoUsd) {
+    if let Some(g) = guard.as_mut() {
+        g.on_spend(now, cost, |alert| {
+            actions.push_back(Action::Alert { at: now, alert })
+        });
+    }
+}
+
+/// The model of `chain` that would bill `req` least, at its prompt plus
+/// `max_tokens` (the first of equals).
+fn cheapest(cfg: &StrategyConfig, chain: &Chain, req: &Request) -> ModelId {
+    let est = |m: ModelId| {
+        let info = &cfg.models[usize::from(m)];
+        u128::from(req.input_tokens) * u128::from(info.price_in)
+            + u128::from(req.max_tokens) * u128::from(info.price_out)
+    };
+    (0..chain.len())
+        .filter_map(|i| chain.get(i))
+        .min_by_key(|&m| est(m))
+        .unwrap_or(cfg.default_model)
 }
 
 /// Whether a client accepts a body: JSON requests take valid or fenced JSON

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::breaker::BreakerConfig;
 use super::contract::{KeyId, ModelId};
+use super::cost_guard::CostGuardConfig;
 use super::hedge::HedgeConfig;
 use super::retry::{Backoff, BudgetConfig, Classifier};
 use super::routing::RoutingConfig;
@@ -99,4 +100,6 @@ pub struct StrategyConfig {
     pub throttle: Option<ThrottleConfig>,
     /// Hedged requests (default: none).
     pub hedge: Option<HedgeConfig>,
+    /// Spending limits and alerts (default: none).
+    pub cost_guard: Option<CostGuardConfig>,
 }

@@ -5,6 +5,7 @@ use crate::units::{NanoUsd, Nanos};
 use crate::wire::{BodyKind, ErrorType};
 
 use super::config::Tier;
+use super::cost_guard::Alert;
 
 /// A model, by its index in the strategy's catalogue.
 pub type ModelId = u16;
@@ -120,11 +121,13 @@ pub enum FailReason {
     NoModelAvailable,
     /// The client's adaptive throttle rejected it locally.
     Throttled,
+    /// A cost guard's limit was reached and its action is `reject`.
+    CostLimit,
 }
 
 impl FailReason {
     /// Every reason, in report order.
-    pub const ALL: [Self; 12] = [
+    pub const ALL: [Self; 13] = [
         Self::Deadline,
         Self::RateLimited,
         Self::QuotaExhausted,
@@ -137,6 +140,7 @@ impl FailReason {
         Self::Malformed,
         Self::NoModelAvailable,
         Self::Throttled,
+        Self::CostLimit,
     ];
 
     /// Name in reports.
@@ -154,6 +158,7 @@ impl FailReason {
             Self::Malformed => "malformed",
             Self::NoModelAvailable => "no_model_available",
             Self::Throttled => "throttled",
+            Self::CostLimit => "cost_limit",
         }
     }
 
@@ -243,5 +248,12 @@ pub enum Action {
         cost: NanoUsd,
         /// Whether it counts in the measured figures.
         measured: bool,
+    },
+    /// Something a person should hear about (a cost threshold or limit).
+    Alert {
+        /// When it was raised.
+        at: Nanos,
+        /// What.
+        alert: Alert,
     },
 }

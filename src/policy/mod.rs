@@ -14,6 +14,7 @@ pub mod client;
 pub mod config;
 pub mod contract;
 pub mod cost;
+pub mod cost_guard;
 pub mod fallback;
 pub mod harness;
 pub mod hedge;

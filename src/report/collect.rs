@@ -4,11 +4,14 @@
 
 use std::collections::BTreeMap;
 
+use crate::policy::cost_guard::Alert;
 use crate::policy::{CostLedger, FailReason, ModelId, RequestResult};
 use crate::units::{NanoUsd, Nanos, MICROS, SECS};
 
 use super::hist::LatencyHist;
-use super::json::{Costs, Latencies, ModelReport, Series, StrategyReport, TenantReport, Tokens};
+use super::json::{
+    AlertReport, Costs, Latencies, ModelReport, Series, StrategyReport, TenantReport, Tokens,
+};
 
 /// How an attempt ended, for per-model counts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,6 +64,8 @@ pub struct CoreCounters {
     pub hedges: u64,
     /// Requests answered by their hedge.
     pub hedge_wins: u64,
+    /// Requests the cost guard sent to the cheapest model.
+    pub cost_downgraded: u64,
 }
 
 /// Figures of one strategy.
@@ -78,6 +83,7 @@ pub struct Collector {
     offered: Vec<u32>,
     ok: Vec<u32>,
     failed: Vec<[u32; FailReason::ALL.len()]>,
+    alerts: Vec<AlertReport>,
 }
 
 impl Collector {
@@ -100,7 +106,20 @@ impl Collector {
             offered: vec![0; n],
             ok: vec![0; n],
             failed: vec![[0; FailReason::ALL.len()]; n],
+            alerts: Vec::new(),
         }
+    }
+
+    /// A replica raised an alert. Each kind fires at most once per
+    /// threshold or limit window and replica, so the list stays short.
+    pub fn on_alert(&mut self, at: Nanos, replica: u32, alert: Alert) {
+        self.alerts.push(AlertReport {
+            at_ns: at,
+            replica,
+            kind: alert.kind.name().to_owned(),
+            amount: Costs::from(alert.amount),
+            spent: Costs::from(alert.spent),
+        });
     }
 
     fn bucket(&self, t: Nanos) -> usize {
@@ -241,6 +260,8 @@ impl Collector {
             throttled_locally: counters.throttled_locally,
             hedges: counters.hedges,
             hedge_wins: counters.hedge_wins,
+            cost_downgraded: counters.cost_downgraded,
+            alerts: self.alerts,
             cost: Costs::from(cost),
             cost_per_1k_successes: per_1k.map(Costs::from),
             tokens,

@@ -149,6 +149,21 @@ pub struct Series {
     pub failures: BTreeMap<String, Vec<u32>>,
 }
 
+/// An alert a replica raised.
+#[derive(Clone, Debug, Serialize)]
+pub struct AlertReport {
+    /// Virtual time it was raised.
+    pub at_ns: u64,
+    /// The replica that raised it.
+    pub replica: u32,
+    /// `cost_threshold`, `hourly_limit` or `daily_limit`.
+    pub kind: String,
+    /// The threshold or limit.
+    pub amount: Costs,
+    /// The spend it was measured on (total, or the window's).
+    pub spent: Costs,
+}
+
 /// Another tenant's figures.
 #[derive(Clone, Debug, Serialize)]
 pub struct TenantReport {
@@ -191,6 +206,10 @@ pub struct StrategyReport {
     pub hedges: u64,
     /// Measured requests answered by their hedge.
     pub hedge_wins: u64,
+    /// Measured requests the cost guard sent to the cheapest model.
+    pub cost_downgraded: u64,
+    /// Alerts raised (cost thresholds and limits), in the order raised.
+    pub alerts: Vec<AlertReport>,
     /// Cost of measured requests.
     pub cost: Costs,
     /// Cost per 1,000 successful requests.

@@ -655,6 +655,7 @@ pub(super) fn resolve(src: &Sources, m: Merged, default_name: &str) -> R<Scenari
             breaker: BreakerConfig::None,
             throttle: None,
             hedge: None,
+            cost_guard: None,
         }));
         tenants.push(TenantSpec {
             name: tv.name.clone(),
@@ -1004,6 +1005,10 @@ fn strategy(
         None => None,
         Some(hs) => Some(hedge(src, file, hs)?),
     };
+    let cost_guard = match &sv.cost_guard {
+        None => None,
+        Some(g) => Some(cost_guard(src, file, g)?),
+    };
 
     Ok(StrategyConfig {
         name: sv.name.clone(),
@@ -1028,6 +1033,7 @@ fn strategy(
         breaker,
         throttle,
         hedge,
+        cost_guard,
     })
 }
 
@@ -1104,6 +1110,62 @@ fn budget(
             max_tokens: v.max_tokens.map_or(10.0, |m| m.0),
             token_ratio: v.token_ratio.map_or(0.1, |r| r.0),
         },
+    })
+}
+
+fn cost_guard(
+    src: &Sources,
+    file: FileId,
+    g: &Spanned<super::schema::CostGuardSection>,
+) -> R<crate::policy::cost_guard::CostGuardConfig> {
+    use super::schema::GuardActionKind;
+    use crate::policy::cost_guard::{CostGuardConfig, GuardAction};
+    use crate::units::NanoUsd;
+    // A billion USD: far beyond any budget, and far from overflowing nano-USD.
+    const MAX_USD: f64 = 1e9;
+    let v = g.get_ref();
+    let usd = |x: f64| -> R<NanoUsd> {
+        if x > MAX_USD {
+            return Err(src
+                .error_at(file, g, format!("a cost guard amount of {x} USD"))
+                .hint("amounts are in USD, at most a billion"));
+        }
+        Ok(NanoUsd((x * 1e9).round() as u64))
+    };
+    let hourly = v.hourly_usd.map(|x| usd(x.0)).transpose()?;
+    let daily = v.daily_usd.map(|x| usd(x.0)).transpose()?;
+    let alerts = v
+        .alerts_usd
+        .iter()
+        .map(|x| usd(x.0))
+        .collect::<R<Vec<_>>>()?;
+    if alerts.windows(2).any(|w| w[0] >= w[1]) {
+        return Err(src
+            .error_at(file, g, "cost guard alerts_usd must be in ascending order")
+            .hint("each threshold fires once, as total spend reaches it: e.g. [10, 50, 100, 500, 1000]"));
+    }
+    let action = match v.action.unwrap_or(GuardActionKind::Reject) {
+        GuardActionKind::Alert => GuardAction::Alert,
+        GuardActionKind::Downgrade => GuardAction::Downgrade,
+        GuardActionKind::Reject => GuardAction::Reject,
+    };
+    if hourly.is_none() && daily.is_none() {
+        if v.action.is_some() {
+            return Err(src
+                .error_at(file, g, "a cost guard `action` with no limit to act at")
+                .hint("give hourly_usd or daily_usd, or leave out `action` for alerts only"));
+        }
+        if alerts.is_empty() {
+            return Err(src
+                .error_at(file, g, "a cost guard with no limit and no alert")
+                .hint("give hourly_usd, daily_usd or alerts_usd"));
+        }
+    }
+    Ok(CostGuardConfig {
+        hourly,
+        daily,
+        alerts,
+        action,
     })
 }
 

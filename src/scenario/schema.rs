@@ -407,6 +407,8 @@ pub struct StrategySection {
     pub throttle: Option<ThrottleSection>,
     /// Hedged requests (default: none).
     pub hedge: Option<Spanned<HedgeSection>>,
+    /// Spending limits and alerts (default: none).
+    pub cost_guard: Option<Spanned<CostGuardSection>>,
     /// Keys to use per provider (default: all of the provider's keys, round-robin).
     #[serde(default)]
     pub keys: BTreeMap<String, Vec<Spanned<String>>>,
@@ -485,6 +487,33 @@ pub struct ThrottleSection {
     pub k: Option<Spanned<f64>>,
     /// The window (default 2m).
     pub window: Option<PositiveDuration>,
+}
+
+/// What a cost guard does at its limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GuardActionKind {
+    /// Raise an alert only.
+    Alert,
+    /// Send new requests to the cheapest model of their chain.
+    Downgrade,
+    /// Fail new requests at once.
+    Reject,
+}
+
+/// `[strategy.cost_guard]`: spending limits per hour and day, and alerts.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CostGuardSection {
+    /// USD per hour of virtual time.
+    pub hourly_usd: Option<Positive>,
+    /// USD per day of virtual time.
+    pub daily_usd: Option<Positive>,
+    /// Total spend, in USD, at which an alert fires (once each).
+    #[serde(default)]
+    pub alerts_usd: Vec<Positive>,
+    /// At a limit: `alert`, `downgrade` or `reject` (default `reject`).
+    pub action: Option<GuardActionKind>,
 }
 
 /// Where a hedge goes.

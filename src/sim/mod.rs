@@ -187,6 +187,7 @@ pub fn run_strategy(
             counters.throttled_locally += c.throttled();
             counters.hedges += c.hedges();
             counters.hedge_wins += c.hedge_wins();
+            counters.cost_downgraded += c.downgraded();
         }
     }
     let names: Vec<String> = sc.world.models.iter().map(|m| m.name.clone()).collect();
@@ -363,6 +364,11 @@ impl Sim<'_> {
             match a {
                 Action::Send { .. } => self.send(now, c, a),
                 Action::Cancel { attempt, .. } => self.cancel(now, c, attempt),
+                Action::Alert { at, alert } => {
+                    if self.sender_of[c as usize] == Sender::Strategy {
+                        self.collector.on_alert(at, c, alert);
+                    }
+                }
                 Action::Finish {
                     result,
                     arrived,

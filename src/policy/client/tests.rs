@@ -34,6 +34,7 @@ fn cfg() -> StrategyConfig {
         breaker: crate::policy::breaker::BreakerConfig::None,
         throttle: None,
         hedge: None,
+        cost_guard: None,
     }
 }
 
@@ -914,4 +915,77 @@ fn a_percentile_delay_waits_for_samples_then_follows_them() {
     let out = h.next_timer().unwrap();
     assert_eq!(h.now - t0, 147 * MILLIS);
     assert_eq!(sends(&out).len(), 1);
+}
+
+fn guarded(action: crate::policy::cost_guard::GuardAction) -> StrategyConfig {
+    let mut c = cfg();
+    // b is the cheaper model of the chain.
+    c.models[1].price_in = 100_000;
+    c.models[1].price_out = 200_000;
+    c.cost_guard = Some(crate::policy::cost_guard::CostGuardConfig {
+        hourly: Some(NanoUsd(2_000_000)),
+        daily: None,
+        alerts: vec![NanoUsd(1_000_000)],
+        action,
+    });
+    c
+}
+
+fn alerts(actions: &[Action]) -> Vec<(Nanos, crate::policy::cost_guard::AlertKind)> {
+    actions
+        .iter()
+        .filter_map(|a| match *a {
+            Action::Alert { at, alert } => Some((at, alert.kind)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_cost_guard_alerts_then_rejects_new_requests_until_the_next_hour() {
+    use crate::policy::cost_guard::{AlertKind, GuardAction, HOUR};
+    let mut h = Harness::new(guarded(GuardAction::Reject), 1);
+    // Each success bills 1.2 mUSD: the first crosses the 1 mUSD threshold,
+    // the second the 2 mUSD hourly limit.
+    let (a, ..) = sent(&h.request(req(1))).unwrap();
+    h.set_time(SECS);
+    let out = h.outcome(a, ok(BodyKind::Valid));
+    assert_eq!(alerts(&out), [(SECS, AlertKind::CostThreshold)]);
+    let (b, ..) = sent(&h.request(req(2))).unwrap();
+    h.set_time(2 * SECS);
+    let out = h.outcome(b, ok(BodyKind::Valid));
+    assert_eq!(alerts(&out), [(2 * SECS, AlertKind::HourlyLimit)]);
+    let out = h.request(req(3));
+    assert!(sent(&out).is_none());
+    assert_eq!(
+        result_of(finished(&out)),
+        RequestResult::Failed(FailReason::CostLimit)
+    );
+    // A new hour, a new budget.
+    h.set_time(HOUR);
+    let r = Request {
+        deadline: HOUR + 30 * SECS,
+        ..req(4)
+    };
+    assert!(sent(&h.request(r)).is_some());
+}
+
+#[test]
+fn a_downgrading_guard_sends_new_requests_to_the_cheapest_model_only() {
+    use crate::policy::cost_guard::GuardAction;
+    let mut h = Harness::new(guarded(GuardAction::Downgrade), 1);
+    for i in 0..2 {
+        let (a, model, _) = sent(&h.request(req(i))).unwrap();
+        assert_eq!(model, 0);
+        h.outcome(a, ok(BodyKind::Valid));
+    }
+    let (a, model, _) = sent(&h.request(req(3))).unwrap();
+    assert_eq!(model, 1, "b is the cheapest of the chain");
+    assert_eq!(h.client.downgraded(), 1);
+    // No fallback to the pricier model: the request fails on b.
+    let out = h.outcome(a, http(500, ErrorType::Server, None));
+    assert_eq!(
+        result_of(finished(&out)),
+        RequestResult::Failed(FailReason::ServerError)
+    );
 }

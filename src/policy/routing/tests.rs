@@ -40,6 +40,7 @@ fn cfg(routing: RoutingConfig) -> StrategyConfig {
         breaker: BreakerConfig::None,
         throttle: None,
         hedge: None,
+        cost_guard: None,
     }
 }
 
