@@ -811,3 +811,33 @@ fn cost_guards_that_cannot_work() {
     ));
     assert!(e.message.contains("unknown variant `pray`"), "{e}");
 }
+
+#[test]
+fn rate_and_concurrency_limits_that_cannot_work() {
+    let at = "fallback = { chain = [\"claude-sonnet-4\"] }";
+    let with = |extra: &str| err(&edit(at, &format!("{at}\n{extra}")));
+    let e = with("rate_limit = { burst = \"5s\" }");
+    check(&e, 53, 14, "a rate limit with neither rpm nor tpm");
+    check_hint(&e, "requests per minute");
+    let e = with("rate_limit = { rpm = 0 }");
+    assert!(e.message.contains("never send"), "{e}");
+    let e = with("rate_limit = { rpm = 60, per = \"team\" }");
+    assert!(e.message.contains("unknown variant `team`"), "{e}");
+    let e = with("concurrency = { kind = \"fixed\", initial = 3 }");
+    check(
+        &e,
+        53,
+        15,
+        "`initial` does not apply to a `fixed` concurrency limit",
+    );
+    let e = with("concurrency = { kind = \"aimd\", min = 50, initial = 10 }");
+    assert!(e.message.contains("impossible bounds"), "{e}");
+    check_hint(&e, "min <= initial <= max");
+    let e = with("concurrency = { kind = \"fixed\", limit = 0 }");
+    assert!(e.message.contains("impossible bounds"), "{e}");
+    let e = with("concurrency = { kind = \"aimd\", backoff = 1.0 }");
+    assert!(
+        e.message.contains("backoff must be above 0 and below 1"),
+        "{e}"
+    );
+}

@@ -592,3 +592,44 @@ fn runaway_loop_a_daily_guard_stops_it_at_its_limit() {
         assert!(limit[0].at_ns > 3600 * SECS && limit[0].spent.nano_usd >= 500_000_000_000);
     }
 }
+
+/// Loads a scenario kept for tests under `tests/scenarios/`.
+fn load_test_scenario(name: &str) -> stormglass::scenario::Scenario {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/scenarios")
+        .join(name);
+    stormglass::scenario::load(&path).unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn client_limits_keep_a_burst_waiting_at_the_client_instead_of_in_429s_and_503s() {
+    let sc = load_test_scenario("client-limits.toml");
+    let r = run(&sc);
+    let model = |s: &stormglass::report::StrategyReport, name: &str| {
+        s.models.iter().find(|m| m.model == name).cloned().unwrap()
+    };
+    // Against the quota: the SDK's retries turn the burst into a storm
+    // (rejected calls count), the client-side rate limit just under the
+    // quota never meets a 429 and answers everything, later.
+    let sdk = strategy(&r, "sdk-quota");
+    let paced = strategy(&r, "paced");
+    assert!(model(sdk, "gpt-4o-mini").rate_limited > 1000);
+    assert_eq!(model(paced, "gpt-4o-mini").rate_limited, 0);
+    assert!(paced.success_rate > 0.999 && sdk.success_rate < 0.5);
+    assert_eq!(paced.amplification, 1.0);
+    assert!(paced.paced > 500 && paced.shed_locally == 0);
+    // The wait is bounded by the deadline.
+    assert!(paced.latency.all.max_us < 60_000_000);
+    // Against the slots: a bulkhead under them and an AIMD limit queue at
+    // the client; the SDK meets 503s and fails some requests.
+    let slots = strategy(&r, "sdk-slots");
+    let bulkhead = strategy(&r, "bulkhead");
+    let aimd = strategy(&r, "aimd");
+    assert!(model(slots, "gpt-4o").overloaded > 500);
+    assert!(slots.failures["overloaded"] > 100);
+    assert_eq!(model(bulkhead, "gpt-4o").overloaded, 0);
+    assert!(bulkhead.success_rate > 0.999 && bulkhead.queued_locally > 500);
+    // AIMD learns the limit from the 503s: a few, then it backs off.
+    assert!(model(aimd, "gpt-4o").overloaded * 4 < model(slots, "gpt-4o").overloaded);
+    assert!(aimd.success_rate > 0.99 && aimd.queued_locally > 500);
+}

@@ -47,14 +47,16 @@ use crate::units::{NanoUsd, Nanos};
 use crate::wire::{BodyKind, ErrorType, RateLimits};
 
 use super::breaker::CircuitBreaker;
+use super::concurrency::{ConcurrencyLimit, Signal};
 use super::config::StrategyConfig;
 use super::contract::{
-    Action, AttemptId, CancelReason, FailReason, ModelId, Outcome, Request, RequestResult,
+    Action, AttemptId, CancelReason, FailReason, KeyId, ModelId, Outcome, Request, RequestResult,
 };
 use super::cost::CostLedger;
 use super::cost_guard::{CostGuard, GuardAction};
 use super::fallback::{Chain, MAX_CHAIN};
 use super::hedge::{HedgeTarget, Hedger};
+use super::rate_limit::{Admit, LimitPer, RateLimiter};
 use super::retry::{Disposition, FailureClass, RetryBudget};
 use super::routing::{Router, FAILURE_PENALTY};
 use super::throttle::AdaptiveThrottle;
@@ -120,6 +122,11 @@ struct ReqState {
     last_model: ModelId,
     /// A retry the budget let through waits for its backoff.
     budgeted: bool,
+    /// The rate limiter has taken this attempt's share: it waits to be
+    /// sent with this key.
+    paced: Option<KeyId>,
+    /// Waiting in the concurrency limit's queue.
+    queued: bool,
 }
 
 /// One client replica of one strategy. See the module docs for the driving
@@ -151,6 +158,15 @@ pub struct Client {
     hedge_wins: u64,
     guard: Option<CostGuard>,
     downgraded: u64,
+    limiter: Option<RateLimiter>,
+    conc: Option<ConcurrencyLimit>,
+    /// Requests waiting for a concurrency place, oldest first (finished
+    /// ones are skipped when reached).
+    waiting: VecDeque<Handle>,
+    waiting_live: usize,
+    paced: u64,
+    shed: u64,
+    queued: u64,
 }
 
 fn attempt_id(req: Handle, lane: usize, serial: u32) -> AttemptId {
@@ -171,6 +187,7 @@ impl Client {
         let throttle = cfg.throttle;
         let hedge = cfg.hedge;
         let guard = cfg.cost_guard.clone();
+        let (rate_limit, concurrency) = (cfg.rate_limit, cfg.concurrency);
         let n = cfg.models.len();
         Self {
             cfg,
@@ -197,6 +214,13 @@ impl Client {
             hedge_wins: 0,
             guard: guard.map(CostGuard::new),
             downgraded: 0,
+            limiter: rate_limit.map(RateLimiter::new),
+            conc: concurrency.map(ConcurrencyLimit::new),
+            waiting: VecDeque::new(),
+            waiting_live: 0,
+            paced: 0,
+            shed: 0,
+            queued: 0,
         }
     }
 
@@ -233,6 +257,27 @@ impl Client {
     /// Measured requests answered by their hedge.
     pub fn hedge_wins(&self) -> u64 {
         self.hedge_wins
+    }
+
+    /// Attempts of measured requests the client's rate limit delayed.
+    pub fn paced(&self) -> u64 {
+        self.paced
+    }
+
+    /// Attempts of measured requests the client's rate or concurrency limit
+    /// shed.
+    pub fn shed(&self) -> u64 {
+        self.shed
+    }
+
+    /// Measured requests that waited in the concurrency limit's queue.
+    pub fn queued(&self) -> u64 {
+        self.queued
+    }
+
+    /// The concurrency limit now (adaptive ones move), if there is one.
+    pub fn concurrency_limit(&self) -> Option<u32> {
+        self.conc.as_ref().map(ConcurrencyLimit::limit)
     }
 
     /// Measured requests the cost guard sent to the cheapest model.
@@ -353,6 +398,8 @@ impl Client {
             last_fail: FailReason::Deadline,
             last_model: first,
             budgeted: false,
+            paced: None,
+            queued: false,
         });
         self.budget.on_request(now);
         if req.deadline <= now {
@@ -372,12 +419,15 @@ impl Client {
         // Models whose breaker is open, or whose throttle rejects the
         // attempt locally, are skipped down the chain.
         let mut throttled = false;
-        loop {
+        let mut shed = false;
+        let key = loop {
             let Some(st) = self.requests.get_mut(h) else {
                 return;
             };
             let Some(m) = st.chain.get(st.pos) else {
-                let reason = if throttled {
+                let reason = if shed {
+                    FailReason::Shed
+                } else if throttled {
                     FailReason::Throttled
                 } else {
                     FailReason::NoModelAvailable
@@ -395,6 +445,32 @@ impl Client {
                 self.finish(h, RequestResult::Failed(reason), None);
                 return;
             }
+            if let Some(c) = &self.conc {
+                // Client-wide, so before any model is picked.
+                if !c.has_room() {
+                    if self.waiting_live < c.queue() {
+                        st.queued = true;
+                        self.waiting_live += 1;
+                        self.waiting.push_back(h);
+                        if st.req.measured {
+                            self.queued += 1;
+                        }
+                        // The wait ends with the time an attempt may start.
+                        let at = (st.req.deadline.saturating_sub(self.cfg.min_attempt_time) + 1)
+                            .min(st.req.deadline);
+                        st.wake_at = Some(at);
+                        let serial = self.next_serial();
+                        self.arm(h, MAIN, serial);
+                        self.push_timer(at, h, MAIN, serial, TimerKind::Wake);
+                    } else {
+                        if st.req.measured {
+                            self.shed += 1;
+                        }
+                        self.finish(h, RequestResult::Failed(FailReason::Shed), None);
+                    }
+                    return;
+                }
+            }
             let m = usize::from(m);
             let mut go = !self.breakers[m].is_open(now);
             if go {
@@ -410,21 +486,86 @@ impl Client {
                     }
                 }
             }
+            let mut key = None;
+            if go {
+                if let Some(k) = st.paced.take() {
+                    // Its share was taken when it was paced.
+                    key = Some(k);
+                } else if let Some(l) = self.limiter.as_mut() {
+                    let k = next_key(&self.cfg, &mut self.key_rr, m);
+                    key = Some(k);
+                    let latest = st
+                        .req
+                        .deadline
+                        .saturating_sub(self.cfg.min_attempt_time.max(1));
+                    let tokens = u64::from(st.req.input_tokens) + u64::from(st.req.max_tokens);
+                    match l.admit(now, limit_index(&self.cfg, l, m, k), tokens, latest) {
+                        Admit::Now => {}
+                        Admit::At(t) => {
+                            st.paced = Some(k);
+                            st.wake_at = Some(t);
+                            if st.req.measured {
+                                self.paced += 1;
+                            }
+                            let serial = self.next_serial();
+                            self.arm(h, MAIN, serial);
+                            self.push_timer(t, h, MAIN, serial, TimerKind::Wake);
+                            return;
+                        }
+                        Admit::Shed => {
+                            go = false;
+                            shed = true;
+                            if st.req.measured {
+                                self.shed += 1;
+                            }
+                        }
+                    }
+                }
+            }
             // Only now may a half-open breaker count this as its probe.
             if go && self.breakers[m].allow(now) {
-                break;
+                break key;
             }
             st.pos += 1;
             st.retries_here = 0;
             st.prev_wait = 0;
+        };
+        let Some(st) = self.requests.get(h) else {
+            return;
+        };
+        let pos = st.pos;
+        let key = match (key, st.chain.get(pos)) {
+            (Some(k), _) => k,
+            (None, Some(m)) => next_key(&self.cfg, &mut self.key_rr, usize::from(m)),
+            (None, None) => return,
+        };
+        self.emit(now, h, MAIN, pos, key);
+    }
+
+    /// Lets queued requests go while the concurrency limit has room.
+    fn pump(&mut self, now: Nanos) {
+        while self.conc.as_ref().is_some_and(ConcurrencyLimit::has_room) {
+            let Some(h) = self.waiting.pop_front() else {
+                return;
+            };
+            let Some(st) = self.requests.get_mut(h) else {
+                continue;
+            };
+            if !std::mem::take(&mut st.queued) {
+                continue;
+            }
+            self.waiting_live -= 1;
+            st.wake_at = None;
+            self.send(now, h);
         }
-        let pos = self.requests.get(h).map_or(0, |st| st.pos);
-        self.emit(now, h, MAIN, pos);
     }
 
     /// Sends the attempt of lane `lane` to the model at chain position `pos`
     /// (the caller has checked breakers, throttles and time left).
-    fn emit(&mut self, now: Nanos, h: Handle, lane: usize, pos: usize) {
+    fn emit(&mut self, now: Nanos, h: Handle, lane: usize, pos: usize, key: KeyId) {
+        if let Some(c) = self.conc.as_mut() {
+            c.acquire();
+        }
         let serial = self.next_serial();
         self.arm(h, lane, serial);
         let cfg = Arc::clone(&self.cfg);
@@ -434,10 +575,6 @@ impl Client {
         let Some(model) = st.chain.get(pos) else {
             return;
         };
-        let info = &cfg.models[usize::from(model)];
-        let rr = &mut self.key_rr[usize::from(model)];
-        let key = info.keys[(*rr as usize) % info.keys.len().max(1)];
-        *rr = rr.wrapping_add(1);
         let timeouts = cfg.timeouts[st.req.tier.index()];
         let end = timeouts.attempt_deadline(now, st.req.deadline);
         let ft = timeouts.first_token.map(|t| now + t).filter(|&t| t < end);
@@ -513,12 +650,26 @@ impl Client {
         let Some(m) = st.chain.get(pos) else {
             return;
         };
-        let b = &mut self.breakers[usize::from(m)];
-        if b.is_open(now) || !b.allow(now) {
+        if self.conc.as_ref().is_some_and(|c| !c.has_room()) {
+            return;
+        }
+        let mi = usize::from(m);
+        if self.breakers[mi].is_open(now) {
+            return;
+        }
+        let key = next_key(&self.cfg, &mut self.key_rr, mi);
+        if let Some(l) = self.limiter.as_mut() {
+            // A hedge never waits for the rate limit.
+            let tokens = u64::from(st.req.input_tokens) + u64::from(st.req.max_tokens);
+            if l.admit(now, limit_index(&self.cfg, l, mi, key), tokens, now) != Admit::Now {
+                return;
+            }
+        }
+        if !self.breakers[mi].allow(now) {
             return;
         }
         st.hedged = true;
-        self.emit(now, h, HEDGE, pos);
+        self.emit(now, h, HEDGE, pos, key);
     }
 
     /// The request and lane of a live attempt.
@@ -581,6 +732,11 @@ impl Client {
         outcome: Outcome,
         limits: RateLimits,
     ) {
+        self.outcome(now, id, outcome, limits);
+        self.pump(now);
+    }
+
+    fn outcome(&mut self, now: Nanos, id: AttemptId, outcome: Outcome, limits: RateLimits) {
         if let Outcome::Cancelled {
             input_tokens,
             output_tokens,
@@ -635,6 +791,13 @@ impl Client {
             if let Some(t) = self.throttles.get_mut(model) {
                 t.on_accept(now);
             }
+        }
+        if let Some(c) = self.conc.as_mut() {
+            c.release(if rejected_for_load {
+                Signal::Drop
+            } else {
+                Signal::Ok
+            });
         }
         let (input, output) = match outcome {
             Outcome::Success {
@@ -695,6 +858,11 @@ impl Client {
 
     /// Timers that are due at `now` fire.
     pub fn handle_timeout(&mut self, now: Nanos) {
+        self.timeouts(now);
+        self.pump(now);
+    }
+
+    fn timeouts(&mut self, now: Nanos) {
         while let Some((at, t)) = self.timers.peek() {
             let t = *t;
             if at > now {
@@ -751,6 +919,12 @@ impl Client {
         self.router.on_end(l.model);
         if l.budgeted {
             self.budget.on_retry_done();
+        }
+        if let Some(c) = self.conc.as_mut() {
+            c.release(match reason {
+                CancelReason::Deadline | CancelReason::HedgeLost => Signal::Ignore,
+                _ => Signal::Drop,
+            });
         }
         self.cancelled.insert(l.id, (l.model, st.req.measured, h));
         match reason {
@@ -893,6 +1067,9 @@ impl Client {
         if st.budgeted {
             self.budget.on_retry_done();
         }
+        if st.queued {
+            self.waiting_live -= 1;
+        }
         self.budget.on_request_done();
         self.actions.push_back(Action::Finish {
             request: st.req.id,
@@ -904,6 +1081,27 @@ impl Client {
             cost: st.cost,
             measured: st.req.measured,
         });
+    }
+}
+
+/// The next key of `model`'s round-robin.
+fn next_key(cfg: &StrategyConfig, rr: &mut [u32], model: usize) -> KeyId {
+    let keys = &cfg.models[model].keys;
+    let r = &mut rr[model];
+    let key = keys
+        .get((*r as usize) % keys.len().max(1))
+        .copied()
+        .unwrap_or(0);
+    *r = r.wrapping_add(1);
+    key
+}
+
+/// Which of the rate limiter's bucket pairs an attempt to `model` with
+/// `key` goes through.
+fn limit_index(cfg: &StrategyConfig, l: &RateLimiter, model: usize, key: KeyId) -> usize {
+    match l.config().per {
+        LimitPer::Provider => usize::from(cfg.models[model].provider),
+        LimitPer::Key => usize::from(key),
     }
 }
 

@@ -4,9 +4,11 @@
 use serde::{Deserialize, Serialize};
 
 use super::breaker::BreakerConfig;
+use super::concurrency::ConcurrencyConfig;
 use super::contract::{KeyId, ModelId};
 use super::cost_guard::CostGuardConfig;
 use super::hedge::HedgeConfig;
+use super::rate_limit::RateLimitConfig;
 use super::retry::{Backoff, BudgetConfig, Classifier};
 use super::routing::RoutingConfig;
 use super::throttle::ThrottleConfig;
@@ -48,6 +50,8 @@ pub struct ModelInfo {
     pub price_out: u64,
     /// Keys to rotate through (round-robin).
     pub keys: Vec<KeyId>,
+    /// Its provider's index (client-side rate limits per provider).
+    pub provider: u16,
 }
 
 /// Retry settings.
@@ -102,4 +106,8 @@ pub struct StrategyConfig {
     pub hedge: Option<HedgeConfig>,
     /// Spending limits and alerts (default: none).
     pub cost_guard: Option<CostGuardConfig>,
+    /// Client-side rate limits (default: none).
+    pub rate_limit: Option<RateLimitConfig>,
+    /// Concurrency limit (default: none).
+    pub concurrency: Option<ConcurrencyConfig>,
 }

@@ -123,11 +123,13 @@ pub enum FailReason {
     Throttled,
     /// A cost guard's limit was reached and its action is `reject`.
     CostLimit,
+    /// The client's own rate or concurrency limit had no room in time.
+    Shed,
 }
 
 impl FailReason {
     /// Every reason, in report order.
-    pub const ALL: [Self; 13] = [
+    pub const ALL: [Self; 14] = [
         Self::Deadline,
         Self::RateLimited,
         Self::QuotaExhausted,
@@ -141,6 +143,7 @@ impl FailReason {
         Self::NoModelAvailable,
         Self::Throttled,
         Self::CostLimit,
+        Self::Shed,
     ];
 
     /// Name in reports.
@@ -159,6 +162,7 @@ impl FailReason {
             Self::NoModelAvailable => "no_model_available",
             Self::Throttled => "throttled",
             Self::CostLimit => "cost_limit",
+            Self::Shed => "shed",
         }
     }
 

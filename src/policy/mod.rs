@@ -11,6 +11,7 @@
 
 pub mod breaker;
 pub mod client;
+pub mod concurrency;
 pub mod config;
 pub mod contract;
 pub mod cost;
@@ -18,6 +19,7 @@ pub mod cost_guard;
 pub mod fallback;
 pub mod harness;
 pub mod hedge;
+pub mod rate_limit;
 pub mod retry;
 pub mod routing;
 pub mod throttle;

@@ -66,6 +66,12 @@ pub struct CoreCounters {
     pub hedge_wins: u64,
     /// Requests the cost guard sent to the cheapest model.
     pub cost_downgraded: u64,
+    /// Attempts the client's rate limit delayed.
+    pub paced: u64,
+    /// Attempts the client's rate or concurrency limit shed.
+    pub shed_locally: u64,
+    /// Requests that waited for a concurrency place.
+    pub queued_locally: u64,
 }
 
 /// Figures of one strategy.
@@ -261,6 +267,9 @@ impl Collector {
             hedges: counters.hedges,
             hedge_wins: counters.hedge_wins,
             cost_downgraded: counters.cost_downgraded,
+            paced: counters.paced,
+            shed_locally: counters.shed_locally,
+            queued_locally: counters.queued_locally,
             alerts: self.alerts,
             cost: Costs::from(cost),
             cost_per_1k_successes: per_1k.map(Costs::from),

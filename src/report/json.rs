@@ -208,6 +208,12 @@ pub struct StrategyReport {
     pub hedge_wins: u64,
     /// Measured requests the cost guard sent to the cheapest model.
     pub cost_downgraded: u64,
+    /// Attempts of measured requests the client's rate limit delayed.
+    pub paced: u64,
+    /// Attempts of measured requests the client's rate or concurrency limit shed.
+    pub shed_locally: u64,
+    /// Measured requests that waited for a concurrency place.
+    pub queued_locally: u64,
     /// Alerts raised (cost thresholds and limits), in the order raised.
     pub alerts: Vec<AlertReport>,
     /// Cost of measured requests.

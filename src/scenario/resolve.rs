@@ -656,6 +656,8 @@ pub(super) fn resolve(src: &Sources, m: Merged, default_name: &str) -> R<Scenari
             throttle: None,
             hedge: None,
             cost_guard: None,
+            rate_limit: None,
+            concurrency: None,
         }));
         tenants.push(TenantSpec {
             name: tv.name.clone(),
@@ -718,6 +720,7 @@ fn model_infos(
             name: md.name.clone(),
             price_in: md.price_in,
             price_out: md.price_out,
+            provider: md.provider as u16,
             keys: keys_by_provider
                 .get(&md.provider)
                 .cloned()
@@ -1009,6 +1012,14 @@ fn strategy(
         None => None,
         Some(g) => Some(cost_guard(src, file, g)?),
     };
+    let rate_limit = match &sv.rate_limit {
+        None => None,
+        Some(r) => Some(rate_limit(src, file, r)?),
+    };
+    let concurrency = match &sv.concurrency {
+        None => None,
+        Some(c) => Some(concurrency(src, file, c)?),
+    };
 
     Ok(StrategyConfig {
         name: sv.name.clone(),
@@ -1034,6 +1045,8 @@ fn strategy(
         throttle,
         hedge,
         cost_guard,
+        rate_limit,
+        concurrency,
     })
 }
 
@@ -1110,6 +1123,115 @@ fn budget(
             max_tokens: v.max_tokens.map_or(10.0, |m| m.0),
             token_ratio: v.token_ratio.map_or(0.1, |r| r.0),
         },
+    })
+}
+
+fn rate_limit(
+    src: &Sources,
+    file: FileId,
+    r: &Spanned<super::schema::RateLimitSection>,
+) -> R<crate::policy::rate_limit::RateLimitConfig> {
+    use super::schema::{LimitPerKind, WhenEmpty};
+    use crate::policy::rate_limit::{LimitPer, RateLimitConfig};
+    let v = r.get_ref();
+    if v.rpm.is_none() && v.tpm.is_none() {
+        return Err(src
+            .error_at(file, r, "a rate limit with neither rpm nor tpm")
+            .hint("give rpm (requests per minute), tpm (tokens per minute) or both"));
+    }
+    if v.rpm == Some(0) || v.tpm == Some(0) {
+        return Err(src
+            .error_at(file, r, "a rate limit of 0 per minute would never send")
+            .hint("leave the key out for no limit on it"));
+    }
+    let burst = v.burst.map_or(60 * SECS, |b| b.0);
+    limit_window(
+        src,
+        file,
+        r.span(),
+        burst,
+        "rate limit burst",
+        "the burst is how much refill a bucket holds; a minute is the provider's own window",
+    )?;
+    Ok(RateLimitConfig {
+        rpm: v.rpm,
+        tpm: v.tpm,
+        burst,
+        per: match v.per.unwrap_or(LimitPerKind::Provider) {
+            LimitPerKind::Provider => LimitPer::Provider,
+            LimitPerKind::Key => LimitPer::Key,
+        },
+        wait: v.when_empty.unwrap_or(WhenEmpty::Wait) == WhenEmpty::Wait,
+    })
+}
+
+fn concurrency(
+    src: &Sources,
+    file: FileId,
+    c: &Spanned<super::schema::ConcurrencySection>,
+) -> R<crate::policy::concurrency::ConcurrencyConfig> {
+    use super::schema::ConcurrencyKind;
+    use crate::policy::concurrency::ConcurrencyConfig;
+    let v = c.get_ref();
+    let (name, fixed) = match v.kind {
+        ConcurrencyKind::Fixed => ("fixed", true),
+        ConcurrencyKind::Aimd => ("aimd", false),
+    };
+    let given = [
+        ("limit", v.limit.is_some(), fixed),
+        ("initial", v.initial.is_some(), !fixed),
+        ("min", v.min.is_some(), !fixed),
+        ("max", v.max.is_some(), !fixed),
+        ("backoff", v.backoff.is_some(), !fixed),
+    ];
+    refuse_keys(
+        src,
+        file,
+        c,
+        &given,
+        |key| format!("`{key}` does not apply to a `{name}` concurrency limit"),
+        "concurrency",
+    )?;
+    // Most attempts in flight or requests queued per replica.
+    const MOST: u32 = 1_000_000;
+    let queue = v.queue.unwrap_or(0);
+    let limit = v.limit.unwrap_or(1000);
+    let (initial, min, max) = (
+        v.initial.unwrap_or(20),
+        v.min.unwrap_or(20),
+        v.max.unwrap_or(200),
+    );
+    let bad = if fixed {
+        limit == 0 || limit > MOST
+    } else {
+        min == 0 || min > initial || initial > max || max > MOST
+    };
+    if bad || queue > MOST {
+        return Err(src
+            .error_at(file, c, format!("concurrency limit `{name}` with impossible bounds"))
+            .hint(format!(
+                "limits from 1 to {MOST}, and for aimd 1 <= min <= initial <= max; a queue of at most {MOST}"
+            )));
+    }
+    let backoff = v.backoff.map_or(0.9, |b| b.0);
+    let backoff_ok = backoff > 0.0 && backoff < 1.0;
+    if !fixed && !backoff_ok {
+        return Err(src
+            .error_at(file, c, "an aimd backoff must be above 0 and below 1")
+            .hint(
+                "the limit is multiplied by it on a 429, 503, 529 or timeout; Netflix uses 0.9",
+            ));
+    }
+    Ok(if fixed {
+        ConcurrencyConfig::Fixed { limit, queue }
+    } else {
+        ConcurrencyConfig::Aimd {
+            initial,
+            min,
+            max,
+            backoff,
+            queue,
+        }
     })
 }
 

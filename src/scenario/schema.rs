@@ -409,6 +409,10 @@ pub struct StrategySection {
     pub hedge: Option<Spanned<HedgeSection>>,
     /// Spending limits and alerts (default: none).
     pub cost_guard: Option<Spanned<CostGuardSection>>,
+    /// Client-side rate limits (default: none).
+    pub rate_limit: Option<Spanned<RateLimitSection>>,
+    /// Concurrency limit (default: none).
+    pub concurrency: Option<Spanned<ConcurrencySection>>,
     /// Keys to use per provider (default: all of the provider's keys, round-robin).
     #[serde(default)]
     pub keys: BTreeMap<String, Vec<Spanned<String>>>,
@@ -487,6 +491,72 @@ pub struct ThrottleSection {
     pub k: Option<Spanned<f64>>,
     /// The window (default 2m).
     pub window: Option<PositiveDuration>,
+}
+
+/// What a client-side rate limit is kept per.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LimitPerKind {
+    /// One bucket pair per provider.
+    Provider,
+    /// One bucket pair per API key.
+    Key,
+}
+
+/// What an attempt does when the rate limit has no room.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WhenEmpty {
+    /// Wait for room, bounded by the deadline.
+    Wait,
+    /// Do not send it.
+    Shed,
+}
+
+/// `[strategy.rate_limit]`: token buckets on requests and tokens per minute.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitSection {
+    /// Requests per minute.
+    pub rpm: Option<u64>,
+    /// Tokens per minute (prompt plus `max_tokens`).
+    pub tpm: Option<u64>,
+    /// Refill a bucket holds; default 60s.
+    pub burst: Option<PositiveDuration>,
+    /// `provider` (default) or `key`.
+    pub per: Option<LimitPerKind>,
+    /// `wait` (default) or `shed`.
+    pub when_empty: Option<WhenEmpty>,
+}
+
+/// Concurrency limit kinds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConcurrencyKind {
+    /// A bulkhead.
+    Fixed,
+    /// Additive increase, multiplicative decrease.
+    Aimd,
+}
+
+/// `[strategy.concurrency]`: attempts in flight per replica.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConcurrencySection {
+    /// `fixed` or `aimd`.
+    pub kind: ConcurrencyKind,
+    /// `fixed`: attempts in flight (default 1000).
+    pub limit: Option<u32>,
+    /// Requests waiting for a place (default 0).
+    pub queue: Option<u32>,
+    /// `aimd`: starting limit (default 20).
+    pub initial: Option<u32>,
+    /// `aimd`: lowest limit (default 20).
+    pub min: Option<u32>,
+    /// `aimd`: highest limit (default 200).
+    pub max: Option<u32>,
+    /// `aimd`: factor on a drop (default 0.9).
+    pub backoff: Option<Probability>,
 }
 
 /// What a cost guard does at its limit.

@@ -188,6 +188,9 @@ pub fn run_strategy(
             counters.hedges += c.hedges();
             counters.hedge_wins += c.hedge_wins();
             counters.cost_downgraded += c.downgraded();
+            counters.paced += c.paced();
+            counters.shed_locally += c.shed();
+            counters.queued_locally += c.queued();
         }
     }
     let names: Vec<String> = sc.world.models.iter().map(|m| m.name.clone()).collect();

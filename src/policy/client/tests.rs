@@ -10,6 +10,7 @@ fn cfg() -> StrategyConfig {
         price_in: 1_000_000,  // 1 USD per million
         price_out: 2_000_000, // 2 USD per million
         keys,
+        provider: 0,
     };
     StrategyConfig {
         name: "t".into(),
@@ -35,6 +36,8 @@ fn cfg() -> StrategyConfig {
         throttle: None,
         hedge: None,
         cost_guard: None,
+        rate_limit: None,
+        concurrency: None,
     }
 }
 
@@ -988,4 +991,142 @@ fn a_downgrading_guard_sends_new_requests_to_the_cheapest_model_only() {
         result_of(finished(&out)),
         RequestResult::Failed(FailReason::ServerError)
     );
+}
+
+fn rate_limited(wait: bool) -> StrategyConfig {
+    StrategyConfig {
+        rate_limit: Some(crate::policy::rate_limit::RateLimitConfig {
+            rpm: Some(60),
+            tpm: None,
+            burst: 2 * SECS,
+            per: crate::policy::rate_limit::LimitPer::Provider,
+            wait,
+        }),
+        ..cfg()
+    }
+}
+
+#[test]
+fn a_rate_limit_paces_attempts_and_sheds_what_would_miss_the_deadline() {
+    // 1 request per second, 2 deep.
+    let mut h = Harness::new(rate_limited(true), 1);
+    assert!(sent(&h.request(req(1))).is_some());
+    assert!(sent(&h.request(req(2))).is_some());
+    // The third waits a second for the bucket, then goes.
+    assert!(h.request(req(3)).is_empty());
+    assert_eq!(h.client.paced(), 1);
+    let out = h.next_timer().unwrap();
+    assert_eq!((h.now, sent(&out).map(|s| s.1)), (SECS, Some(0)));
+    // Reservations queue in order: the next ones wait 1 s more each, and
+    // one that could not start before its deadline is shed at once.
+    assert!(h.request(req(4)).is_empty());
+    let short = Request {
+        deadline: h.now + 1500 * MILLIS,
+        ..req(5)
+    };
+    let out = h.request(short);
+    assert_eq!(
+        result_of(finished(&out)),
+        RequestResult::Failed(FailReason::Shed)
+    );
+    // Shed on a, then on b (the same provider, the same bucket).
+    assert_eq!(h.client.shed(), 2);
+    let out = h.next_timer().unwrap();
+    assert_eq!((h.now, sent(&out).is_some()), (2 * SECS, true));
+}
+
+#[test]
+fn a_shedding_rate_limit_never_waits() {
+    let mut h = Harness::new(rate_limited(false), 1);
+    assert!(sent(&h.request(req(1))).is_some());
+    assert!(sent(&h.request(req(2))).is_some());
+    // Both models share one provider here: nothing left to fall back to.
+    let out = h.request(req(3));
+    assert_eq!(
+        result_of(finished(&out)),
+        RequestResult::Failed(FailReason::Shed)
+    );
+    assert_eq!(h.client.poll_timeout().map(|t| t >= 30 * SECS), Some(true));
+}
+
+#[test]
+fn per_key_limits_keep_a_bucket_per_key() {
+    let mut c = rate_limited(false);
+    if let Some(r) = c.rate_limit.as_mut() {
+        r.per = crate::policy::rate_limit::LimitPer::Key;
+        r.burst = SECS;
+    }
+    // Model a rotates keys 0 and 1: one request per key fits at once.
+    let mut h = Harness::new(c, 1);
+    assert!(sent(&h.request(req(1))).is_some());
+    assert!(sent(&h.request(req(2))).is_some());
+    // Both of a's keys are empty: the request moves on to b (key 2).
+    let (_, model, _) = sent(&h.request(req(3))).unwrap();
+    assert_eq!(model, 1);
+}
+
+fn bulkhead(limit: u32, queue: u32) -> StrategyConfig {
+    StrategyConfig {
+        concurrency: Some(crate::policy::concurrency::ConcurrencyConfig::Fixed { limit, queue }),
+        ..cfg()
+    }
+}
+
+#[test]
+fn a_bulkhead_queues_then_sheds_and_lets_the_queue_go_in_order() {
+    let mut h = Harness::new(bulkhead(1, 1), 1);
+    let (a, ..) = sent(&h.request(req(1))).unwrap();
+    assert!(h.request(req(2)).is_empty(), "queued");
+    let out = h.request(req(3));
+    assert_eq!(
+        result_of(finished(&out)),
+        RequestResult::Failed(FailReason::Shed)
+    );
+    assert_eq!((h.client.queued(), h.client.shed()), (1, 1));
+    h.set_time(SECS);
+    let out = h.outcome(a, ok(BodyKind::Valid));
+    // Request 1 finishes, and request 2 goes at once.
+    assert_eq!(result_of(finished(&out)), RequestResult::Success);
+    match out.iter().find(|a| matches!(a, Action::Send { .. })) {
+        Some(Action::Send { request, .. }) => assert_eq!(*request, 2),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_queued_request_gives_up_at_its_deadline() {
+    let mut h = Harness::new(bulkhead(1, 4), 1);
+    let (_a, ..) = sent(&h.request(req(1))).unwrap();
+    let short = Request {
+        deadline: 5 * SECS,
+        ..req(2)
+    };
+    assert!(h.request(short).is_empty());
+    let out = h.next_timer().unwrap();
+    assert_eq!(h.now, 5 * SECS);
+    assert_eq!(
+        result_of(finished(&out)),
+        RequestResult::Failed(FailReason::Deadline)
+    );
+    assert!(sent(&out).is_none());
+}
+
+#[test]
+fn an_aimd_limit_backs_off_on_429s() {
+    let mut c = cfg();
+    c.concurrency = Some(crate::policy::concurrency::ConcurrencyConfig::Aimd {
+        initial: 10,
+        min: 2,
+        max: 20,
+        backoff: 0.5,
+        queue: 100,
+    });
+    c.retry.max_retries = 0;
+    c.chains = [vec![], vec![], vec![]];
+    let mut h = Harness::new(c, 1);
+    for i in 0..3 {
+        let (a, ..) = sent(&h.request(req(i))).unwrap();
+        h.outcome(a, http(429, ErrorType::RateLimit, None));
+    }
+    assert_eq!(h.client.concurrency_limit(), Some(2));
 }

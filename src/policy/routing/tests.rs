@@ -12,6 +12,7 @@ fn cfg(routing: RoutingConfig) -> StrategyConfig {
         price_in,
         price_out,
         keys: vec![0],
+        provider: 0,
     };
     StrategyConfig {
         name: "r".into(),
@@ -41,6 +42,8 @@ fn cfg(routing: RoutingConfig) -> StrategyConfig {
         throttle: None,
         hedge: None,
         cost_guard: None,
+        rate_limit: None,
+        concurrency: None,
     }
 }
 
