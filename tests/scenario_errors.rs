@@ -841,3 +841,13 @@ fn rate_and_concurrency_limits_that_cannot_work() {
         "{e}"
     );
 }
+
+#[test]
+fn an_unknown_key_selection() {
+    let e = err(&edit(
+        "fallback = { chain = [\"claude-sonnet-4\"] }",
+        "fallback = { chain = [\"claude-sonnet-4\"] }\nkey_pool = { select = \"random\" }",
+    ));
+    assert_eq!(e.line, 53, "{e}");
+    assert!(e.message.contains("unknown variant `random`"), "{e}");
+}

@@ -633,3 +633,40 @@ fn client_limits_keep_a_burst_waiting_at_the_client_instead_of_in_429s_and_503s(
     assert!(model(aimd, "gpt-4o").overloaded * 4 < model(slots, "gpt-4o").overloaded);
     assert!(aimd.success_rate > 0.99 && aimd.queued_locally > 500);
 }
+
+#[test]
+fn key_pools_more_keys_on_one_pool_add_nothing_and_a_revoked_key_is_dropped() {
+    let sc = load_test_scenario("key-pool.toml");
+    let r = run(&sc);
+    let one = strategy(&r, "one-key");
+    let same_pool = strategy(&r, "two-keys-one-pool");
+    let two_pools = strategy(&r, "two-keys-two-pools");
+    // A second key on project A's pool: the same successes, the 429s just
+    // spread over two keys, both shown drawing on the same pool.
+    assert_eq!(one.successes, same_pool.successes);
+    assert!(one.success_rate < 0.8);
+    assert_eq!(same_pool.keys.len(), 2);
+    assert!(same_pool
+        .keys
+        .iter()
+        .all(|k| k.pool.as_deref() == Some("openai/project-a") && k.rate_limited > 500));
+    // A key on another project's pool doubles the quota: everything passes.
+    assert!(two_pools.success_rate > 0.999);
+    assert_ne!(two_pools.keys[0].pool, two_pools.keys[1].pool);
+    // A key revoked at 2m: round-robin keeps sending half the traffic to it
+    // (and the SDKs do not retry a 401); a key pool disables it on its first
+    // 401 and retries at once with the other key.
+    let rr = strategy(&r, "revoked-round-robin");
+    let pool = strategy(&r, "revoked-pool");
+    let old = |s: &stormglass::report::StrategyReport| {
+        s.keys.iter().find(|k| k.key == "old").cloned().unwrap()
+    };
+    assert!(old(rr).auth_errors > 500 && rr.failures["client_error"] > 500);
+    assert_eq!(old(pool).auth_errors, 1);
+    assert_eq!(pool.keys_disabled, 1);
+    assert!(pool.success_rate > 0.999);
+    // Resting a 429ing key with most-remaining selection keeps the pools
+    // from being hit at all, nearly.
+    let rested = strategy(&r, "two-pools-rested");
+    assert!(rested.success_rate > 0.999 && rested.key_rests > 0);
+}

@@ -56,6 +56,7 @@ use super::cost::CostLedger;
 use super::cost_guard::{CostGuard, GuardAction};
 use super::fallback::{Chain, MAX_CHAIN};
 use super::hedge::{HedgeTarget, Hedger};
+use super::keys::KeyPool;
 use super::rate_limit::{Admit, LimitPer, RateLimiter};
 use super::retry::{Disposition, FailureClass, RetryBudget};
 use super::routing::{Router, FAILURE_PENALTY};
@@ -100,6 +101,8 @@ struct Live {
     hedge_at: Option<Nanos>,
     /// Whether it is the hedge.
     hedge: bool,
+    /// The API key it went out with.
+    key: KeyId,
 }
 
 #[derive(Clone, Debug)]
@@ -167,6 +170,7 @@ pub struct Client {
     paced: u64,
     shed: u64,
     queued: u64,
+    keys: Option<KeyPool>,
 }
 
 fn attempt_id(req: Handle, lane: usize, serial: u32) -> AttemptId {
@@ -188,6 +192,7 @@ impl Client {
         let hedge = cfg.hedge;
         let guard = cfg.cost_guard.clone();
         let (rate_limit, concurrency) = (cfg.rate_limit, cfg.concurrency);
+        let key_pool = cfg.key_pool;
         let n = cfg.models.len();
         Self {
             cfg,
@@ -221,6 +226,7 @@ impl Client {
             paced: 0,
             shed: 0,
             queued: 0,
+            keys: key_pool.map(KeyPool::new),
         }
     }
 
@@ -278,6 +284,14 @@ impl Client {
     /// The concurrency limit now (adaptive ones move), if there is one.
     pub fn concurrency_limit(&self) -> Option<u32> {
         self.conc.as_ref().map(ConcurrencyLimit::limit)
+    }
+
+    /// Keys disabled after a 401 or 403, and times a key was rested after
+    /// a 429.
+    pub fn key_events(&self) -> (u64, u64) {
+        self.keys
+            .as_ref()
+            .map_or((0, 0), |p| (p.disabled(), p.rests()))
     }
 
     /// Measured requests the cost guard sent to the cheapest model.
@@ -420,6 +434,7 @@ impl Client {
         // attempt locally, are skipped down the chain.
         let mut throttled = false;
         let mut shed = false;
+        let mut no_key = false;
         let key = loop {
             let Some(st) = self.requests.get_mut(h) else {
                 return;
@@ -427,6 +442,8 @@ impl Client {
             let Some(m) = st.chain.get(st.pos) else {
                 let reason = if shed {
                     FailReason::Shed
+                } else if no_key {
+                    FailReason::NoKeyAvailable
                 } else if throttled {
                     FailReason::Throttled
                 } else {
@@ -487,37 +504,45 @@ impl Client {
                 }
             }
             let mut key = None;
+            // A paced attempt's share was taken when it was paced, for this key.
+            let reserved = st.paced.take();
             if go {
-                if let Some(k) = st.paced.take() {
-                    // Its share was taken when it was paced.
+                if let Some(k) = reserved {
                     key = Some(k);
-                } else if let Some(l) = self.limiter.as_mut() {
-                    let k = next_key(&self.cfg, &mut self.key_rr, m);
-                    key = Some(k);
-                    let latest = st
-                        .req
-                        .deadline
-                        .saturating_sub(self.cfg.min_attempt_time.max(1));
-                    let tokens = u64::from(st.req.input_tokens) + u64::from(st.req.max_tokens);
-                    match l.admit(now, limit_index(&self.cfg, l, m, k), tokens, latest) {
-                        Admit::Now => {}
-                        Admit::At(t) => {
-                            st.paced = Some(k);
-                            st.wake_at = Some(t);
-                            if st.req.measured {
-                                self.paced += 1;
-                            }
-                            let serial = self.next_serial();
-                            self.arm(h, MAIN, serial);
-                            self.push_timer(t, h, MAIN, serial, TimerKind::Wake);
-                            return;
+                } else if let Some(p) = self.keys.as_mut() {
+                    key = p.pick(&self.cfg.models[m].keys, now, &mut self.key_rr[m]);
+                    if key.is_none() {
+                        go = false;
+                        no_key = true;
+                    }
+                }
+            }
+            if let (true, None, Some(l)) = (go, reserved, self.limiter.as_mut()) {
+                let k = key.unwrap_or_else(|| next_key(&self.cfg, &mut self.key_rr, m));
+                key = Some(k);
+                let latest = st
+                    .req
+                    .deadline
+                    .saturating_sub(self.cfg.min_attempt_time.max(1));
+                let tokens = u64::from(st.req.input_tokens) + u64::from(st.req.max_tokens);
+                match l.admit(now, limit_index(&self.cfg, l, m, k), tokens, latest) {
+                    Admit::Now => {}
+                    Admit::At(t) => {
+                        st.paced = Some(k);
+                        st.wake_at = Some(t);
+                        if st.req.measured {
+                            self.paced += 1;
                         }
-                        Admit::Shed => {
-                            go = false;
-                            shed = true;
-                            if st.req.measured {
-                                self.shed += 1;
-                            }
+                        let serial = self.next_serial();
+                        self.arm(h, MAIN, serial);
+                        self.push_timer(t, h, MAIN, serial, TimerKind::Wake);
+                        return;
+                    }
+                    Admit::Shed => {
+                        go = false;
+                        shed = true;
+                        if st.req.measured {
+                            self.shed += 1;
                         }
                     }
                 }
@@ -566,6 +591,9 @@ impl Client {
         if let Some(c) = self.conc.as_mut() {
             c.acquire();
         }
+        if let Some(p) = self.keys.as_mut() {
+            p.on_send(key);
+        }
         let serial = self.next_serial();
         self.arm(h, lane, serial);
         let cfg = Arc::clone(&self.cfg);
@@ -604,6 +632,7 @@ impl Client {
             budgeted: !hedge && std::mem::take(&mut st.budgeted),
             hedge_at,
             hedge,
+            key,
         });
         if hedge && st.req.measured {
             self.hedges += 1;
@@ -657,7 +686,13 @@ impl Client {
         if self.breakers[mi].is_open(now) {
             return;
         }
-        let key = next_key(&self.cfg, &mut self.key_rr, mi);
+        let key = match self.keys.as_mut() {
+            Some(p) => match p.pick(&self.cfg.models[mi].keys, now, &mut self.key_rr[mi]) {
+                Some(k) => k,
+                None => return,
+            },
+            None => next_key(&self.cfg, &mut self.key_rr, mi),
+        };
         if let Some(l) = self.limiter.as_mut() {
             // A hedge never waits for the rate limit.
             let tokens = u64::from(st.req.input_tokens) + u64::from(st.req.max_tokens);
@@ -792,6 +827,17 @@ impl Client {
                 t.on_accept(now);
             }
         }
+        if let Some(p) = self.keys.as_mut() {
+            let (status, retry_after) = match outcome {
+                Outcome::HttpError {
+                    status,
+                    retry_after,
+                    ..
+                } => (Some(status), retry_after),
+                _ => (None, None),
+            };
+            p.on_end(live.key, now, status, retry_after, limits);
+        }
         if let Some(c) = self.conc.as_mut() {
             c.release(if rejected_for_load {
                 Signal::Drop
@@ -920,6 +966,9 @@ impl Client {
         if l.budgeted {
             self.budget.on_retry_done();
         }
+        if let Some(p) = self.keys.as_mut() {
+            p.on_cancel(l.key);
+        }
         if let Some(c) = self.conc.as_mut() {
             c.release(match reason {
                 CancelReason::Deadline | CancelReason::HedgeLost => Signal::Ignore,
@@ -995,6 +1044,27 @@ impl Client {
         // A retry goes to the model of the request's chain position (a
         // hedge may have gone to the next one).
         let model = st.chain.get(st.pos).map_or(model, usize::from);
+        // With a key pool, a refused key is the key's trouble, not the
+        // model's: another usable key of the model is tried at once after a
+        // 401/403, and without waiting for the resting key's retry-after
+        // after a 429.
+        let other_key = self
+            .keys
+            .as_ref()
+            .is_some_and(|p| p.another_usable(&cfg.models[model].keys, KeyId::MAX, now));
+        if other_key
+            && class == FailureClass::AuthError
+            && now.saturating_add(cfg.min_attempt_time) < st.req.deadline
+        {
+            self.send(now, h);
+            return;
+        }
+        if class == FailureClass::AuthError && self.keys.is_some() {
+            // No key of this model is left: the next model may have one.
+            disposition = Disposition::Fallback;
+        }
+        let retry_after =
+            retry_after.filter(|_| !(other_key && class == FailureClass::RateLimited));
         if disposition == Disposition::Retry && st.retries_here < retry.max_retries {
             let u = if retry.backoff.is_random() {
                 unit(self.rng.next_u64())

@@ -8,6 +8,7 @@ use super::concurrency::ConcurrencyConfig;
 use super::contract::{KeyId, ModelId};
 use super::cost_guard::CostGuardConfig;
 use super::hedge::HedgeConfig;
+use super::keys::KeyPoolConfig;
 use super::rate_limit::RateLimitConfig;
 use super::retry::{Backoff, BudgetConfig, Classifier};
 use super::routing::RoutingConfig;
@@ -110,4 +111,6 @@ pub struct StrategyConfig {
     pub rate_limit: Option<RateLimitConfig>,
     /// Concurrency limit (default: none).
     pub concurrency: Option<ConcurrencyConfig>,
+    /// Key selection and key health (default: plain round-robin).
+    pub key_pool: Option<KeyPoolConfig>,
 }

@@ -125,11 +125,13 @@ pub enum FailReason {
     CostLimit,
     /// The client's own rate or concurrency limit had no room in time.
     Shed,
+    /// Every key of every model left was disabled or resting.
+    NoKeyAvailable,
 }
 
 impl FailReason {
     /// Every reason, in report order.
-    pub const ALL: [Self; 14] = [
+    pub const ALL: [Self; 15] = [
         Self::Deadline,
         Self::RateLimited,
         Self::QuotaExhausted,
@@ -144,6 +146,7 @@ impl FailReason {
         Self::Throttled,
         Self::CostLimit,
         Self::Shed,
+        Self::NoKeyAvailable,
     ];
 
     /// Name in reports.
@@ -163,6 +166,7 @@ impl FailReason {
             Self::Throttled => "throttled",
             Self::CostLimit => "cost_limit",
             Self::Shed => "shed",
+            Self::NoKeyAvailable => "no_key_available",
         }
     }
 

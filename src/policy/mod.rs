@@ -19,6 +19,7 @@ pub mod cost_guard;
 pub mod fallback;
 pub mod harness;
 pub mod hedge;
+pub mod keys;
 pub mod rate_limit;
 pub mod retry;
 pub mod routing;

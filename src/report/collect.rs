@@ -72,6 +72,10 @@ pub struct CoreCounters {
     pub shed_locally: u64,
     /// Requests that waited for a concurrency place.
     pub queued_locally: u64,
+    /// Keys disabled after a 401 or 403.
+    pub keys_disabled: u64,
+    /// Keys rested after a 429.
+    pub key_rests: u64,
 }
 
 /// Figures of one strategy.
@@ -270,6 +274,9 @@ impl Collector {
             paced: counters.paced,
             shed_locally: counters.shed_locally,
             queued_locally: counters.queued_locally,
+            keys_disabled: counters.keys_disabled,
+            key_rests: counters.key_rests,
+            keys: Vec::new(),
             alerts: self.alerts,
             cost: Costs::from(cost),
             cost_per_1k_successes: per_1k.map(Costs::from),

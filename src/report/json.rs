@@ -149,6 +149,23 @@ pub struct Series {
     pub failures: BTreeMap<String, Vec<u32>>,
 }
 
+/// One API key's attempts (measured requests).
+#[derive(Clone, Debug, Serialize)]
+pub struct KeyReport {
+    /// Name.
+    pub key: String,
+    /// The quota pool it draws on (`provider/pool`), none if unlimited.
+    pub pool: Option<String>,
+    /// Attempts sent with it.
+    pub attempts: u64,
+    /// Answered (any body).
+    pub answered: u64,
+    /// Answered 429.
+    pub rate_limited: u64,
+    /// Answered 401 or 403.
+    pub auth_errors: u64,
+}
+
 /// An alert a replica raised.
 #[derive(Clone, Debug, Serialize)]
 pub struct AlertReport {
@@ -214,6 +231,13 @@ pub struct StrategyReport {
     pub shed_locally: u64,
     /// Measured requests that waited for a concurrency place.
     pub queued_locally: u64,
+    /// Keys a key pool disabled after a 401 or 403 (all replicas).
+    pub keys_disabled: u64,
+    /// Times a key pool rested a key after a 429 (all replicas).
+    pub key_rests: u64,
+    /// Per API key used, in the scenario's key order: the pool it draws on
+    /// and how its attempts ended.
+    pub keys: Vec<KeyReport>,
     /// Alerts raised (cost thresholds and limits), in the order raised.
     pub alerts: Vec<AlertReport>,
     /// Cost of measured requests.

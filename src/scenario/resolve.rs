@@ -223,6 +223,7 @@ pub(super) fn resolve(src: &Sources, m: Merged, default_name: &str) -> R<Scenari
                 name: k.name.clone(),
                 provider: pi,
                 pool,
+                revoked_at: k.revoked_at.map(|d| d.0),
             });
             provider_keys += 1;
         }
@@ -233,6 +234,7 @@ pub(super) fn resolve(src: &Sources, m: Merged, default_name: &str) -> R<Scenari
                 name,
                 provider: pi,
                 pool: None,
+                revoked_at: None,
             });
         }
         if pv.model.is_empty() {
@@ -658,6 +660,7 @@ pub(super) fn resolve(src: &Sources, m: Merged, default_name: &str) -> R<Scenari
             cost_guard: None,
             rate_limit: None,
             concurrency: None,
+            key_pool: None,
         }));
         tenants.push(TenantSpec {
             name: tv.name.clone(),
@@ -1016,6 +1019,18 @@ fn strategy(
         None => None,
         Some(r) => Some(rate_limit(src, file, r)?),
     };
+    let key_pool = sv.key_pool.as_ref().map(|k| {
+        use super::schema::KeySelectKind;
+        use crate::policy::keys::{KeyPoolConfig, KeySelect};
+        KeyPoolConfig {
+            select: match k.select.unwrap_or(KeySelectKind::RoundRobin) {
+                KeySelectKind::RoundRobin => KeySelect::RoundRobin,
+                KeySelectKind::LeastUsed => KeySelect::LeastUsed,
+                KeySelectKind::MostRemaining => KeySelect::MostRemaining,
+            },
+            rest: k.rest.map_or(SECS, |r| r.0),
+        }
+    });
     let concurrency = match &sv.concurrency {
         None => None,
         Some(c) => Some(concurrency(src, file, c)?),
@@ -1047,6 +1062,7 @@ fn strategy(
         cost_guard,
         rate_limit,
         concurrency,
+        key_pool,
     })
 }
 

@@ -129,6 +129,8 @@ pub struct KeySection {
     pub name: String,
     /// The pool whose limits this key shares; none means unlimited.
     pub pool: Option<Spanned<String>>,
+    /// From this time on the provider refuses the key with 401.
+    pub revoked_at: Option<Duration>,
 }
 
 /// `[[provider.model]]`.
@@ -413,6 +415,8 @@ pub struct StrategySection {
     pub rate_limit: Option<Spanned<RateLimitSection>>,
     /// Concurrency limit (default: none).
     pub concurrency: Option<Spanned<ConcurrencySection>>,
+    /// Key selection and key health (default: plain round-robin).
+    pub key_pool: Option<KeyPoolSection>,
     /// Keys to use per provider (default: all of the provider's keys, round-robin).
     #[serde(default)]
     pub keys: BTreeMap<String, Vec<Spanned<String>>>,
@@ -527,6 +531,28 @@ pub struct RateLimitSection {
     pub per: Option<LimitPerKind>,
     /// `wait` (default) or `shed`.
     pub when_empty: Option<WhenEmpty>,
+}
+
+/// How a key is picked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeySelectKind {
+    /// In turn.
+    RoundRobin,
+    /// Fewest in flight, then fewest sent.
+    LeastUsed,
+    /// Most requests left by the provider's last figures.
+    MostRemaining,
+}
+
+/// `[strategy.key_pool]`.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyPoolSection {
+    /// Selection; default `round_robin`.
+    pub select: Option<KeySelectKind>,
+    /// Rest after a 429 without `retry-after`; default 1s.
+    pub rest: Option<PositiveDuration>,
 }
 
 /// Concurrency limit kinds.

@@ -38,6 +38,7 @@ fn cfg() -> StrategyConfig {
         cost_guard: None,
         rate_limit: None,
         concurrency: None,
+        key_pool: None,
     }
 }
 
@@ -1129,4 +1130,75 @@ fn an_aimd_limit_backs_off_on_429s() {
         h.outcome(a, http(429, ErrorType::RateLimit, None));
     }
     assert_eq!(h.client.concurrency_limit(), Some(2));
+}
+
+fn with_key_pool() -> StrategyConfig {
+    StrategyConfig {
+        key_pool: Some(crate::policy::keys::KeyPoolConfig {
+            select: crate::policy::keys::KeySelect::RoundRobin,
+            rest: SECS,
+        }),
+        ..cfg()
+    }
+}
+
+fn key_of(actions: &[Action]) -> Option<u16> {
+    actions.iter().find_map(|a| match *a {
+        Action::Send { key, .. } => Some(key),
+        _ => None,
+    })
+}
+
+#[test]
+fn a_401_disables_the_key_and_retries_at_once_with_another() {
+    let mut h = Harness::new(with_key_pool(), 1);
+    let out = h.request(req(1));
+    let (a, ..) = sent(&out).unwrap();
+    assert_eq!(key_of(&out), Some(0));
+    let out = h.outcome(a, http(401, ErrorType::Authentication, None));
+    assert_eq!((key_of(&out), h.now), (Some(1), 0));
+    assert_eq!(h.client.key_events(), (1, 0));
+    // Key 0 is never used again.
+    for i in 2..6 {
+        assert_eq!(key_of(&h.request(req(i))), Some(1));
+    }
+}
+
+#[test]
+fn without_a_key_pool_a_401_is_final() {
+    let mut h = Harness::new(cfg(), 1);
+    let (a, ..) = sent(&h.request(req(1))).unwrap();
+    let out = h.outcome(a, http(401, ErrorType::Authentication, None));
+    assert_eq!(
+        result_of(finished(&out)),
+        RequestResult::Failed(FailReason::ClientError)
+    );
+}
+
+#[test]
+fn a_429_rests_the_key_and_the_retry_takes_another_without_its_retry_after() {
+    let mut h = Harness::new(with_key_pool(), 1);
+    let (a, ..) = sent(&h.request(req(1))).unwrap();
+    h.outcome(a, http(429, ErrorType::RateLimit, Some(20 * SECS)));
+    // The backoff (1 s), not the key's 20 s retry-after.
+    let out = h.next_timer().unwrap();
+    assert_eq!((h.now, key_of(&out)), (SECS, Some(1)));
+    // Until its retry-after, key 0 rests: new requests use key 1.
+    assert_eq!(key_of(&h.request(req(2))), Some(1));
+    assert_eq!(h.client.key_events(), (0, 1));
+}
+
+#[test]
+fn when_every_key_is_disabled_the_model_is_skipped() {
+    let mut c = with_key_pool();
+    c.models[1].keys = vec![0, 1];
+    let mut h = Harness::new(c, 1);
+    let (a, ..) = sent(&h.request(req(1))).unwrap();
+    let out = h.outcome(a, http(401, ErrorType::Authentication, None));
+    let (b, ..) = sent(&out).unwrap();
+    let out = h.outcome(b, http(401, ErrorType::Authentication, None));
+    assert_eq!(
+        result_of(finished(&out)),
+        RequestResult::Failed(FailReason::NoKeyAvailable)
+    );
 }

@@ -44,6 +44,7 @@ fn cfg(routing: RoutingConfig) -> StrategyConfig {
         cost_guard: None,
         rate_limit: None,
         concurrency: None,
+        key_pool: None,
     }
 }
 
