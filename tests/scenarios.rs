@@ -670,3 +670,33 @@ fn key_pools_more_keys_on_one_pool_add_nothing_and_a_revoked_key_is_dropped() {
     let rested = strategy(&r, "two-pools-rested");
     assert!(rested.success_rate > 0.999 && rested.key_rests > 0);
 }
+
+#[test]
+fn validation_fences_are_stripped_retries_repair_and_a_safe_default_answers() {
+    let sc = load_test_scenario("validation.toml");
+    let r = run(&sc);
+    let fail = strategy(&r, "fail-on-malformed");
+    let strict = strategy(&r, "strict-fences");
+    let retry = strategy(&r, "retry-malformed");
+    let safe = strategy(&r, "safe-default");
+    let v = &fail.validation;
+    let answers = v.valid + v.fenced + v.missing_fields + v.truncated + v.plain_text;
+    assert_eq!(answers, fail.attempts, "one counted body per attempt");
+    // About 6% fenced, 6% otherwise malformed (all draws are shared).
+    let share = |n: u64| n as f64 / answers as f64;
+    assert!(
+        (0.04..0.08).contains(&share(v.fenced)),
+        "{}",
+        share(v.fenced)
+    );
+    let bad = v.missing_fields + v.truncated + v.plain_text;
+    assert_eq!(fail.failures["malformed"], bad);
+    // Refusing fences fails the fenced answers too.
+    assert_eq!(strict.failures["malformed"], bad + strict.validation.fenced);
+    // Retrying a malformed answer repairs nearly all of them.
+    assert!(retry.success_rate > 0.999 && retry.amplification > 1.04);
+    // The safe default answers every request that would have failed.
+    assert_eq!(safe.success_rate, 1.0);
+    assert_eq!(safe.validation.safe_defaults, bad);
+    assert_eq!(safe.amplification, 1.0);
+}

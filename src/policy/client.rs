@@ -61,6 +61,7 @@ use super::rate_limit::{Admit, LimitPer, RateLimiter};
 use super::retry::{Disposition, FailureClass, RetryBudget};
 use super::routing::{Router, FAILURE_PENALTY};
 use super::throttle::AdaptiveThrottle;
+use super::validation::{ValidationConfig, ValidationCounts};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum TimerKind {
@@ -171,6 +172,7 @@ pub struct Client {
     shed: u64,
     queued: u64,
     keys: Option<KeyPool>,
+    validated: ValidationCounts,
 }
 
 fn attempt_id(req: Handle, lane: usize, serial: u32) -> AttemptId {
@@ -227,6 +229,7 @@ impl Client {
             shed: 0,
             queued: 0,
             keys: key_pool.map(KeyPool::new),
+            validated: ValidationCounts::default(),
         }
     }
 
@@ -292,6 +295,12 @@ impl Client {
         self.keys
             .as_ref()
             .map_or((0, 0), |p| (p.disabled(), p.rests()))
+    }
+
+    /// Complete answers to measured JSON requests by body kind, and safe
+    /// defaults given.
+    pub fn validation(&self) -> ValidationCounts {
+        self.validated
     }
 
     /// Measured requests the cost guard sent to the cheapest model.
@@ -870,7 +879,10 @@ impl Client {
         }
         match outcome {
             Outcome::Success { body, .. } => {
-                if body_acceptable(body, st.req.json) {
+                if st.req.json && st.req.measured {
+                    self.validated.record(body);
+                }
+                if cfg.validation.accepts(body, st.req.json) {
                     self.budget.on_attempt(true);
                     self.breakers[model].on_result(now, true);
                     st.last_model = live.model;
@@ -1131,6 +1143,17 @@ impl Client {
         let Some(st) = self.requests.remove(h) else {
             return;
         };
+        let mut result = result;
+        if result == RequestResult::Failed(FailReason::Malformed)
+            && st.req.json
+            && self.cfg.validation.safe_default
+        {
+            // The strategy's safe default answers instead.
+            result = RequestResult::Success;
+            if st.req.measured {
+                self.validated.safe_defaults += 1;
+            }
+        }
         if let Some(a) = self.armed.get_mut(h.index as usize) {
             *a = [0; LANES];
         }
@@ -1198,14 +1221,11 @@ fn cheapest(cfg: &StrategyConfig, chain: &Chain, req: &Request) -> ModelId {
         .unwrap_or(cfg.default_model)
 }
 
-/// Whether a client accepts a body: JSON requests take valid or fenced JSON
-/// (the fence is stripped); others take anything but a truncated body.
+/// Whether a client with the default validation accepts a body: JSON
+/// requests take valid or fenced JSON (the fence is stripped); others take
+/// anything but a truncated body.
 pub fn body_acceptable(body: BodyKind, json: bool) -> bool {
-    match body {
-        BodyKind::Valid | BodyKind::Fenced => true,
-        BodyKind::MissingFields | BodyKind::PlainText => !json,
-        BodyKind::Truncated => false,
-    }
+    ValidationConfig::default().accepts(body, json)
 }
 
 fn reason_of(c: FailureClass) -> FailReason {

@@ -14,6 +14,7 @@ use super::retry::{Backoff, BudgetConfig, Classifier};
 use super::routing::RoutingConfig;
 use super::throttle::ThrottleConfig;
 use super::timeout::Timeouts;
+use super::validation::ValidationConfig;
 
 /// Complexity tier of a task: picks timeouts and fallback chains.
 #[derive(
@@ -113,4 +114,6 @@ pub struct StrategyConfig {
     pub concurrency: Option<ConcurrencyConfig>,
     /// Key selection and key health (default: plain round-robin).
     pub key_pool: Option<KeyPoolConfig>,
+    /// What bodies are accepted, and the safe default.
+    pub validation: ValidationConfig,
 }

@@ -25,6 +25,7 @@ pub mod retry;
 pub mod routing;
 pub mod throttle;
 pub mod timeout;
+pub mod validation;
 pub mod window;
 
 pub use client::Client;

@@ -11,6 +11,7 @@ use crate::units::{NanoUsd, Nanos, MICROS, SECS};
 use super::hist::LatencyHist;
 use super::json::{
     AlertReport, Costs, Latencies, ModelReport, Series, StrategyReport, TenantReport, Tokens,
+    ValidationReport,
 };
 
 /// How an attempt ended, for per-model counts.
@@ -76,6 +77,8 @@ pub struct CoreCounters {
     pub keys_disabled: u64,
     /// Keys rested after a 429.
     pub key_rests: u64,
+    /// Answers to JSON requests by body kind, and safe defaults.
+    pub validation: crate::policy::validation::ValidationCounts,
 }
 
 /// Figures of one strategy.
@@ -277,6 +280,14 @@ impl Collector {
             keys_disabled: counters.keys_disabled,
             key_rests: counters.key_rests,
             keys: Vec::new(),
+            validation: ValidationReport {
+                valid: counters.validation.valid,
+                fenced: counters.validation.fenced,
+                missing_fields: counters.validation.missing_fields,
+                truncated: counters.validation.truncated,
+                plain_text: counters.validation.plain_text,
+                safe_defaults: counters.validation.safe_defaults,
+            },
             alerts: self.alerts,
             cost: Costs::from(cost),
             cost_per_1k_successes: per_1k.map(Costs::from),

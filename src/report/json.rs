@@ -149,6 +149,23 @@ pub struct Series {
     pub failures: BTreeMap<String, Vec<u32>>,
 }
 
+/// Complete answers to JSON requests by body kind.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct ValidationReport {
+    /// Valid JSON.
+    pub valid: u64,
+    /// JSON in a markdown fence.
+    pub fenced: u64,
+    /// JSON without the required fields.
+    pub missing_fields: u64,
+    /// Cut short.
+    pub truncated: u64,
+    /// Prose.
+    pub plain_text: u64,
+    /// Requests answered with the strategy's safe default.
+    pub safe_defaults: u64,
+}
+
 /// One API key's attempts (measured requests).
 #[derive(Clone, Debug, Serialize)]
 pub struct KeyReport {
@@ -238,6 +255,9 @@ pub struct StrategyReport {
     /// Per API key used, in the scenario's key order: the pool it draws on
     /// and how its attempts ended.
     pub keys: Vec<KeyReport>,
+    /// Complete answers to measured JSON requests by body kind, and safe
+    /// defaults given.
+    pub validation: ValidationReport,
     /// Alerts raised (cost thresholds and limits), in the order raised.
     pub alerts: Vec<AlertReport>,
     /// Cost of measured requests.

@@ -661,6 +661,7 @@ pub(super) fn resolve(src: &Sources, m: Merged, default_name: &str) -> R<Scenari
             rate_limit: None,
             concurrency: None,
             key_pool: None,
+            validation: Default::default(),
         }));
         tenants.push(TenantSpec {
             name: tv.name.clone(),
@@ -1019,6 +1020,10 @@ fn strategy(
         None => None,
         Some(r) => Some(rate_limit(src, file, r)?),
     };
+    let validation = crate::policy::validation::ValidationConfig {
+        accept_fenced: sv.validation.accept_fenced.unwrap_or(true),
+        safe_default: sv.validation.safe_default.unwrap_or(false),
+    };
     let key_pool = sv.key_pool.as_ref().map(|k| {
         use super::schema::KeySelectKind;
         use crate::policy::keys::{KeyPoolConfig, KeySelect};
@@ -1063,6 +1068,7 @@ fn strategy(
         rate_limit,
         concurrency,
         key_pool,
+        validation,
     })
 }
 

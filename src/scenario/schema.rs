@@ -417,6 +417,9 @@ pub struct StrategySection {
     pub concurrency: Option<Spanned<ConcurrencySection>>,
     /// Key selection and key health (default: plain round-robin).
     pub key_pool: Option<KeyPoolSection>,
+    /// What bodies a JSON request accepts, and a safe default.
+    #[serde(default)]
+    pub validation: ValidationSection,
     /// Keys to use per provider (default: all of the provider's keys, round-robin).
     #[serde(default)]
     pub keys: BTreeMap<String, Vec<Spanned<String>>>,
@@ -531,6 +534,17 @@ pub struct RateLimitSection {
     pub per: Option<LimitPerKind>,
     /// `wait` (default) or `shed`.
     pub when_empty: Option<WhenEmpty>,
+}
+
+/// `[strategy.validation]`.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValidationSection {
+    /// Strip a markdown fence and accept the JSON inside; default true.
+    pub accept_fenced: Option<bool>,
+    /// Answer a request that would fail as malformed with a safe default;
+    /// default false.
+    pub safe_default: Option<bool>,
 }
 
 /// How a key is picked.

@@ -206,6 +206,7 @@ pub fn run_strategy(
             let (disabled, rests) = c.key_events();
             counters.keys_disabled += disabled;
             counters.key_rests += rests;
+            counters.validation.merge(&c.validation());
         }
     }
     let names: Vec<String> = sc.world.models.iter().map(|m| m.name.clone()).collect();

@@ -39,6 +39,7 @@ fn cfg() -> StrategyConfig {
         rate_limit: None,
         concurrency: None,
         key_pool: None,
+        validation: Default::default(),
     }
 }
 
@@ -1201,4 +1202,39 @@ fn when_every_key_is_disabled_the_model_is_skipped() {
         result_of(finished(&out)),
         RequestResult::Failed(FailReason::NoKeyAvailable)
     );
+}
+
+#[test]
+fn a_safe_default_answers_what_would_fail_as_malformed_and_bodies_are_counted() {
+    let mut c = cfg();
+    c.validation.safe_default = true;
+    c.retry.max_retries = 0;
+    let mut h = Harness::new(c, 1);
+    let (a, ..) = sent(&h.request(req(1))).unwrap();
+    // Malformed falls back to b; b's body is prose too: the safe default.
+    let out = h.outcome(a, ok(BodyKind::PlainText));
+    let (b, model, _) = sent(&out).unwrap();
+    assert_eq!(model, 1);
+    let out = h.outcome(b, ok(BodyKind::MissingFields));
+    assert_eq!(result_of(finished(&out)), RequestResult::Success);
+    let v = h.client.validation();
+    assert_eq!((v.plain_text, v.missing_fields, v.safe_defaults), (1, 1, 1));
+    // Other failures are not turned into a default.
+    let (a, ..) = sent(&h.request(req(2))).unwrap();
+    let out = h.outcome(a, http(400, ErrorType::InvalidRequest, None));
+    assert_eq!(
+        result_of(finished(&out)),
+        RequestResult::Failed(FailReason::ClientError)
+    );
+}
+
+#[test]
+fn a_strict_client_refuses_fenced_json() {
+    let mut c = cfg();
+    c.validation.accept_fenced = false;
+    let mut h = Harness::new(c, 1);
+    let (a, ..) = sent(&h.request(req(1))).unwrap();
+    let out = h.outcome(a, ok(BodyKind::Fenced));
+    assert_eq!(sent(&out).map(|s| s.1), Some(1), "malformed: fall back");
+    assert_eq!(h.client.validation().fenced, 1);
 }

@@ -45,6 +45,7 @@ fn cfg(routing: RoutingConfig) -> StrategyConfig {
         rate_limit: None,
         concurrency: None,
         key_pool: None,
+        validation: Default::default(),
     }
 }
 
