@@ -77,7 +77,11 @@ fn bundled_scenario_reports_match_the_schema() {
         shorten(&mut sc);
         let v = report(&sc);
         assert_valid(&schemas, index, &v, &path.display().to_string());
-        // The runs did see their incidents.
+        // The runs did see their incidents (a scenario without any, such
+        // as the runaway loop, may well have no failure in its first minutes).
+        if sc.world.incidents.is_empty() {
+            continue;
+        }
         let failed = v["strategies"].as_array().into_iter().flatten().any(|s| {
             s["series"]["failures"]
                 .as_object()

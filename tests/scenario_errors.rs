@@ -746,3 +746,108 @@ fn breaker_and_window_limits() {
     ));
     assert!(e.message.contains("throttle window longer than 10m"), "{e}");
 }
+
+#[test]
+fn hedge_delays_that_make_no_sense() {
+    let e = err(&edit(
+        "fallback = { chain = [\"claude-sonnet-4\"] }",
+        "fallback = { chain = [\"claude-sonnet-4\"] }\nhedge = { delay = \"p100\" }",
+    ));
+    check(
+        &e,
+        53,
+        19,
+        "hedge delay `p100` is neither a duration nor a percentile",
+    );
+    check_hint(&e, "p95");
+    let e = err(&edit(
+        "fallback = { chain = [\"claude-sonnet-4\"] }",
+        "fallback = { chain = [\"claude-sonnet-4\"] }\nhedge = { delay = \"soon\" }",
+    ));
+    assert!(e.message.contains("neither a duration"), "{e}");
+    let e = err(&edit(
+        "fallback = { chain = [\"claude-sonnet-4\"] }",
+        "fallback = { chain = [\"claude-sonnet-4\"] }\nhedge = { delay = \"0s\" }",
+    ));
+    assert!(e.message.contains("doubles every attempt"), "{e}");
+    let e = err(&edit(
+        "fallback = { chain = [\"claude-sonnet-4\"] }",
+        "fallback = { chain = [\"claude-sonnet-4\"] }\nhedge = { to = \"elsewhere\" }",
+    ));
+    assert!(e.message.contains("unknown variant `elsewhere`"), "{e}");
+}
+
+#[test]
+fn cost_guards_that_cannot_work() {
+    let e = err(&edit(
+        "fallback = { chain = [\"claude-sonnet-4\"] }",
+        "fallback = { chain = [\"claude-sonnet-4\"] }\ncost_guard = { alerts_usd = [50, 10] }",
+    ));
+    check(
+        &e,
+        53,
+        14,
+        "cost guard alerts_usd must be in ascending order",
+    );
+    check_hint(&e, "[10, 50, 100, 500, 1000]");
+    let e = err(&edit(
+        "fallback = { chain = [\"claude-sonnet-4\"] }",
+        "fallback = { chain = [\"claude-sonnet-4\"] }\ncost_guard = { action = \"reject\" }",
+    ));
+    assert!(e.message.contains("no limit to act at"), "{e}");
+    let e = err(&edit(
+        "fallback = { chain = [\"claude-sonnet-4\"] }",
+        "fallback = { chain = [\"claude-sonnet-4\"] }\ncost_guard = { }",
+    ));
+    assert!(e.message.contains("no limit and no alert"), "{e}");
+    let e = err(&edit(
+        "fallback = { chain = [\"claude-sonnet-4\"] }",
+        "fallback = { chain = [\"claude-sonnet-4\"] }\ncost_guard = { daily_usd = -5 }",
+    ));
+    assert_eq!(e.line, 53, "{e}");
+    let e = err(&edit(
+        "fallback = { chain = [\"claude-sonnet-4\"] }",
+        "fallback = { chain = [\"claude-sonnet-4\"] }\ncost_guard = { daily_usd = 100, action = \"pray\" }",
+    ));
+    assert!(e.message.contains("unknown variant `pray`"), "{e}");
+}
+
+#[test]
+fn rate_and_concurrency_limits_that_cannot_work() {
+    let at = "fallback = { chain = [\"claude-sonnet-4\"] }";
+    let with = |extra: &str| err(&edit(at, &format!("{at}\n{extra}")));
+    let e = with("rate_limit = { burst = \"5s\" }");
+    check(&e, 53, 14, "a rate limit with neither rpm nor tpm");
+    check_hint(&e, "requests per minute");
+    let e = with("rate_limit = { rpm = 0 }");
+    assert!(e.message.contains("never send"), "{e}");
+    let e = with("rate_limit = { rpm = 60, per = \"team\" }");
+    assert!(e.message.contains("unknown variant `team`"), "{e}");
+    let e = with("concurrency = { kind = \"fixed\", initial = 3 }");
+    check(
+        &e,
+        53,
+        15,
+        "`initial` does not apply to a `fixed` concurrency limit",
+    );
+    let e = with("concurrency = { kind = \"aimd\", min = 50, initial = 10 }");
+    assert!(e.message.contains("impossible bounds"), "{e}");
+    check_hint(&e, "min <= initial <= max");
+    let e = with("concurrency = { kind = \"fixed\", limit = 0 }");
+    assert!(e.message.contains("impossible bounds"), "{e}");
+    let e = with("concurrency = { kind = \"aimd\", backoff = 1.0 }");
+    assert!(
+        e.message.contains("backoff must be above 0 and below 1"),
+        "{e}"
+    );
+}
+
+#[test]
+fn an_unknown_key_selection() {
+    let e = err(&edit(
+        "fallback = { chain = [\"claude-sonnet-4\"] }",
+        "fallback = { chain = [\"claude-sonnet-4\"] }\nkey_pool = { select = \"random\" }",
+    ));
+    assert_eq!(e.line, 53, "{e}");
+    assert!(e.message.contains("unknown variant `random`"), "{e}");
+}

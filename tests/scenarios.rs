@@ -485,3 +485,218 @@ fn slow_provider_latency_aware_routing_holds_the_tail() {
     // Moving traffic to the dearer model costs money.
     assert!(strategy(&r, "latency").cost.nano_usd > 2 * cost.cost.nano_usd);
 }
+
+#[test]
+fn slow_tail_hedging_cuts_p99_at_a_stated_extra_cost() {
+    let sc = load("slow-tail.toml");
+    let r = run(&sc);
+    let none = strategy(&r, "no-hedge");
+    let fixed = strategy(&r, "hedge-1.5s");
+    let p95 = strategy(&r, "hedge-p95");
+    let next = strategy(&r, "hedge-p95-next");
+    assert_eq!(none.hedges, 0);
+    for s in [fixed, p95, next] {
+        assert_eq!(s.requests, none.requests);
+        assert!(s.success_rate >= none.success_rate);
+        // The slow tail (5% of attempts, 10x slower) is p99 without a
+        // hedge; a hedge brings p99 down by at least a factor of three.
+        assert!(
+            s.latency.all.p99_us * 3 < none.latency.all.p99_us,
+            "{}: p99 {} vs {}",
+            s.name,
+            s.latency.all.p99_us,
+            none.latency.all.p99_us
+        );
+        // The median is untouched: hedges fire only for late attempts.
+        let (a, b) = (s.latency.all.p50_us, none.latency.all.p50_us);
+        assert!(a.abs_diff(b) * 100 <= b, "{}: p50 {a} vs {b}", s.name);
+        // Every hedge is one more attempt, and its loser is cancelled
+        // (unless the loser failed first, on a rare 500).
+        assert!(s.attempts >= s.requests + s.hedges);
+        let cancelled: u64 = s.models.iter().map(|m| m.cancelled).sum();
+        assert!(
+            cancelled <= s.hedges && cancelled * 100 >= s.hedges * 99,
+            "{}: {cancelled} of {}",
+            s.name,
+            s.hedges
+        );
+        assert!(s.hedge_wins > 0 && s.hedge_wins <= s.hedges);
+    }
+    // The stated price on the same model: at most 12% more cost for p95
+    // hedging (hedges are about 10% of requests, and a cancelled loser is
+    // billed only for what it had produced).
+    let extra = |s: &stormglass::report::StrategyReport| {
+        s.cost.nano_usd as f64 / none.cost.nano_usd as f64 - 1.0
+    };
+    assert!(
+        extra(fixed) > 0.0 && extra(fixed) < 0.08,
+        "{}",
+        extra(fixed)
+    );
+    assert!(extra(p95) > 0.0 && extra(p95) < 0.12, "{}", extra(p95));
+    // A later fixed delay hedges less often than the p95.
+    assert!(fixed.hedges < p95.hedges);
+    // Hedging to a pricier model buys the lowest p99.9, at a visible cost.
+    assert!(next.latency.all.p999_us < p95.latency.all.p999_us);
+    assert!(extra(next) > 2.0 * extra(p95));
+}
+
+#[test]
+fn runaway_loop_a_daily_guard_stops_it_at_its_limit() {
+    let sc = load("runaway-loop.toml");
+    let r = run(&sc);
+    let none = strategy(&r, "no-guard");
+    let alert = strategy(&r, "daily-alert");
+    let down = strategy(&r, "daily-downgrade");
+    let reject = strategy(&r, "daily-reject");
+    let usd = |s: &stormglass::report::StrategyReport| s.cost.nano_usd as f64 / 1e9;
+    // Unguarded, the loop burns thousands of dollars in three hours.
+    assert!(usd(none) > 4000.0, "{}", usd(none));
+    assert!(none.alerts.is_empty());
+    // An alert-only guard changes nothing but tells when it happened.
+    assert_eq!(alert.cost.nano_usd, none.cost.nano_usd);
+    // The rejecting guard stops at its 500 USD limit: only what was already
+    // in flight when it was reached is billed on top (under 5%).
+    assert!(
+        usd(reject) >= 500.0 && usd(reject) < 525.0,
+        "{}",
+        usd(reject)
+    );
+    assert!(reject.failures["cost_limit"] > 100_000);
+    assert_eq!(none.failures["cost_limit"], 0);
+    // Downgrading keeps answering, on the cheapest model, for a fraction.
+    assert!(down.success_rate > 0.99 && down.cost_downgraded > 100_000);
+    assert!(usd(down) < usd(none) / 4.0);
+    // Each threshold fires once, in order, with its time; the daily limit
+    // fires when spend reaches 500 USD, after the loop started at 1h.
+    for s in [alert, down, reject] {
+        let thresholds: Vec<u64> = s
+            .alerts
+            .iter()
+            .filter(|a| a.kind == "cost_threshold")
+            .map(|a| a.amount.nano_usd / 1_000_000_000)
+            .collect();
+        let want: &[u64] = if s.name == "daily-alert" {
+            &[10, 50, 100, 500, 1000]
+        } else {
+            &[10, 50, 100, 500]
+        };
+        assert_eq!(thresholds, want, "{}", s.name);
+        assert!(s.alerts.windows(2).all(|w| w[0].at_ns <= w[1].at_ns));
+        let limit: Vec<_> = s
+            .alerts
+            .iter()
+            .filter(|a| a.kind == "daily_limit")
+            .collect();
+        assert_eq!(limit.len(), 1);
+        assert!(limit[0].at_ns > 3600 * SECS && limit[0].spent.nano_usd >= 500_000_000_000);
+    }
+}
+
+/// Loads a scenario kept for tests under `tests/scenarios/`.
+fn load_test_scenario(name: &str) -> stormglass::scenario::Scenario {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/scenarios")
+        .join(name);
+    stormglass::scenario::load(&path).unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn client_limits_keep_a_burst_waiting_at_the_client_instead_of_in_429s_and_503s() {
+    let sc = load_test_scenario("client-limits.toml");
+    let r = run(&sc);
+    let model = |s: &stormglass::report::StrategyReport, name: &str| {
+        s.models.iter().find(|m| m.model == name).cloned().unwrap()
+    };
+    // Against the quota: the SDK's retries turn the burst into a storm
+    // (rejected calls count), the client-side rate limit just under the
+    // quota never meets a 429 and answers everything, later.
+    let sdk = strategy(&r, "sdk-quota");
+    let paced = strategy(&r, "paced");
+    assert!(model(sdk, "gpt-4o-mini").rate_limited > 1000);
+    assert_eq!(model(paced, "gpt-4o-mini").rate_limited, 0);
+    assert!(paced.success_rate > 0.999 && sdk.success_rate < 0.5);
+    assert_eq!(paced.amplification, 1.0);
+    assert!(paced.paced > 500 && paced.shed_locally == 0);
+    // The wait is bounded by the deadline.
+    assert!(paced.latency.all.max_us < 60_000_000);
+    // Against the slots: a bulkhead under them and an AIMD limit queue at
+    // the client; the SDK meets 503s and fails some requests.
+    let slots = strategy(&r, "sdk-slots");
+    let bulkhead = strategy(&r, "bulkhead");
+    let aimd = strategy(&r, "aimd");
+    assert!(model(slots, "gpt-4o").overloaded > 500);
+    assert!(slots.failures["overloaded"] > 100);
+    assert_eq!(model(bulkhead, "gpt-4o").overloaded, 0);
+    assert!(bulkhead.success_rate > 0.999 && bulkhead.queued_locally > 500);
+    // AIMD learns the limit from the 503s: a few, then it backs off.
+    assert!(model(aimd, "gpt-4o").overloaded * 4 < model(slots, "gpt-4o").overloaded);
+    assert!(aimd.success_rate > 0.99 && aimd.queued_locally > 500);
+}
+
+#[test]
+fn key_pools_more_keys_on_one_pool_add_nothing_and_a_revoked_key_is_dropped() {
+    let sc = load_test_scenario("key-pool.toml");
+    let r = run(&sc);
+    let one = strategy(&r, "one-key");
+    let same_pool = strategy(&r, "two-keys-one-pool");
+    let two_pools = strategy(&r, "two-keys-two-pools");
+    // A second key on project A's pool: the same successes, the 429s just
+    // spread over two keys, both shown drawing on the same pool.
+    assert_eq!(one.successes, same_pool.successes);
+    assert!(one.success_rate < 0.8);
+    assert_eq!(same_pool.keys.len(), 2);
+    assert!(same_pool
+        .keys
+        .iter()
+        .all(|k| k.pool.as_deref() == Some("openai/project-a") && k.rate_limited > 500));
+    // A key on another project's pool doubles the quota: everything passes.
+    assert!(two_pools.success_rate > 0.999);
+    assert_ne!(two_pools.keys[0].pool, two_pools.keys[1].pool);
+    // A key revoked at 2m: round-robin keeps sending half the traffic to it
+    // (and the SDKs do not retry a 401); a key pool disables it on its first
+    // 401 and retries at once with the other key.
+    let rr = strategy(&r, "revoked-round-robin");
+    let pool = strategy(&r, "revoked-pool");
+    let old = |s: &stormglass::report::StrategyReport| {
+        s.keys.iter().find(|k| k.key == "old").cloned().unwrap()
+    };
+    assert!(old(rr).auth_errors > 500 && rr.failures["client_error"] > 500);
+    assert_eq!(old(pool).auth_errors, 1);
+    assert_eq!(pool.keys_disabled, 1);
+    assert!(pool.success_rate > 0.999);
+    // Resting a 429ing key with most-remaining selection keeps the pools
+    // from being hit at all, nearly.
+    let rested = strategy(&r, "two-pools-rested");
+    assert!(rested.success_rate > 0.999 && rested.key_rests > 0);
+}
+
+#[test]
+fn validation_fences_are_stripped_retries_repair_and_a_safe_default_answers() {
+    let sc = load_test_scenario("validation.toml");
+    let r = run(&sc);
+    let fail = strategy(&r, "fail-on-malformed");
+    let strict = strategy(&r, "strict-fences");
+    let retry = strategy(&r, "retry-malformed");
+    let safe = strategy(&r, "safe-default");
+    let v = &fail.validation;
+    let answers = v.valid + v.fenced + v.missing_fields + v.truncated + v.plain_text;
+    assert_eq!(answers, fail.attempts, "one counted body per attempt");
+    // About 6% fenced, 6% otherwise malformed (all draws are shared).
+    let share = |n: u64| n as f64 / answers as f64;
+    assert!(
+        (0.04..0.08).contains(&share(v.fenced)),
+        "{}",
+        share(v.fenced)
+    );
+    let bad = v.missing_fields + v.truncated + v.plain_text;
+    assert_eq!(fail.failures["malformed"], bad);
+    // Refusing fences fails the fenced answers too.
+    assert_eq!(strict.failures["malformed"], bad + strict.validation.fenced);
+    // Retrying a malformed answer repairs nearly all of them.
+    assert!(retry.success_rate > 0.999 && retry.amplification > 1.04);
+    // The safe default answers every request that would have failed.
+    assert_eq!(safe.success_rate, 1.0);
+    assert_eq!(safe.validation.safe_defaults, bad);
+    assert_eq!(safe.amplification, 1.0);
+}

@@ -130,6 +130,17 @@ impl CircuitBreaker {
         }
     }
 
+    /// An attempt to the model was abandoned before it answered (the loser
+    /// of a hedge): no news of the model's health, but a half-open breaker
+    /// gets its probe back.
+    pub fn on_abandoned(&mut self) {
+        if let State::HalfOpen { in_flight } = self.state {
+            self.state = State::HalfOpen {
+                in_flight: in_flight.saturating_sub(1),
+            };
+        }
+    }
+
     /// An attempt to the model ended: `ok` is whether it succeeded (an
     /// outcome that says nothing about the model's health counts as a
     /// success, as in Polly). Returns true when this opened the breaker.

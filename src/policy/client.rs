@@ -29,6 +29,10 @@
 //! model after a backoff while retries remain, sent down the tier's fallback
 //! chain, or failed. The request's deadline ends it whatever it is doing.
 //! Every billed token goes into the [`CostLedger`].
+//!
+//! A request has two lanes for attempts: the main one, and one for a hedge
+//! (see [`super::hedge`]) that runs beside it. Each lane holds at most one
+//! live attempt, so an [`AttemptId`] names its request's slot and lane.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -43,15 +47,21 @@ use crate::units::{NanoUsd, Nanos};
 use crate::wire::{BodyKind, ErrorType, RateLimits};
 
 use super::breaker::CircuitBreaker;
+use super::concurrency::{ConcurrencyLimit, Signal};
 use super::config::StrategyConfig;
 use super::contract::{
-    Action, AttemptId, CancelReason, FailReason, ModelId, Outcome, Request, RequestResult,
+    Action, AttemptId, CancelReason, FailReason, KeyId, ModelId, Outcome, Request, RequestResult,
 };
 use super::cost::CostLedger;
+use super::cost_guard::{CostGuard, GuardAction};
 use super::fallback::{Chain, MAX_CHAIN};
+use super::hedge::{HedgeTarget, Hedger};
+use super::keys::KeyPool;
+use super::rate_limit::{Admit, LimitPer, RateLimiter};
 use super::retry::{Disposition, FailureClass, RetryBudget};
 use super::routing::{Router, FAILURE_PENALTY};
 use super::throttle::AdaptiveThrottle;
+use super::validation::{ValidationConfig, ValidationCounts};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum TimerKind {
@@ -59,14 +69,22 @@ enum TimerKind {
     FirstToken,
     Idle,
     End,
+    /// The main lane's attempt is late: send a hedge.
+    Hedge,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Timer {
     req: Handle,
     serial: u32,
+    lane: u8,
     kind: TimerKind,
 }
+
+/// The main lane and the hedge lane.
+const LANES: usize = 2;
+const MAIN: usize = 0;
+const HEDGE: usize = 1;
 
 #[derive(Clone, Copy, Debug)]
 struct Live {
@@ -80,6 +98,12 @@ struct Live {
     sent_at: Nanos,
     /// Let through by the retry budget (released when it ends).
     budgeted: bool,
+    /// When its hedge fires, if it may have one.
+    hedge_at: Option<Nanos>,
+    /// Whether it is the hedge.
+    hedge: bool,
+    /// The API key it went out with.
+    key: KeyId,
 }
 
 #[derive(Clone, Debug)]
@@ -93,12 +117,20 @@ struct ReqState {
     attempts: u32,
     prev_wait: Nanos,
     cost: NanoUsd,
-    live: Option<Live>,
+    /// The live attempt of each lane.
+    live: [Option<Live>; LANES],
+    /// Whether the request has had its hedge.
+    hedged: bool,
     wake_at: Option<Nanos>,
     last_fail: FailReason,
     last_model: ModelId,
     /// A retry the budget let through waits for its backoff.
     budgeted: bool,
+    /// The rate limiter has taken this attempt's share: it waits to be
+    /// sent with this key.
+    paced: Option<KeyId>,
+    /// Waiting in the concurrency limit's queue.
+    queued: bool,
 }
 
 /// One client replica of one strategy. See the module docs for the driving
@@ -113,10 +145,11 @@ pub struct Client {
     key_rr: Vec<u32>,
     ledger: CostLedger,
     cancelled: BTreeMap<AttemptId, (ModelId, bool, Handle)>,
-    /// Per request slot, the serial of what its timers may fire for (the live
-    /// attempt or the pending wake-up), 0 for nothing. Stale timers, which
-    /// are most timers, are dismissed here without touching request state.
-    armed: Vec<u32>,
+    /// Per request slot and lane, the serial of what its timers may fire
+    /// for (the live attempt or the pending wake-up), 0 for nothing. Stale
+    /// timers, which are most timers, are dismissed here without touching
+    /// request state.
+    armed: Vec<[u32; LANES]>,
     last_limits: Vec<RateLimits>,
     budget: RetryBudget,
     retries_denied: u64,
@@ -124,10 +157,31 @@ pub struct Client {
     throttles: Vec<AdaptiveThrottle>,
     throttled: u64,
     router: Router,
+    hedger: Option<Hedger>,
+    hedges: u64,
+    hedge_wins: u64,
+    guard: Option<CostGuard>,
+    downgraded: u64,
+    limiter: Option<RateLimiter>,
+    conc: Option<ConcurrencyLimit>,
+    /// Requests waiting for a concurrency place, oldest first (finished
+    /// ones are skipped when reached).
+    waiting: VecDeque<Handle>,
+    waiting_live: usize,
+    paced: u64,
+    shed: u64,
+    queued: u64,
+    keys: Option<KeyPool>,
+    validated: ValidationCounts,
 }
 
-fn attempt_id(req: Handle, serial: u32) -> AttemptId {
-    AttemptId((u64::from(serial) << 32) | u64::from(req.index))
+fn attempt_id(req: Handle, lane: usize, serial: u32) -> AttemptId {
+    AttemptId((u64::from(serial) << 32) | (u64::from(req.index) << 1) | lane as u64)
+}
+
+/// The request slot and lane an attempt id names.
+fn slot_lane(id: AttemptId) -> (u32, usize) {
+    ((id.0 as u32) >> 1, (id.0 & 1) as usize)
 }
 
 impl Client {
@@ -137,6 +191,10 @@ impl Client {
         let budget = cfg.budget;
         let breaker = cfg.breaker;
         let throttle = cfg.throttle;
+        let hedge = cfg.hedge;
+        let guard = cfg.cost_guard.clone();
+        let (rate_limit, concurrency) = (cfg.rate_limit, cfg.concurrency);
+        let key_pool = cfg.key_pool;
         let n = cfg.models.len();
         Self {
             cfg,
@@ -158,6 +216,20 @@ impl Client {
             throttled: 0,
             router: Router::new(n),
             last_limits: vec![RateLimits::default(); n],
+            hedger: hedge.map(|c| Hedger::new(c, n)),
+            hedges: 0,
+            hedge_wins: 0,
+            guard: guard.map(CostGuard::new),
+            downgraded: 0,
+            limiter: rate_limit.map(RateLimiter::new),
+            conc: concurrency.map(ConcurrencyLimit::new),
+            waiting: VecDeque::new(),
+            waiting_live: 0,
+            paced: 0,
+            shed: 0,
+            queued: 0,
+            keys: key_pool.map(KeyPool::new),
+            validated: ValidationCounts::default(),
         }
     }
 
@@ -184,6 +256,56 @@ impl Client {
     /// Attempts of measured requests that the adaptive throttle rejected locally.
     pub fn throttled(&self) -> u64 {
         self.throttled
+    }
+
+    /// Hedges sent for measured requests.
+    pub fn hedges(&self) -> u64 {
+        self.hedges
+    }
+
+    /// Measured requests answered by their hedge.
+    pub fn hedge_wins(&self) -> u64 {
+        self.hedge_wins
+    }
+
+    /// Attempts of measured requests the client's rate limit delayed.
+    pub fn paced(&self) -> u64 {
+        self.paced
+    }
+
+    /// Attempts of measured requests the client's rate or concurrency limit
+    /// shed.
+    pub fn shed(&self) -> u64 {
+        self.shed
+    }
+
+    /// Measured requests that waited in the concurrency limit's queue.
+    pub fn queued(&self) -> u64 {
+        self.queued
+    }
+
+    /// The concurrency limit now (adaptive ones move), if there is one.
+    pub fn concurrency_limit(&self) -> Option<u32> {
+        self.conc.as_ref().map(ConcurrencyLimit::limit)
+    }
+
+    /// Keys disabled after a 401 or 403, and times a key was rested after
+    /// a 429.
+    pub fn key_events(&self) -> (u64, u64) {
+        self.keys
+            .as_ref()
+            .map_or((0, 0), |p| (p.disabled(), p.rests()))
+    }
+
+    /// Complete answers to measured JSON requests by body kind, and safe
+    /// defaults given.
+    pub fn validation(&self) -> ValidationCounts {
+        self.validated
+    }
+
+    /// Measured requests the cost guard sent to the cheapest model.
+    pub fn downgraded(&self) -> u64 {
+        self.downgraded
     }
 
     /// How many times each model's breaker has opened.
@@ -216,16 +338,24 @@ impl Client {
         None
     }
 
-    fn push_timer(&mut self, at: Nanos, req: Handle, serial: u32, kind: TimerKind) {
-        self.timers.push(at, Timer { req, serial, kind });
+    fn push_timer(&mut self, at: Nanos, req: Handle, lane: usize, serial: u32, kind: TimerKind) {
+        self.timers.push(
+            at,
+            Timer {
+                req,
+                serial,
+                lane: lane as u8,
+                kind,
+            },
+        );
     }
 
-    fn arm(&mut self, h: Handle, serial: u32) {
+    fn arm(&mut self, h: Handle, lane: usize, serial: u32) {
         let i = h.index as usize;
         if self.armed.len() <= i {
-            self.armed.resize(i + 1, 0);
+            self.armed.resize(i + 1, [0; LANES]);
         }
-        self.armed[i] = serial;
+        self.armed[i][lane] = serial;
     }
 
     fn next_serial(&mut self) -> u32 {
@@ -234,25 +364,46 @@ impl Client {
     }
 
     fn timer_live(&self, at: Nanos, t: &Timer) -> bool {
-        if self.armed.get(t.req.index as usize) != Some(&t.serial) {
+        let lane = usize::from(t.lane);
+        if self.armed.get(t.req.index as usize).map(|a| a[lane]) != Some(t.serial) {
             return false;
         }
         let Some(st) = self.requests.get(t.req) else {
             return false;
         };
-        let live = st.live.filter(|l| l.serial == t.serial);
+        let live = st.live[lane].filter(|l| l.serial == t.serial);
         match t.kind {
-            TimerKind::Wake => st.wake_at == Some(at) && st.live.is_none(),
+            TimerKind::Wake => st.wake_at == Some(at) && st.live.iter().all(Option::is_none),
             TimerKind::FirstToken => live.is_some_and(|l| l.first_token_deadline == Some(at)),
             TimerKind::Idle => live.is_some_and(|l| l.idle_deadline == Some(at)),
             TimerKind::End => live.is_some_and(|l| l.end_deadline == at),
+            TimerKind::Hedge => {
+                !st.hedged
+                    && st.live[HEDGE].is_none()
+                    && live.is_some_and(|l| l.hedge_at == Some(at) && l.first_token.is_none())
+            }
         }
     }
 
     /// A user request arrives.
     pub fn handle_request(&mut self, now: Nanos, req: Request) {
         let (first, candidates) = self.router.route(&self.cfg, &req, &mut self.rng);
-        let chain = Chain::build(first, candidates, &self.cfg.chains[req.tier.index()]);
+        let mut chain = Chain::build(first, candidates, &self.cfg.chains[req.tier.index()]);
+        let mut reject = false;
+        if let Some(g) = self.guard.as_mut() {
+            if g.at_limit(now) {
+                match g.config().action {
+                    GuardAction::Alert => {}
+                    GuardAction::Downgrade => {
+                        chain = Chain::build(cheapest(&self.cfg, &chain, &req), &[], &[]);
+                        if req.measured {
+                            self.downgraded += 1;
+                        }
+                    }
+                    GuardAction::Reject => reject = true,
+                }
+            }
+        }
         let first = chain.get(0).unwrap_or(self.cfg.default_model);
         let h = self.requests.insert(ReqState {
             req,
@@ -264,15 +415,22 @@ impl Client {
             attempts: 0,
             prev_wait: 0,
             cost: NanoUsd::ZERO,
-            live: None,
+            live: [None; LANES],
+            hedged: false,
             wake_at: None,
             last_fail: FailReason::Deadline,
             last_model: first,
             budgeted: false,
+            paced: None,
+            queued: false,
         });
         self.budget.on_request(now);
         if req.deadline <= now {
             self.finish(h, RequestResult::Failed(FailReason::Deadline), None);
+            return;
+        }
+        if reject {
+            self.finish(h, RequestResult::Failed(FailReason::CostLimit), None);
             return;
         }
         // No timer for the deadline itself: every attempt's end timer is
@@ -284,12 +442,18 @@ impl Client {
         // Models whose breaker is open, or whose throttle rejects the
         // attempt locally, are skipped down the chain.
         let mut throttled = false;
-        loop {
+        let mut shed = false;
+        let mut no_key = false;
+        let key = loop {
             let Some(st) = self.requests.get_mut(h) else {
                 return;
             };
             let Some(m) = st.chain.get(st.pos) else {
-                let reason = if throttled {
+                let reason = if shed {
+                    FailReason::Shed
+                } else if no_key {
+                    FailReason::NoKeyAvailable
+                } else if throttled {
                     FailReason::Throttled
                 } else {
                     FailReason::NoModelAvailable
@@ -307,6 +471,32 @@ impl Client {
                 self.finish(h, RequestResult::Failed(reason), None);
                 return;
             }
+            if let Some(c) = &self.conc {
+                // Client-wide, so before any model is picked.
+                if !c.has_room() {
+                    if self.waiting_live < c.queue() {
+                        st.queued = true;
+                        self.waiting_live += 1;
+                        self.waiting.push_back(h);
+                        if st.req.measured {
+                            self.queued += 1;
+                        }
+                        // The wait ends with the time an attempt may start.
+                        let at = (st.req.deadline.saturating_sub(self.cfg.min_attempt_time) + 1)
+                            .min(st.req.deadline);
+                        st.wake_at = Some(at);
+                        let serial = self.next_serial();
+                        self.arm(h, MAIN, serial);
+                        self.push_timer(at, h, MAIN, serial, TimerKind::Wake);
+                    } else {
+                        if st.req.measured {
+                            self.shed += 1;
+                        }
+                        self.finish(h, RequestResult::Failed(FailReason::Shed), None);
+                    }
+                    return;
+                }
+            }
             let m = usize::from(m);
             let mut go = !self.breakers[m].is_open(now);
             if go {
@@ -322,37 +512,124 @@ impl Client {
                     }
                 }
             }
+            let mut key = None;
+            // A paced attempt's share was taken when it was paced, for this key.
+            let reserved = st.paced.take();
+            if go {
+                if let Some(k) = reserved {
+                    key = Some(k);
+                } else if let Some(p) = self.keys.as_mut() {
+                    key = p.pick(&self.cfg.models[m].keys, now, &mut self.key_rr[m]);
+                    if key.is_none() {
+                        go = false;
+                        no_key = true;
+                    }
+                }
+            }
+            if let (true, None, Some(l)) = (go, reserved, self.limiter.as_mut()) {
+                let k = key.unwrap_or_else(|| next_key(&self.cfg, &mut self.key_rr, m));
+                key = Some(k);
+                let latest = st
+                    .req
+                    .deadline
+                    .saturating_sub(self.cfg.min_attempt_time.max(1));
+                let tokens = u64::from(st.req.input_tokens) + u64::from(st.req.max_tokens);
+                match l.admit(now, limit_index(&self.cfg, l, m, k), tokens, latest) {
+                    Admit::Now => {}
+                    Admit::At(t) => {
+                        st.paced = Some(k);
+                        st.wake_at = Some(t);
+                        if st.req.measured {
+                            self.paced += 1;
+                        }
+                        let serial = self.next_serial();
+                        self.arm(h, MAIN, serial);
+                        self.push_timer(t, h, MAIN, serial, TimerKind::Wake);
+                        return;
+                    }
+                    Admit::Shed => {
+                        go = false;
+                        shed = true;
+                        if st.req.measured {
+                            self.shed += 1;
+                        }
+                    }
+                }
+            }
             // Only now may a half-open breaker count this as its probe.
             if go && self.breakers[m].allow(now) {
-                break;
+                break key;
             }
             st.pos += 1;
             st.retries_here = 0;
             st.prev_wait = 0;
+        };
+        let Some(st) = self.requests.get(h) else {
+            return;
+        };
+        let pos = st.pos;
+        let key = match (key, st.chain.get(pos)) {
+            (Some(k), _) => k,
+            (None, Some(m)) => next_key(&self.cfg, &mut self.key_rr, usize::from(m)),
+            (None, None) => return,
+        };
+        self.emit(now, h, MAIN, pos, key);
+    }
+
+    /// Lets queued requests go while the concurrency limit has room.
+    fn pump(&mut self, now: Nanos) {
+        while self.conc.as_ref().is_some_and(ConcurrencyLimit::has_room) {
+            let Some(h) = self.waiting.pop_front() else {
+                return;
+            };
+            let Some(st) = self.requests.get_mut(h) else {
+                continue;
+            };
+            if !std::mem::take(&mut st.queued) {
+                continue;
+            }
+            self.waiting_live -= 1;
+            st.wake_at = None;
+            self.send(now, h);
+        }
+    }
+
+    /// Sends the attempt of lane `lane` to the model at chain position `pos`
+    /// (the caller has checked breakers, throttles and time left).
+    fn emit(&mut self, now: Nanos, h: Handle, lane: usize, pos: usize, key: KeyId) {
+        if let Some(c) = self.conc.as_mut() {
+            c.acquire();
+        }
+        if let Some(p) = self.keys.as_mut() {
+            p.on_send(key);
         }
         let serial = self.next_serial();
-        self.arm(h, serial);
+        self.arm(h, lane, serial);
         let cfg = Arc::clone(&self.cfg);
         let Some(st) = self.requests.get_mut(h) else {
             return;
         };
-        let Some(model) = st.chain.get(st.pos) else {
+        let Some(model) = st.chain.get(pos) else {
             return;
         };
-        let info = &cfg.models[usize::from(model)];
-        let rr = &mut self.key_rr[usize::from(model)];
-        let key = info.keys[(*rr as usize) % info.keys.len().max(1)];
-        *rr = rr.wrapping_add(1);
         let timeouts = cfg.timeouts[st.req.tier.index()];
         let end = timeouts.attempt_deadline(now, st.req.deadline);
         let ft = timeouts.first_token.map(|t| now + t).filter(|&t| t < end);
-        let id = attempt_id(h, serial);
-        let try_on_model = st.tries[st.pos];
-        st.tries[st.pos] += 1;
+        let id = attempt_id(h, lane, serial);
+        let try_on_model = st.tries[pos];
+        st.tries[pos] += 1;
         st.attempts += 1;
         st.last_model = model;
         self.router.on_send(model);
-        st.live = Some(Live {
+        let hedge = lane == HEDGE;
+        let hedge_at = match &self.hedger {
+            Some(hg) if !hedge && !st.hedged => hg
+                .delay(usize::from(model))
+                .map(|d| now.saturating_add(d))
+                .filter(|&t| t < end),
+            _ => None,
+        };
+        st.live[lane] = Some(Live {
             id,
             serial,
             model,
@@ -361,8 +638,14 @@ impl Client {
             end_deadline: end,
             first_token: None,
             sent_at: now,
-            budgeted: std::mem::take(&mut st.budgeted),
+            budgeted: !hedge && std::mem::take(&mut st.budgeted),
+            hedge_at,
+            hedge,
+            key,
         });
+        if hedge && st.req.measured {
+            self.hedges += 1;
+        }
         self.actions.push_back(Action::Send {
             attempt: id,
             request: st.req.id,
@@ -375,38 +658,97 @@ impl Client {
             input_tokens: st.req.input_tokens,
             max_tokens: st.req.max_tokens,
             deadline: end,
-            hedge: false,
+            hedge,
         });
-        self.push_timer(end, h, serial, TimerKind::End);
+        self.push_timer(end, h, lane, serial, TimerKind::End);
         if let Some(ft) = ft {
-            self.push_timer(ft, h, serial, TimerKind::FirstToken);
+            self.push_timer(ft, h, lane, serial, TimerKind::FirstToken);
+        }
+        if let Some(at) = hedge_at {
+            self.push_timer(at, h, lane, serial, TimerKind::Hedge);
         }
     }
 
-    fn live_handle(&self, id: AttemptId) -> Option<Handle> {
-        let h = self.requests.handle_at(id.0 as u32)?;
+    /// The main attempt is late: one more attempt beside it, if the
+    /// deadline, the chain and the target's breaker allow.
+    fn hedge(&mut self, now: Nanos, h: Handle) {
+        let Some(target) = self.hedger.as_ref().map(|hg| hg.config().target) else {
+            return;
+        };
+        let Some(st) = self.requests.get_mut(h) else {
+            return;
+        };
+        if st.req.deadline.saturating_sub(now) < self.cfg.min_attempt_time.max(1) {
+            return;
+        }
+        let pos = match target {
+            HedgeTarget::Same => st.pos,
+            HedgeTarget::Next => st.pos + 1,
+        };
+        let Some(m) = st.chain.get(pos) else {
+            return;
+        };
+        if self.conc.as_ref().is_some_and(|c| !c.has_room()) {
+            return;
+        }
+        let mi = usize::from(m);
+        if self.breakers[mi].is_open(now) {
+            return;
+        }
+        let key = match self.keys.as_mut() {
+            Some(p) => match p.pick(&self.cfg.models[mi].keys, now, &mut self.key_rr[mi]) {
+                Some(k) => k,
+                None => return,
+            },
+            None => next_key(&self.cfg, &mut self.key_rr, mi),
+        };
+        if let Some(l) = self.limiter.as_mut() {
+            // A hedge never waits for the rate limit.
+            let tokens = u64::from(st.req.input_tokens) + u64::from(st.req.max_tokens);
+            if l.admit(now, limit_index(&self.cfg, l, mi, key), tokens, now) != Admit::Now {
+                return;
+            }
+        }
+        if !self.breakers[mi].allow(now) {
+            return;
+        }
+        st.hedged = true;
+        self.emit(now, h, HEDGE, pos, key);
+    }
+
+    /// The request and lane of a live attempt.
+    fn live_handle(&self, id: AttemptId) -> Option<(Handle, usize)> {
+        let (slot, lane) = slot_lane(id);
+        let h = self.requests.handle_at(slot)?;
         let st = self.requests.get(h)?;
-        st.live.filter(|l| l.id == id).map(|_| h)
+        st.live[lane].filter(|l| l.id == id).map(|_| (h, lane))
     }
 
     /// The first output token of an attempt arrived.
     pub fn handle_first_token(&mut self, now: Nanos, id: AttemptId) {
-        let Some(h) = self.live_handle(id) else {
+        let Some((h, lane)) = self.live_handle(id) else {
             return;
         };
-        if let Some(l) = self.requests.get_mut(h).and_then(|st| st.live.as_mut()) {
+        if let Some(l) = self
+            .requests
+            .get_mut(h)
+            .and_then(|st| st.live[lane].as_mut())
+        {
             if l.first_token.is_none() {
                 l.first_token = Some(now);
                 l.first_token_deadline = None;
                 let (model, ttft) = (l.model, now - l.sent_at);
                 self.router.on_sample(&self.cfg, model, ttft);
+                if let Some(hg) = self.hedger.as_mut() {
+                    hg.on_first_token(usize::from(model), ttft);
+                }
             }
         }
     }
 
     /// A later chunk of a stream arrived: restarts the between-chunks clock.
     pub fn handle_chunk(&mut self, now: Nanos, id: AttemptId) {
-        let Some(h) = self.live_handle(id) else {
+        let Some((h, lane)) = self.live_handle(id) else {
             return;
         };
         let Some(st) = self.requests.get_mut(h) else {
@@ -415,12 +757,14 @@ impl Client {
         let Some(bc) = self.cfg.timeouts[st.req.tier.index()].between_chunks else {
             return;
         };
-        let Some(l) = st.live.as_mut() else { return };
+        let Some(l) = st.live[lane].as_mut() else {
+            return;
+        };
         let at = now + bc;
         if at < l.end_deadline {
             l.idle_deadline = Some(at);
             let serial = l.serial;
-            self.push_timer(at, h, serial, TimerKind::Idle);
+            self.push_timer(at, h, lane, serial, TimerKind::Idle);
         }
     }
 
@@ -432,6 +776,11 @@ impl Client {
         outcome: Outcome,
         limits: RateLimits,
     ) {
+        self.outcome(now, id, outcome, limits);
+        self.pump(now);
+    }
+
+    fn outcome(&mut self, now: Nanos, id: AttemptId, outcome: Outcome, limits: RateLimits) {
         if let Outcome::Cancelled {
             input_tokens,
             output_tokens,
@@ -449,18 +798,21 @@ impl Client {
                 if let Some(st) = self.requests.get_mut(h) {
                     st.cost += cost;
                 }
+                spend(&mut self.guard, &mut self.actions, now, cost);
             }
             return;
         }
-        let Some(h) = self.live_handle(id) else {
+        let Some((h, lane)) = self.live_handle(id) else {
             return;
         };
         let cfg = Arc::clone(&self.cfg);
         let Some(st) = self.requests.get_mut(h) else {
             return;
         };
-        let Some(live) = st.live.take() else { return };
-        self.armed[h.index as usize] = 0;
+        let Some(live) = st.live[lane].take() else {
+            return;
+        };
+        self.armed[h.index as usize][lane] = 0;
         self.router.on_end(live.model);
         if live.budgeted {
             self.budget.on_retry_done();
@@ -484,6 +836,24 @@ impl Client {
                 t.on_accept(now);
             }
         }
+        if let Some(p) = self.keys.as_mut() {
+            let (status, retry_after) = match outcome {
+                Outcome::HttpError {
+                    status,
+                    retry_after,
+                    ..
+                } => (Some(status), retry_after),
+                _ => (None, None),
+            };
+            p.on_end(live.key, now, status, retry_after, limits);
+        }
+        if let Some(c) = self.conc.as_mut() {
+            c.release(if rejected_for_load {
+                Signal::Drop
+            } else {
+                Signal::Ok
+            });
+        }
         let (input, output) = match outcome {
             Outcome::Success {
                 input_tokens,
@@ -501,19 +871,30 @@ impl Client {
             Outcome::HttpError { .. } | Outcome::Cancelled { .. } => (0, 0),
         };
         if input > 0 || output > 0 {
-            st.cost +=
+            let cost =
                 self.ledger
                     .charge(model, &cfg.models[model], input, output, st.req.measured);
+            st.cost += cost;
+            spend(&mut self.guard, &mut self.actions, now, cost);
         }
         match outcome {
             Outcome::Success { body, .. } => {
-                if body_acceptable(body, st.req.json) {
+                if st.req.json && st.req.measured {
+                    self.validated.record(body);
+                }
+                if cfg.validation.accepts(body, st.req.json) {
                     self.budget.on_attempt(true);
                     self.breakers[model].on_result(now, true);
+                    st.last_model = live.model;
+                    if live.hedge && st.req.measured {
+                        self.hedge_wins += 1;
+                    }
+                    // First success wins: the other lane's attempt is cancelled.
+                    self.cancel_live(now, h, 1 - lane, CancelReason::HedgeLost);
                     let ft = live.first_token.unwrap_or(now);
                     self.finish(h, RequestResult::Success, Some(ft));
                 } else {
-                    self.failed(now, h, FailureClass::Malformed, None, None);
+                    self.failed(now, h, live.model, FailureClass::Malformed, None, None);
                 }
             }
             Outcome::HttpError {
@@ -523,11 +904,11 @@ impl Client {
                 should_retry,
             } => {
                 let class = FailureClass::of_http(status, error);
-                self.failed(now, h, class, retry_after, should_retry);
+                self.failed(now, h, live.model, class, retry_after, should_retry);
             }
             other => {
                 if let Some(class) = FailureClass::of(&other) {
-                    self.failed(now, h, class, None, None);
+                    self.failed(now, h, live.model, class, None, None);
                 }
             }
         }
@@ -535,6 +916,11 @@ impl Client {
 
     /// Timers that are due at `now` fire.
     pub fn handle_timeout(&mut self, now: Nanos) {
+        self.timeouts(now);
+        self.pump(now);
+    }
+
+    fn timeouts(&mut self, now: Nanos) {
         while let Some((at, t)) = self.timers.peek() {
             let t = *t;
             if at > now {
@@ -548,11 +934,15 @@ impl Client {
                 .requests
                 .get(t.req)
                 .is_some_and(|st| now >= st.req.deadline);
+            let lane = usize::from(t.lane);
             match t.kind {
                 _ if past_deadline => {
-                    self.cancel_live(now, t.req, CancelReason::Deadline);
+                    for l in 0..LANES {
+                        self.cancel_live(now, t.req, l, CancelReason::Deadline);
+                    }
                     self.finish(t.req, RequestResult::Failed(FailReason::Deadline), None);
                 }
+                TimerKind::Hedge => self.hedge(now, t.req),
                 TimerKind::Wake => {
                     if let Some(st) = self.requests.get_mut(t.req) {
                         st.wake_at = None;
@@ -565,42 +955,64 @@ impl Client {
                         TimerKind::Idle => CancelReason::IdleTimeout,
                         _ => CancelReason::TotalTimeout,
                     };
-                    self.cancel_live(now, t.req, reason);
-                    self.failed(now, t.req, FailureClass::Timeout, None, None);
+                    if let Some(model) = self.cancel_live(now, t.req, lane, reason) {
+                        self.failed(now, t.req, model, FailureClass::Timeout, None, None);
+                    }
                 }
             }
         }
     }
 
-    fn cancel_live(&mut self, now: Nanos, h: Handle, reason: CancelReason) {
-        let Some(st) = self.requests.get_mut(h) else {
-            return;
-        };
-        if let Some(l) = st.live.take() {
-            self.armed[h.index as usize] = 0;
-            self.router.on_end(l.model);
-            if l.budgeted {
-                self.budget.on_retry_done();
-            }
-            self.cancelled.insert(l.id, (l.model, st.req.measured, h));
-            if reason == CancelReason::Deadline {
+    /// Cancels the live attempt of `lane`, if any, and returns its model.
+    fn cancel_live(
+        &mut self,
+        now: Nanos,
+        h: Handle,
+        lane: usize,
+        reason: CancelReason,
+    ) -> Option<ModelId> {
+        let st = self.requests.get_mut(h)?;
+        let l = st.live[lane].take()?;
+        self.armed[h.index as usize][lane] = 0;
+        self.router.on_end(l.model);
+        if l.budgeted {
+            self.budget.on_retry_done();
+        }
+        if let Some(p) = self.keys.as_mut() {
+            p.on_cancel(l.key);
+        }
+        if let Some(c) = self.conc.as_mut() {
+            c.release(match reason {
+                CancelReason::Deadline | CancelReason::HedgeLost => Signal::Ignore,
+                _ => Signal::Drop,
+            });
+        }
+        self.cancelled.insert(l.id, (l.model, st.req.measured, h));
+        match reason {
+            CancelReason::Deadline => {
                 // Timeouts are counted where they are classified; a deadline
                 // cut is counted here, alike for breaker and budget, so that
                 // a probe is never left hanging.
                 self.breakers[usize::from(l.model)].on_result(now, false);
                 self.budget.on_attempt(false);
             }
-            self.actions.push_back(Action::Cancel {
-                attempt: l.id,
-                reason,
-            });
+            // Neither failed nor succeeded; a probe it held is freed.
+            CancelReason::HedgeLost => self.breakers[usize::from(l.model)].on_abandoned(),
+            _ => {}
         }
+        self.actions.push_back(Action::Cancel {
+            attempt: l.id,
+            reason,
+        });
+        Some(l.model)
     }
 
+    /// An attempt to `failed_model` failed with `class`.
     fn failed(
         &mut self,
         now: Nanos,
         h: Handle,
+        failed_model: ModelId,
         class: FailureClass,
         retry_after: Option<Nanos>,
         should_retry: Option<bool>,
@@ -621,7 +1033,7 @@ impl Client {
         let Some(st) = self.requests.get_mut(h) else {
             return;
         };
-        let model = usize::from(st.last_model);
+        let model = usize::from(failed_model);
         if matches!(
             class,
             FailureClass::ClientError | FailureClass::AuthError | FailureClass::InsufficientQuota
@@ -633,9 +1045,38 @@ impl Client {
         } else {
             self.budget.on_attempt(false);
             self.breakers[model].on_result(now, false);
-            self.router.on_sample(&cfg, st.last_model, FAILURE_PENALTY);
+            self.router.on_sample(&cfg, failed_model, FAILURE_PENALTY);
         }
         st.last_fail = reason_of(class);
+        if st.live.iter().any(Option::is_some) {
+            // The other lane's attempt may still answer; only when it too
+            // has failed do retries and fallback take over.
+            return;
+        }
+        // A retry goes to the model of the request's chain position (a
+        // hedge may have gone to the next one).
+        let model = st.chain.get(st.pos).map_or(model, usize::from);
+        // With a key pool, a refused key is the key's trouble, not the
+        // model's: another usable key of the model is tried at once after a
+        // 401/403, and without waiting for the resting key's retry-after
+        // after a 429.
+        let other_key = self
+            .keys
+            .as_ref()
+            .is_some_and(|p| p.another_usable(&cfg.models[model].keys, KeyId::MAX, now));
+        if other_key
+            && class == FailureClass::AuthError
+            && now.saturating_add(cfg.min_attempt_time) < st.req.deadline
+        {
+            self.send(now, h);
+            return;
+        }
+        if class == FailureClass::AuthError && self.keys.is_some() {
+            // No key of this model is left: the next model may have one.
+            disposition = Disposition::Fallback;
+        }
+        let retry_after =
+            retry_after.filter(|_| !(other_key && class == FailureClass::RateLimited));
         if disposition == Disposition::Retry && st.retries_here < retry.max_retries {
             let u = if retry.backoff.is_random() {
                 unit(self.rng.next_u64())
@@ -675,8 +1116,8 @@ impl Client {
                 } else {
                     st.wake_at = Some(wake);
                     let serial = self.next_serial();
-                    self.arm(h, serial);
-                    self.push_timer(wake, h, serial, TimerKind::Wake);
+                    self.arm(h, MAIN, serial);
+                    self.push_timer(wake, h, MAIN, serial, TimerKind::Wake);
                 }
                 return;
             }
@@ -702,11 +1143,25 @@ impl Client {
         let Some(st) = self.requests.remove(h) else {
             return;
         };
+        let mut result = result;
+        if result == RequestResult::Failed(FailReason::Malformed)
+            && st.req.json
+            && self.cfg.validation.safe_default
+        {
+            // The strategy's safe default answers instead.
+            result = RequestResult::Success;
+            if st.req.measured {
+                self.validated.safe_defaults += 1;
+            }
+        }
         if let Some(a) = self.armed.get_mut(h.index as usize) {
-            *a = 0;
+            *a = [0; LANES];
         }
         if st.budgeted {
             self.budget.on_retry_done();
+        }
+        if st.queued {
+            self.waiting_live -= 1;
         }
         self.budget.on_request_done();
         self.actions.push_back(Action::Finish {
@@ -722,14 +1177,55 @@ impl Client {
     }
 }
 
-/// Whether a client accepts a body: JSON requests take valid or fenced JSON
-/// (the fence is stripped); others take anything but a truncated body.
-pub fn body_acceptable(body: BodyKind, json: bool) -> bool {
-    match body {
-        BodyKind::Valid | BodyKind::Fenced => true,
-        BodyKind::MissingFields | BodyKind::PlainText => !json,
-        BodyKind::Truncated => false,
+/// The next key of `model`'s round-robin.
+fn next_key(cfg: &StrategyConfig, rr: &mut [u32], model: usize) -> KeyId {
+    let keys = &cfg.models[model].keys;
+    let r = &mut rr[model];
+    let key = keys
+        .get((*r as usize) % keys.len().max(1))
+        .copied()
+        .unwrap_or(0);
+    *r = r.wrapping_add(1);
+    key
+}
+
+/// Which of the rate limiter's bucket pairs an attempt to `model` with
+/// `key` goes through.
+fn limit_index(cfg: &StrategyConfig, l: &RateLimiter, model: usize, key: KeyId) -> usize {
+    match l.config().per {
+        LimitPer::Provider => usize::from(cfg.models[model].provider),
+        LimitPer::Key => usize::from(key),
     }
+}
+
+/// Feeds a bill to the cost guard, queueing the alerts it raises.
+fn spend(guard: &mut Option<CostGuard>, actions: &mut VecDeque<Action>, now: Nanos, cost: NanoUsd) {
+    if let Some(g) = guard.as_mut() {
+        g.on_spend(now, cost, |alert| {
+            actions.push_back(Action::Alert { at: now, alert })
+        });
+    }
+}
+
+/// The model of `chain` that would bill `req` least, at its prompt plus
+/// `max_tokens` (the first of equals).
+fn cheapest(cfg: &StrategyConfig, chain: &Chain, req: &Request) -> ModelId {
+    let est = |m: ModelId| {
+        let info = &cfg.models[usize::from(m)];
+        u128::from(req.input_tokens) * u128::from(info.price_in)
+            + u128::from(req.max_tokens) * u128::from(info.price_out)
+    };
+    (0..chain.len())
+        .filter_map(|i| chain.get(i))
+        .min_by_key(|&m| est(m))
+        .unwrap_or(cfg.default_model)
+}
+
+/// Whether a client with the default validation accepts a body: JSON
+/// requests take valid or fenced JSON (the fence is stripped); others take
+/// anything but a truncated body.
+pub fn body_acceptable(body: BodyKind, json: bool) -> bool {
+    ValidationConfig::default().accepts(body, json)
 }
 
 fn reason_of(c: FailureClass) -> FailReason {

@@ -4,11 +4,17 @@
 use serde::{Deserialize, Serialize};
 
 use super::breaker::BreakerConfig;
+use super::concurrency::ConcurrencyConfig;
 use super::contract::{KeyId, ModelId};
+use super::cost_guard::CostGuardConfig;
+use super::hedge::HedgeConfig;
+use super::keys::KeyPoolConfig;
+use super::rate_limit::RateLimitConfig;
 use super::retry::{Backoff, BudgetConfig, Classifier};
 use super::routing::RoutingConfig;
 use super::throttle::ThrottleConfig;
 use super::timeout::Timeouts;
+use super::validation::ValidationConfig;
 
 /// Complexity tier of a task: picks timeouts and fallback chains.
 #[derive(
@@ -46,6 +52,8 @@ pub struct ModelInfo {
     pub price_out: u64,
     /// Keys to rotate through (round-robin).
     pub keys: Vec<KeyId>,
+    /// Its provider's index (client-side rate limits per provider).
+    pub provider: u16,
 }
 
 /// Retry settings.
@@ -96,4 +104,16 @@ pub struct StrategyConfig {
     pub breaker: BreakerConfig,
     /// Adaptive client-side throttling (per model and replica).
     pub throttle: Option<ThrottleConfig>,
+    /// Hedged requests (default: none).
+    pub hedge: Option<HedgeConfig>,
+    /// Spending limits and alerts (default: none).
+    pub cost_guard: Option<CostGuardConfig>,
+    /// Client-side rate limits (default: none).
+    pub rate_limit: Option<RateLimitConfig>,
+    /// Concurrency limit (default: none).
+    pub concurrency: Option<ConcurrencyConfig>,
+    /// Key selection and key health (default: plain round-robin).
+    pub key_pool: Option<KeyPoolConfig>,
+    /// What bodies are accepted, and the safe default.
+    pub validation: ValidationConfig,
 }

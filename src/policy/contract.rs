@@ -5,6 +5,7 @@ use crate::units::{NanoUsd, Nanos};
 use crate::wire::{BodyKind, ErrorType};
 
 use super::config::Tier;
+use super::cost_guard::Alert;
 
 /// A model, by its index in the strategy's catalogue.
 pub type ModelId = u16;
@@ -37,10 +38,11 @@ pub struct Request {
 pub struct AttemptId(pub u64);
 
 impl AttemptId {
-    /// A small, dense index (the request's slot in the core, reused after
-    /// the request finishes) that a driver may use to keep its own per-attempt
-    /// record in a plain array instead of a map. At most one attempt per slot
-    /// is live at a time (no hedging yet); compare the whole id on lookup.
+    /// A small, dense index (the request's slot in the core and the lane of
+    /// the attempt, main or hedge, reused after the request finishes) that a
+    /// driver may use to keep its own per-attempt record in a plain array
+    /// instead of a map. At most one attempt per slot is live at a time;
+    /// compare the whole id on lookup.
     pub fn slot(self) -> usize {
         (self.0 & 0xFFFF_FFFF) as usize
     }
@@ -119,11 +121,17 @@ pub enum FailReason {
     NoModelAvailable,
     /// The client's adaptive throttle rejected it locally.
     Throttled,
+    /// A cost guard's limit was reached and its action is `reject`.
+    CostLimit,
+    /// The client's own rate or concurrency limit had no room in time.
+    Shed,
+    /// Every key of every model left was disabled or resting.
+    NoKeyAvailable,
 }
 
 impl FailReason {
     /// Every reason, in report order.
-    pub const ALL: [Self; 12] = [
+    pub const ALL: [Self; 15] = [
         Self::Deadline,
         Self::RateLimited,
         Self::QuotaExhausted,
@@ -136,6 +144,9 @@ impl FailReason {
         Self::Malformed,
         Self::NoModelAvailable,
         Self::Throttled,
+        Self::CostLimit,
+        Self::Shed,
+        Self::NoKeyAvailable,
     ];
 
     /// Name in reports.
@@ -153,6 +164,9 @@ impl FailReason {
             Self::Malformed => "malformed",
             Self::NoModelAvailable => "no_model_available",
             Self::Throttled => "throttled",
+            Self::CostLimit => "cost_limit",
+            Self::Shed => "shed",
+            Self::NoKeyAvailable => "no_key_available",
         }
     }
 
@@ -173,6 +187,8 @@ pub enum CancelReason {
     TotalTimeout,
     /// The request's deadline passed.
     Deadline,
+    /// The other attempt of a hedged request answered first.
+    HedgeLost,
 }
 
 /// The result of a request.
@@ -240,5 +256,12 @@ pub enum Action {
         cost: NanoUsd,
         /// Whether it counts in the measured figures.
         measured: bool,
+    },
+    /// Something a person should hear about (a cost threshold or limit).
+    Alert {
+        /// When it was raised.
+        at: Nanos,
+        /// What.
+        alert: Alert,
     },
 }

@@ -101,6 +101,7 @@ mod tests {
             price_in: pico_per_token(2.5),
             price_out: pico_per_token(10.0),
             keys: vec![0],
+            provider: 0,
         };
         let mut l = CostLedger::new(1);
         // 1000 in at 2.5/M + 500 out at 10/M = 0.0025 + 0.005 USD.

@@ -11,15 +11,21 @@
 
 pub mod breaker;
 pub mod client;
+pub mod concurrency;
 pub mod config;
 pub mod contract;
 pub mod cost;
+pub mod cost_guard;
 pub mod fallback;
 pub mod harness;
+pub mod hedge;
+pub mod keys;
+pub mod rate_limit;
 pub mod retry;
 pub mod routing;
 pub mod throttle;
 pub mod timeout;
+pub mod validation;
 pub mod window;
 
 pub use client::Client;

@@ -4,11 +4,15 @@
 
 use std::collections::BTreeMap;
 
+use crate::policy::cost_guard::Alert;
 use crate::policy::{CostLedger, FailReason, ModelId, RequestResult};
 use crate::units::{NanoUsd, Nanos, MICROS, SECS};
 
 use super::hist::LatencyHist;
-use super::json::{Costs, Latencies, ModelReport, Series, StrategyReport, TenantReport, Tokens};
+use super::json::{
+    AlertReport, Costs, Latencies, ModelReport, Series, StrategyReport, TenantReport, Tokens,
+    ValidationReport,
+};
 
 /// How an attempt ended, for per-model counts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,6 +61,24 @@ pub struct CoreCounters {
     pub breaker_opens: u64,
     /// Attempts rejected locally by the adaptive throttle.
     pub throttled_locally: u64,
+    /// Hedges sent.
+    pub hedges: u64,
+    /// Requests answered by their hedge.
+    pub hedge_wins: u64,
+    /// Requests the cost guard sent to the cheapest model.
+    pub cost_downgraded: u64,
+    /// Attempts the client's rate limit delayed.
+    pub paced: u64,
+    /// Attempts the client's rate or concurrency limit shed.
+    pub shed_locally: u64,
+    /// Requests that waited for a concurrency place.
+    pub queued_locally: u64,
+    /// Keys disabled after a 401 or 403.
+    pub keys_disabled: u64,
+    /// Keys rested after a 429.
+    pub key_rests: u64,
+    /// Answers to JSON requests by body kind, and safe defaults.
+    pub validation: crate::policy::validation::ValidationCounts,
 }
 
 /// Figures of one strategy.
@@ -74,6 +96,7 @@ pub struct Collector {
     offered: Vec<u32>,
     ok: Vec<u32>,
     failed: Vec<[u32; FailReason::ALL.len()]>,
+    alerts: Vec<AlertReport>,
 }
 
 impl Collector {
@@ -96,7 +119,20 @@ impl Collector {
             offered: vec![0; n],
             ok: vec![0; n],
             failed: vec![[0; FailReason::ALL.len()]; n],
+            alerts: Vec::new(),
         }
+    }
+
+    /// A replica raised an alert. Each kind fires at most once per
+    /// threshold or limit window and replica, so the list stays short.
+    pub fn on_alert(&mut self, at: Nanos, replica: u32, alert: Alert) {
+        self.alerts.push(AlertReport {
+            at_ns: at,
+            replica,
+            kind: alert.kind.name().to_owned(),
+            amount: Costs::from(alert.amount),
+            spent: Costs::from(alert.spent),
+        });
     }
 
     fn bucket(&self, t: Nanos) -> usize {
@@ -235,6 +271,24 @@ impl Collector {
             retries_denied: counters.retries_denied,
             breaker_opens: counters.breaker_opens,
             throttled_locally: counters.throttled_locally,
+            hedges: counters.hedges,
+            hedge_wins: counters.hedge_wins,
+            cost_downgraded: counters.cost_downgraded,
+            paced: counters.paced,
+            shed_locally: counters.shed_locally,
+            queued_locally: counters.queued_locally,
+            keys_disabled: counters.keys_disabled,
+            key_rests: counters.key_rests,
+            keys: Vec::new(),
+            validation: ValidationReport {
+                valid: counters.validation.valid,
+                fenced: counters.validation.fenced,
+                missing_fields: counters.validation.missing_fields,
+                truncated: counters.validation.truncated,
+                plain_text: counters.validation.plain_text,
+                safe_defaults: counters.validation.safe_defaults,
+            },
+            alerts: self.alerts,
             cost: Costs::from(cost),
             cost_per_1k_successes: per_1k.map(Costs::from),
             tokens,

@@ -149,6 +149,55 @@ pub struct Series {
     pub failures: BTreeMap<String, Vec<u32>>,
 }
 
+/// Complete answers to JSON requests by body kind.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct ValidationReport {
+    /// Valid JSON.
+    pub valid: u64,
+    /// JSON in a markdown fence.
+    pub fenced: u64,
+    /// JSON without the required fields.
+    pub missing_fields: u64,
+    /// Cut short.
+    pub truncated: u64,
+    /// Prose.
+    pub plain_text: u64,
+    /// Requests answered with the strategy's safe default.
+    pub safe_defaults: u64,
+}
+
+/// One API key's attempts (measured requests).
+#[derive(Clone, Debug, Serialize)]
+pub struct KeyReport {
+    /// Name.
+    pub key: String,
+    /// The quota pool it draws on (`provider/pool`), none if unlimited.
+    pub pool: Option<String>,
+    /// Attempts sent with it.
+    pub attempts: u64,
+    /// Answered (any body).
+    pub answered: u64,
+    /// Answered 429.
+    pub rate_limited: u64,
+    /// Answered 401 or 403.
+    pub auth_errors: u64,
+}
+
+/// An alert a replica raised.
+#[derive(Clone, Debug, Serialize)]
+pub struct AlertReport {
+    /// Virtual time it was raised.
+    pub at_ns: u64,
+    /// The replica that raised it.
+    pub replica: u32,
+    /// `cost_threshold`, `hourly_limit` or `daily_limit`.
+    pub kind: String,
+    /// The threshold or limit.
+    pub amount: Costs,
+    /// The spend it was measured on (total, or the window's).
+    pub spent: Costs,
+}
+
 /// Another tenant's figures.
 #[derive(Clone, Debug, Serialize)]
 pub struct TenantReport {
@@ -187,6 +236,30 @@ pub struct StrategyReport {
     pub breaker_opens: u64,
     /// Attempts of measured requests the adaptive throttle rejected locally.
     pub throttled_locally: u64,
+    /// Hedges sent for measured requests.
+    pub hedges: u64,
+    /// Measured requests answered by their hedge.
+    pub hedge_wins: u64,
+    /// Measured requests the cost guard sent to the cheapest model.
+    pub cost_downgraded: u64,
+    /// Attempts of measured requests the client's rate limit delayed.
+    pub paced: u64,
+    /// Attempts of measured requests the client's rate or concurrency limit shed.
+    pub shed_locally: u64,
+    /// Measured requests that waited for a concurrency place.
+    pub queued_locally: u64,
+    /// Keys a key pool disabled after a 401 or 403 (all replicas).
+    pub keys_disabled: u64,
+    /// Times a key pool rested a key after a 429 (all replicas).
+    pub key_rests: u64,
+    /// Per API key used, in the scenario's key order: the pool it draws on
+    /// and how its attempts ended.
+    pub keys: Vec<KeyReport>,
+    /// Complete answers to measured JSON requests by body kind, and safe
+    /// defaults given.
+    pub validation: ValidationReport,
+    /// Alerts raised (cost thresholds and limits), in the order raised.
+    pub alerts: Vec<AlertReport>,
     /// Cost of measured requests.
     pub cost: Costs,
     /// Cost per 1,000 successful requests.

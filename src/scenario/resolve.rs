@@ -223,6 +223,7 @@ pub(super) fn resolve(src: &Sources, m: Merged, default_name: &str) -> R<Scenari
                 name: k.name.clone(),
                 provider: pi,
                 pool,
+                revoked_at: k.revoked_at.map(|d| d.0),
             });
             provider_keys += 1;
         }
@@ -233,6 +234,7 @@ pub(super) fn resolve(src: &Sources, m: Merged, default_name: &str) -> R<Scenari
                 name,
                 provider: pi,
                 pool: None,
+                revoked_at: None,
             });
         }
         if pv.model.is_empty() {
@@ -654,6 +656,12 @@ pub(super) fn resolve(src: &Sources, m: Merged, default_name: &str) -> R<Scenari
             budget: BudgetConfig::Unlimited,
             breaker: BreakerConfig::None,
             throttle: None,
+            hedge: None,
+            cost_guard: None,
+            rate_limit: None,
+            concurrency: None,
+            key_pool: None,
+            validation: Default::default(),
         }));
         tenants.push(TenantSpec {
             name: tv.name.clone(),
@@ -716,6 +724,7 @@ fn model_infos(
             name: md.name.clone(),
             price_in: md.price_in,
             price_out: md.price_out,
+            provider: md.provider as u16,
             keys: keys_by_provider
                 .get(&md.provider)
                 .cloned()
@@ -999,6 +1008,39 @@ fn strategy(
         }
     };
 
+    let hedge = match &sv.hedge {
+        None => None,
+        Some(hs) => Some(hedge(src, file, hs)?),
+    };
+    let cost_guard = match &sv.cost_guard {
+        None => None,
+        Some(g) => Some(cost_guard(src, file, g)?),
+    };
+    let rate_limit = match &sv.rate_limit {
+        None => None,
+        Some(r) => Some(rate_limit(src, file, r)?),
+    };
+    let validation = crate::policy::validation::ValidationConfig {
+        accept_fenced: sv.validation.accept_fenced.unwrap_or(true),
+        safe_default: sv.validation.safe_default.unwrap_or(false),
+    };
+    let key_pool = sv.key_pool.as_ref().map(|k| {
+        use super::schema::KeySelectKind;
+        use crate::policy::keys::{KeyPoolConfig, KeySelect};
+        KeyPoolConfig {
+            select: match k.select.unwrap_or(KeySelectKind::RoundRobin) {
+                KeySelectKind::RoundRobin => KeySelect::RoundRobin,
+                KeySelectKind::LeastUsed => KeySelect::LeastUsed,
+                KeySelectKind::MostRemaining => KeySelect::MostRemaining,
+            },
+            rest: k.rest.map_or(SECS, |r| r.0),
+        }
+    });
+    let concurrency = match &sv.concurrency {
+        None => None,
+        Some(c) => Some(concurrency(src, file, c)?),
+    };
+
     Ok(StrategyConfig {
         name: sv.name.clone(),
         clients,
@@ -1021,6 +1063,12 @@ fn strategy(
         budget,
         breaker,
         throttle,
+        hedge,
+        cost_guard,
+        rate_limit,
+        concurrency,
+        key_pool,
+        validation,
     })
 }
 
@@ -1098,6 +1146,212 @@ fn budget(
             token_ratio: v.token_ratio.map_or(0.1, |r| r.0),
         },
     })
+}
+
+fn rate_limit(
+    src: &Sources,
+    file: FileId,
+    r: &Spanned<super::schema::RateLimitSection>,
+) -> R<crate::policy::rate_limit::RateLimitConfig> {
+    use super::schema::{LimitPerKind, WhenEmpty};
+    use crate::policy::rate_limit::{LimitPer, RateLimitConfig};
+    let v = r.get_ref();
+    if v.rpm.is_none() && v.tpm.is_none() {
+        return Err(src
+            .error_at(file, r, "a rate limit with neither rpm nor tpm")
+            .hint("give rpm (requests per minute), tpm (tokens per minute) or both"));
+    }
+    if v.rpm == Some(0) || v.tpm == Some(0) {
+        return Err(src
+            .error_at(file, r, "a rate limit of 0 per minute would never send")
+            .hint("leave the key out for no limit on it"));
+    }
+    let burst = v.burst.map_or(60 * SECS, |b| b.0);
+    limit_window(
+        src,
+        file,
+        r.span(),
+        burst,
+        "rate limit burst",
+        "the burst is how much refill a bucket holds; a minute is the provider's own window",
+    )?;
+    Ok(RateLimitConfig {
+        rpm: v.rpm,
+        tpm: v.tpm,
+        burst,
+        per: match v.per.unwrap_or(LimitPerKind::Provider) {
+            LimitPerKind::Provider => LimitPer::Provider,
+            LimitPerKind::Key => LimitPer::Key,
+        },
+        wait: v.when_empty.unwrap_or(WhenEmpty::Wait) == WhenEmpty::Wait,
+    })
+}
+
+fn concurrency(
+    src: &Sources,
+    file: FileId,
+    c: &Spanned<super::schema::ConcurrencySection>,
+) -> R<crate::policy::concurrency::ConcurrencyConfig> {
+    use super::schema::ConcurrencyKind;
+    use crate::policy::concurrency::ConcurrencyConfig;
+    let v = c.get_ref();
+    let (name, fixed) = match v.kind {
+        ConcurrencyKind::Fixed => ("fixed", true),
+        ConcurrencyKind::Aimd => ("aimd", false),
+    };
+    let given = [
+        ("limit", v.limit.is_some(), fixed),
+        ("initial", v.initial.is_some(), !fixed),
+        ("min", v.min.is_some(), !fixed),
+        ("max", v.max.is_some(), !fixed),
+        ("backoff", v.backoff.is_some(), !fixed),
+    ];
+    refuse_keys(
+        src,
+        file,
+        c,
+        &given,
+        |key| format!("`{key}` does not apply to a `{name}` concurrency limit"),
+        "concurrency",
+    )?;
+    // Most attempts in flight or requests queued per replica.
+    const MOST: u32 = 1_000_000;
+    let queue = v.queue.unwrap_or(0);
+    let limit = v.limit.unwrap_or(1000);
+    let (initial, min, max) = (
+        v.initial.unwrap_or(20),
+        v.min.unwrap_or(20),
+        v.max.unwrap_or(200),
+    );
+    let bad = if fixed {
+        limit == 0 || limit > MOST
+    } else {
+        min == 0 || min > initial || initial > max || max > MOST
+    };
+    if bad || queue > MOST {
+        return Err(src
+            .error_at(file, c, format!("concurrency limit `{name}` with impossible bounds"))
+            .hint(format!(
+                "limits from 1 to {MOST}, and for aimd 1 <= min <= initial <= max; a queue of at most {MOST}"
+            )));
+    }
+    let backoff = v.backoff.map_or(0.9, |b| b.0);
+    let backoff_ok = backoff > 0.0 && backoff < 1.0;
+    if !fixed && !backoff_ok {
+        return Err(src
+            .error_at(file, c, "an aimd backoff must be above 0 and below 1")
+            .hint(
+                "the limit is multiplied by it on a 429, 503, 529 or timeout; Netflix uses 0.9",
+            ));
+    }
+    Ok(if fixed {
+        ConcurrencyConfig::Fixed { limit, queue }
+    } else {
+        ConcurrencyConfig::Aimd {
+            initial,
+            min,
+            max,
+            backoff,
+            queue,
+        }
+    })
+}
+
+fn cost_guard(
+    src: &Sources,
+    file: FileId,
+    g: &Spanned<super::schema::CostGuardSection>,
+) -> R<crate::policy::cost_guard::CostGuardConfig> {
+    use super::schema::GuardActionKind;
+    use crate::policy::cost_guard::{CostGuardConfig, GuardAction};
+    use crate::units::NanoUsd;
+    // A billion USD: far beyond any budget, and far from overflowing nano-USD.
+    const MAX_USD: f64 = 1e9;
+    let v = g.get_ref();
+    let usd = |x: f64| -> R<NanoUsd> {
+        if x > MAX_USD {
+            return Err(src
+                .error_at(file, g, format!("a cost guard amount of {x} USD"))
+                .hint("amounts are in USD, at most a billion"));
+        }
+        Ok(NanoUsd((x * 1e9).round() as u64))
+    };
+    let hourly = v.hourly_usd.map(|x| usd(x.0)).transpose()?;
+    let daily = v.daily_usd.map(|x| usd(x.0)).transpose()?;
+    let alerts = v
+        .alerts_usd
+        .iter()
+        .map(|x| usd(x.0))
+        .collect::<R<Vec<_>>>()?;
+    if alerts.windows(2).any(|w| w[0] >= w[1]) {
+        return Err(src
+            .error_at(file, g, "cost guard alerts_usd must be in ascending order")
+            .hint("each threshold fires once, as total spend reaches it: e.g. [10, 50, 100, 500, 1000]"));
+    }
+    let action = match v.action.unwrap_or(GuardActionKind::Reject) {
+        GuardActionKind::Alert => GuardAction::Alert,
+        GuardActionKind::Downgrade => GuardAction::Downgrade,
+        GuardActionKind::Reject => GuardAction::Reject,
+    };
+    if hourly.is_none() && daily.is_none() {
+        if v.action.is_some() {
+            return Err(src
+                .error_at(file, g, "a cost guard `action` with no limit to act at")
+                .hint("give hourly_usd or daily_usd, or leave out `action` for alerts only"));
+        }
+        if alerts.is_empty() {
+            return Err(src
+                .error_at(file, g, "a cost guard with no limit and no alert")
+                .hint("give hourly_usd, daily_usd or alerts_usd"));
+        }
+    }
+    Ok(CostGuardConfig {
+        hourly,
+        daily,
+        alerts,
+        action,
+    })
+}
+
+fn hedge(
+    src: &Sources,
+    file: FileId,
+    hs: &Spanned<super::schema::HedgeSection>,
+) -> R<crate::policy::hedge::HedgeConfig> {
+    use crate::policy::hedge::{HedgeConfig, HedgeDelay, HedgeTarget};
+    let v = hs.get_ref();
+    let delay = match &v.delay {
+        None => HedgeDelay::Fixed(2 * SECS),
+        Some(d) => {
+            let text = d.get_ref().trim();
+            let bad = || {
+                src.error_at(file, d, format!("hedge delay `{text}` is neither a duration nor a percentile"))
+                    .hint("write a duration such as \"1.5s\", or a percentile of the model's observed time to first token such as \"p95\" (p1 to p99.9)")
+            };
+            if let Some(p) = text.strip_prefix('p') {
+                let p: f64 = p.parse().map_err(|_| bad())?;
+                if !(p.is_finite() && (1.0..=99.9).contains(&p)) {
+                    return Err(bad());
+                }
+                HedgeDelay::Quantile(p / 100.0)
+            } else {
+                let ns = crate::units::parse_duration(text).map_err(|_| bad())?;
+                if ns == 0 {
+                    return Err(src
+                        .error_at(file, d, "a hedge delay of 0 doubles every attempt")
+                        .hint(
+                            "give a delay near the model's usual time to first token, or \"p95\"",
+                        ));
+                }
+                HedgeDelay::Fixed(ns)
+            }
+        }
+    };
+    let target = match v.to.unwrap_or(super::schema::HedgeTo::Same) {
+        super::schema::HedgeTo::Same => HedgeTarget::Same,
+        super::schema::HedgeTo::Next => HedgeTarget::Next,
+    };
+    Ok(HedgeConfig { delay, target })
 }
 
 fn breaker(

@@ -129,6 +129,8 @@ pub struct KeySection {
     pub name: String,
     /// The pool whose limits this key shares; none means unlimited.
     pub pool: Option<Spanned<String>>,
+    /// From this time on the provider refuses the key with 401.
+    pub revoked_at: Option<Duration>,
 }
 
 /// `[[provider.model]]`.
@@ -405,6 +407,19 @@ pub struct StrategySection {
     pub breaker: Option<Spanned<BreakerSection>>,
     /// Adaptive client-side throttling per model (default: none).
     pub throttle: Option<ThrottleSection>,
+    /// Hedged requests (default: none).
+    pub hedge: Option<Spanned<HedgeSection>>,
+    /// Spending limits and alerts (default: none).
+    pub cost_guard: Option<Spanned<CostGuardSection>>,
+    /// Client-side rate limits (default: none).
+    pub rate_limit: Option<Spanned<RateLimitSection>>,
+    /// Concurrency limit (default: none).
+    pub concurrency: Option<Spanned<ConcurrencySection>>,
+    /// Key selection and key health (default: plain round-robin).
+    pub key_pool: Option<KeyPoolSection>,
+    /// What bodies a JSON request accepts, and a safe default.
+    #[serde(default)]
+    pub validation: ValidationSection,
     /// Keys to use per provider (default: all of the provider's keys, round-robin).
     #[serde(default)]
     pub keys: BTreeMap<String, Vec<Spanned<String>>>,
@@ -483,6 +498,153 @@ pub struct ThrottleSection {
     pub k: Option<Spanned<f64>>,
     /// The window (default 2m).
     pub window: Option<PositiveDuration>,
+}
+
+/// What a client-side rate limit is kept per.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LimitPerKind {
+    /// One bucket pair per provider.
+    Provider,
+    /// One bucket pair per API key.
+    Key,
+}
+
+/// What an attempt does when the rate limit has no room.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WhenEmpty {
+    /// Wait for room, bounded by the deadline.
+    Wait,
+    /// Do not send it.
+    Shed,
+}
+
+/// `[strategy.rate_limit]`: token buckets on requests and tokens per minute.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitSection {
+    /// Requests per minute.
+    pub rpm: Option<u64>,
+    /// Tokens per minute (prompt plus `max_tokens`).
+    pub tpm: Option<u64>,
+    /// Refill a bucket holds; default 60s.
+    pub burst: Option<PositiveDuration>,
+    /// `provider` (default) or `key`.
+    pub per: Option<LimitPerKind>,
+    /// `wait` (default) or `shed`.
+    pub when_empty: Option<WhenEmpty>,
+}
+
+/// `[strategy.validation]`.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValidationSection {
+    /// Strip a markdown fence and accept the JSON inside; default true.
+    pub accept_fenced: Option<bool>,
+    /// Answer a request that would fail as malformed with a safe default;
+    /// default false.
+    pub safe_default: Option<bool>,
+}
+
+/// How a key is picked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeySelectKind {
+    /// In turn.
+    RoundRobin,
+    /// Fewest in flight, then fewest sent.
+    LeastUsed,
+    /// Most requests left by the provider's last figures.
+    MostRemaining,
+}
+
+/// `[strategy.key_pool]`.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyPoolSection {
+    /// Selection; default `round_robin`.
+    pub select: Option<KeySelectKind>,
+    /// Rest after a 429 without `retry-after`; default 1s.
+    pub rest: Option<PositiveDuration>,
+}
+
+/// Concurrency limit kinds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConcurrencyKind {
+    /// A bulkhead.
+    Fixed,
+    /// Additive increase, multiplicative decrease.
+    Aimd,
+}
+
+/// `[strategy.concurrency]`: attempts in flight per replica.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConcurrencySection {
+    /// `fixed` or `aimd`.
+    pub kind: ConcurrencyKind,
+    /// `fixed`: attempts in flight (default 1000).
+    pub limit: Option<u32>,
+    /// Requests waiting for a place (default 0).
+    pub queue: Option<u32>,
+    /// `aimd`: starting limit (default 20).
+    pub initial: Option<u32>,
+    /// `aimd`: lowest limit (default 20).
+    pub min: Option<u32>,
+    /// `aimd`: highest limit (default 200).
+    pub max: Option<u32>,
+    /// `aimd`: factor on a drop (default 0.9).
+    pub backoff: Option<Probability>,
+}
+
+/// What a cost guard does at its limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GuardActionKind {
+    /// Raise an alert only.
+    Alert,
+    /// Send new requests to the cheapest model of their chain.
+    Downgrade,
+    /// Fail new requests at once.
+    Reject,
+}
+
+/// `[strategy.cost_guard]`: spending limits per hour and day, and alerts.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CostGuardSection {
+    /// USD per hour of virtual time.
+    pub hourly_usd: Option<Positive>,
+    /// USD per day of virtual time.
+    pub daily_usd: Option<Positive>,
+    /// Total spend, in USD, at which an alert fires (once each).
+    #[serde(default)]
+    pub alerts_usd: Vec<Positive>,
+    /// At a limit: `alert`, `downgrade` or `reject` (default `reject`).
+    pub action: Option<GuardActionKind>,
+}
+
+/// Where a hedge goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HedgeTo {
+    /// The same model.
+    Same,
+    /// The next model of the request's chain.
+    Next,
+}
+
+/// `[strategy.hedge]`: one more attempt beside a late one.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HedgeSection {
+    /// A duration (`"2s"`) or a percentile of the model's observed time to
+    /// first token (`"p95"`); default 2s (Polly v8).
+    pub delay: Option<Spanned<String>>,
+    /// `same` or `next`; default `same`.
+    pub to: Option<HedgeTo>,
 }
 
 /// `[strategy.routing]`: static routing by task type.

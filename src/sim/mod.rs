@@ -61,10 +61,20 @@ struct AttemptRec {
     client: u32,
     id: AttemptId,
     model: u16,
+    key: u16,
     input_tokens: u32,
     job: Option<JobId>,
     pending: Pending,
     measured: bool,
+}
+
+/// A key's measured attempts.
+#[derive(Default, Clone, Copy)]
+struct KeyCounts {
+    attempts: u64,
+    answered: u64,
+    rate_limited: u64,
+    auth_errors: u64,
 }
 
 #[derive(Default, Clone, Copy)]
@@ -110,6 +120,7 @@ struct Sim<'a> {
     in_flight: u64,
     collector: Collector,
     tenants: Vec<TenantCounts>,
+    keys: Vec<KeyCounts>,
     started: Vec<Started>,
     stats: RunStats,
 }
@@ -157,6 +168,7 @@ pub fn run_strategy(
             drain,
         ),
         tenants: vec![TenantCounts::default(); sc.traffic.tenants.len()],
+        keys: vec![KeyCounts::default(); sc.world.keys.len()],
         started: Vec::new(),
         stats: RunStats::default(),
     };
@@ -185,6 +197,16 @@ pub fn run_strategy(
             counters.retries_denied += c.retries_denied();
             counters.breaker_opens += c.breaker_opens();
             counters.throttled_locally += c.throttled();
+            counters.hedges += c.hedges();
+            counters.hedge_wins += c.hedge_wins();
+            counters.cost_downgraded += c.downgraded();
+            counters.paced += c.paced();
+            counters.shed_locally += c.shed();
+            counters.queued_locally += c.queued();
+            let (disabled, rests) = c.key_events();
+            counters.keys_disabled += disabled;
+            counters.key_rests += rests;
+            counters.validation.merge(&c.validation());
         }
     }
     let names: Vec<String> = sc.world.models.iter().map(|m| m.name.clone()).collect();
@@ -201,7 +223,22 @@ pub fn run_strategy(
         })
         .collect();
     let stats = sim.stats;
-    let report = sim.collector.into_report(
+    let keys = sc
+        .world
+        .keys
+        .iter()
+        .zip(&sim.keys)
+        .filter(|(_, c)| c.attempts > 0)
+        .map(|(k, c)| crate::report::json::KeyReport {
+            key: k.name.clone(),
+            pool: k.pool.map(|p| sc.world.pools[p].name.clone()),
+            attempts: c.attempts,
+            answered: c.answered,
+            rate_limited: c.rate_limited,
+            auth_errors: c.auth_errors,
+        })
+        .collect();
+    let mut report = sim.collector.into_report(
         &strategy.name,
         strategy.clients,
         &names,
@@ -209,6 +246,7 @@ pub fn run_strategy(
         counters,
         tenants,
     );
+    report.keys = keys;
     Ok((report, stats))
 }
 
@@ -338,6 +376,15 @@ impl Sim<'_> {
         };
         if rec.measured {
             self.collector.on_attempt_end(rec.model, end);
+            let k = &mut self.keys[usize::from(rec.key)];
+            match outcome {
+                Outcome::HttpError { status: 429, .. } => k.rate_limited += 1,
+                Outcome::HttpError {
+                    status: 401 | 403, ..
+                } => k.auth_errors += 1,
+                Outcome::Success { .. } => k.answered += 1,
+                _ => {}
+            }
         }
         self.clients[rec.client as usize].handle_outcome(now, rec.id, outcome, limits);
         self.after_input(now, rec.client);
@@ -361,6 +408,11 @@ impl Sim<'_> {
             match a {
                 Action::Send { .. } => self.send(now, c, a),
                 Action::Cancel { attempt, .. } => self.cancel(now, c, attempt),
+                Action::Alert { at, alert } => {
+                    if self.sender_of[c as usize] == Sender::Strategy {
+                        self.collector.on_alert(at, c, alert);
+                    }
+                }
                 Action::Finish {
                     result,
                     arrived,
@@ -412,6 +464,7 @@ impl Sim<'_> {
         self.stats.attempts += 1;
         if measured {
             self.collector.on_send(now, model);
+            self.keys[usize::from(key)].attempts += 1;
         }
         if let Sender::Tenant(t) = self.sender_of[c as usize] {
             if now >= self.sc.warmup {
@@ -430,6 +483,7 @@ impl Sim<'_> {
             client: c,
             id,
             model,
+            key,
             input_tokens,
             job: None,
             pending: Pending::Waiting,

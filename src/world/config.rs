@@ -122,6 +122,8 @@ pub struct KeySpec {
     pub provider: usize,
     /// Pool index, if the key is limited.
     pub pool: Option<usize>,
+    /// From this time on the key is refused with 401 (revoked or rotated).
+    pub revoked_at: Option<Nanos>,
 }
 
 /// What an incident hits.

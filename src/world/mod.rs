@@ -423,6 +423,17 @@ impl World {
             None => {}
         }
 
+        if cfg.keys[a.key].revoked_at.is_some_and(|t| now >= t) {
+            return Admission::Rejected(Rejection {
+                after: fast,
+                status: 401,
+                error: ErrorType::Authentication,
+                retry_after: None,
+                should_retry: Some(false),
+                limit: None,
+                limits: RateLimits::default(),
+            });
+        }
         let mut pool_limits = RateLimits::default();
         if let Some(pool) = cfg.keys[a.key].pool {
             let f = self.quota_factor(pool, now);

@@ -10,6 +10,7 @@ fn cfg() -> StrategyConfig {
         price_in: 1_000_000,  // 1 USD per million
         price_out: 2_000_000, // 2 USD per million
         keys,
+        provider: 0,
     };
     StrategyConfig {
         name: "t".into(),
@@ -33,6 +34,12 @@ fn cfg() -> StrategyConfig {
         budget: crate::policy::retry::BudgetConfig::Unlimited,
         breaker: crate::policy::breaker::BreakerConfig::None,
         throttle: None,
+        hedge: None,
+        cost_guard: None,
+        rate_limit: None,
+        concurrency: None,
+        key_pool: None,
+        validation: Default::default(),
     }
 }
 
@@ -739,4 +746,495 @@ fn no_attempt_starts_with_less_than_min_attempt_time_left() {
         result_of(finished(&out)),
         RequestResult::Failed(FailReason::Overloaded)
     );
+}
+
+fn hedged(
+    delay: crate::policy::hedge::HedgeDelay,
+    to: crate::policy::hedge::HedgeTarget,
+) -> StrategyConfig {
+    StrategyConfig {
+        hedge: Some(crate::policy::hedge::HedgeConfig { delay, target: to }),
+        ..cfg()
+    }
+}
+
+fn sends(actions: &[Action]) -> Vec<(AttemptId, u16, u32, bool)> {
+    actions
+        .iter()
+        .filter_map(|a| match *a {
+            Action::Send {
+                attempt,
+                model,
+                try_on_model,
+                hedge,
+                ..
+            } => Some((attempt, model, try_on_model, hedge)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn cancels(actions: &[Action]) -> Vec<(AttemptId, CancelReason)> {
+    actions
+        .iter()
+        .filter_map(|a| match *a {
+            Action::Cancel { attempt, reason } => Some((attempt, reason)),
+            _ => None,
+        })
+        .collect()
+}
+
+use crate::policy::hedge::{HedgeDelay, HedgeTarget};
+
+#[test]
+fn a_late_attempt_gets_one_hedge_and_the_first_success_cancels_the_other() {
+    let mut h = Harness::new(hedged(HedgeDelay::Fixed(2 * SECS), HedgeTarget::Same), 1);
+    let (a, ..) = sent(&h.request(req(1))).unwrap();
+    let out = h.next_timer().unwrap();
+    assert_eq!(h.now, 2 * SECS);
+    let s = sends(&out);
+    assert_eq!(s.len(), 1);
+    let (b, model, k, hedge) = s[0];
+    assert_eq!((model, k, hedge), (0, 1, true));
+    assert_ne!(a.slot(), b.slot(), "two live attempts, two slots");
+    // The hedge answers first: the main attempt is cancelled, then finished.
+    h.set_time(3 * SECS);
+    let out = h.outcome(b, ok(BodyKind::Valid));
+    assert_eq!(cancels(&out), [(a, CancelReason::HedgeLost)]);
+    assert_eq!(result_of(finished(&out)), RequestResult::Success);
+    assert_eq!((h.client.hedges(), h.client.hedge_wins()), (1, 1));
+    // The loser's tokens up to the cancel still cost.
+    let before = h.client.ledger().measured_total();
+    h.outcome(
+        a,
+        Outcome::Cancelled {
+            input_tokens: 1000,
+            output_tokens: 0,
+        },
+    );
+    assert_eq!(
+        h.client.ledger().measured_total().0 - before.0,
+        1_000_000,
+        "1000 prompt tokens at 1 USD per million"
+    );
+    assert_eq!(h.client.poll_timeout(), None);
+}
+
+#[test]
+fn the_main_attempt_winning_cancels_the_hedge() {
+    let mut h = Harness::new(hedged(HedgeDelay::Fixed(SECS), HedgeTarget::Next), 1);
+    let (a, ..) = sent(&h.request(req(1))).unwrap();
+    let out = h.next_timer().unwrap();
+    let (b, model, k, hedge) = sends(&out)[0];
+    assert_eq!(
+        (model, k, hedge),
+        (1, 0, true),
+        "the next model of the chain"
+    );
+    h.set_time(2 * SECS);
+    let out = h.outcome(a, ok(BodyKind::Valid));
+    assert_eq!(cancels(&out), [(b, CancelReason::HedgeLost)]);
+    assert_eq!(result_of(finished(&out)), RequestResult::Success);
+    assert_eq!((h.client.hedges(), h.client.hedge_wins()), (1, 0));
+}
+
+#[test]
+fn an_attempt_with_its_first_token_in_time_is_not_hedged() {
+    let mut h = Harness::new(hedged(HedgeDelay::Fixed(2 * SECS), HedgeTarget::Same), 1);
+    let (a, ..) = sent(&h.request(req(1))).unwrap();
+    h.set_time(SECS);
+    h.first_token(a);
+    // Only the attempt's end timer is left, far away.
+    assert!(h.client.poll_timeout().unwrap() > 20 * SECS);
+    assert_eq!(h.client.hedges(), 0);
+}
+
+#[test]
+fn a_failure_beside_a_running_attempt_waits_for_it_and_only_one_hedge_is_sent() {
+    let mut h = Harness::new(hedged(HedgeDelay::Fixed(SECS), HedgeTarget::Same), 1);
+    let (a, ..) = sent(&h.request(req(1))).unwrap();
+    let (b, ..) = sends(&h.next_timer().unwrap())[0];
+    // The hedge fails: no retry while the main attempt still runs.
+    h.set_time(2 * SECS);
+    assert!(h
+        .outcome(b, http(503, ErrorType::Overloaded, None))
+        .is_empty());
+    // The main attempt fails too: now the retry rules apply (backoff 1 s).
+    h.set_time(3 * SECS);
+    assert!(h
+        .outcome(a, http(503, ErrorType::Overloaded, None))
+        .is_empty());
+    let out = h.next_timer().unwrap();
+    let (c, model, k, hedge) = sends(&out)[0];
+    assert_eq!((h.now, model, k, hedge), (4 * SECS, 0, 2, false));
+    // The retry is late as well, but the request has had its hedge.
+    h.set_time(6 * SECS);
+    h.client.handle_timeout(h.now);
+    assert!(h.client.poll_action().is_none());
+    let out = h.outcome(c, ok(BodyKind::Valid));
+    assert_eq!(result_of(finished(&out)), RequestResult::Success);
+    assert_eq!(h.client.hedges(), 1);
+}
+
+#[test]
+fn the_deadline_cancels_both_attempts() {
+    let mut h = Harness::new(hedged(HedgeDelay::Fixed(SECS), HedgeTarget::Same), 1);
+    let (a, ..) = sent(&h.request(req(1))).unwrap();
+    let (b, ..) = sends(&h.next_timer().unwrap())[0];
+    let out = h.next_timer().unwrap();
+    assert_eq!(h.now, 30 * SECS);
+    assert_eq!(
+        cancels(&out),
+        [(a, CancelReason::Deadline), (b, CancelReason::Deadline)]
+    );
+    assert_eq!(
+        result_of(finished(&out)),
+        RequestResult::Failed(FailReason::Deadline)
+    );
+}
+
+#[test]
+fn a_percentile_delay_waits_for_samples_then_follows_them() {
+    let mut h = Harness::new(hedged(HedgeDelay::Quantile(0.95), HedgeTarget::Same), 1);
+    // Until the model has enough samples, nothing is hedged.
+    for i in 0..crate::policy::hedge::MIN_SAMPLES as u64 {
+        let t0 = h.now;
+        let r = Request {
+            deadline: t0 + 30 * SECS,
+            ..req(i)
+        };
+        let (a, ..) = sent(&h.request(r)).unwrap();
+        h.set_time(t0 + 100 * MILLIS + i * MILLIS);
+        assert!(h.first_token(a).is_empty());
+        h.set_time(t0 + SECS);
+        h.outcome(a, ok(BodyKind::Valid));
+    }
+    assert_eq!(h.client.hedges(), 0);
+    // Time to first token was 100..150 ms: the p95 is 147 ms.
+    let t0 = h.now;
+    let r = Request {
+        deadline: t0 + 30 * SECS,
+        ..req(1000)
+    };
+    assert!(sent(&h.request(r)).is_some());
+    let out = h.next_timer().unwrap();
+    assert_eq!(h.now - t0, 147 * MILLIS);
+    assert_eq!(sends(&out).len(), 1);
+}
+
+fn guarded(action: crate::policy::cost_guard::GuardAction) -> StrategyConfig {
+    let mut c = cfg();
+    // b is the cheaper model of the chain.
+    c.models[1].price_in = 100_000;
+    c.models[1].price_out = 200_000;
+    c.cost_guard = Some(crate::policy::cost_guard::CostGuardConfig {
+        hourly: Some(NanoUsd(2_000_000)),
+        daily: None,
+        alerts: vec![NanoUsd(1_000_000)],
+        action,
+    });
+    c
+}
+
+fn alerts(actions: &[Action]) -> Vec<(Nanos, crate::policy::cost_guard::AlertKind)> {
+    actions
+        .iter()
+        .filter_map(|a| match *a {
+            Action::Alert { at, alert } => Some((at, alert.kind)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_cost_guard_alerts_then_rejects_new_requests_until_the_next_hour() {
+    use crate::policy::cost_guard::{AlertKind, GuardAction, HOUR};
+    let mut h = Harness::new(guarded(GuardAction::Reject), 1);
+    // Each success bills 1.2 mUSD: the first crosses the 1 mUSD threshold,
+    // the second the 2 mUSD hourly limit.
+    let (a, ..) = sent(&h.request(req(1))).unwrap();
+    h.set_time(SECS);
+    let out = h.outcome(a, ok(BodyKind::Valid));
+    assert_eq!(alerts(&out), [(SECS, AlertKind::CostThreshold)]);
+    let (b, ..) = sent(&h.request(req(2))).unwrap();
+    h.set_time(2 * SECS);
+    let out = h.outcome(b, ok(BodyKind::Valid));
+    assert_eq!(alerts(&out), [(2 * SECS, AlertKind::HourlyLimit)]);
+    let out = h.request(req(3));
+    assert!(sent(&out).is_none());
+    assert_eq!(
+        result_of(finished(&out)),
+        RequestResult::Failed(FailReason::CostLimit)
+    );
+    // A new hour, a new budget.
+    h.set_time(HOUR);
+    let r = Request {
+        deadline: HOUR + 30 * SECS,
+        ..req(4)
+    };
+    assert!(sent(&h.request(r)).is_some());
+}
+
+#[test]
+fn a_downgrading_guard_sends_new_requests_to_the_cheapest_model_only() {
+    use crate::policy::cost_guard::GuardAction;
+    let mut h = Harness::new(guarded(GuardAction::Downgrade), 1);
+    for i in 0..2 {
+        let (a, model, _) = sent(&h.request(req(i))).unwrap();
+        assert_eq!(model, 0);
+        h.outcome(a, ok(BodyKind::Valid));
+    }
+    let (a, model, _) = sent(&h.request(req(3))).unwrap();
+    assert_eq!(model, 1, "b is the cheapest of the chain");
+    assert_eq!(h.client.downgraded(), 1);
+    // No fallback to the pricier model: the request fails on b.
+    let out = h.outcome(a, http(500, ErrorType::Server, None));
+    assert_eq!(
+        result_of(finished(&out)),
+        RequestResult::Failed(FailReason::ServerError)
+    );
+}
+
+fn rate_limited(wait: bool) -> StrategyConfig {
+    StrategyConfig {
+        rate_limit: Some(crate::policy::rate_limit::RateLimitConfig {
+            rpm: Some(60),
+            tpm: None,
+            burst: 2 * SECS,
+            per: crate::policy::rate_limit::LimitPer::Provider,
+            wait,
+        }),
+        ..cfg()
+    }
+}
+
+#[test]
+fn a_rate_limit_paces_attempts_and_sheds_what_would_miss_the_deadline() {
+    // 1 request per second, 2 deep.
+    let mut h = Harness::new(rate_limited(true), 1);
+    assert!(sent(&h.request(req(1))).is_some());
+    assert!(sent(&h.request(req(2))).is_some());
+    // The third waits a second for the bucket, then goes.
+    assert!(h.request(req(3)).is_empty());
+    assert_eq!(h.client.paced(), 1);
+    let out = h.next_timer().unwrap();
+    assert_eq!((h.now, sent(&out).map(|s| s.1)), (SECS, Some(0)));
+    // Reservations queue in order: the next ones wait 1 s more each, and
+    // one that could not start before its deadline is shed at once.
+    assert!(h.request(req(4)).is_empty());
+    let short = Request {
+        deadline: h.now + 1500 * MILLIS,
+        ..req(5)
+    };
+    let out = h.request(short);
+    assert_eq!(
+        result_of(finished(&out)),
+        RequestResult::Failed(FailReason::Shed)
+    );
+    // Shed on a, then on b (the same provider, the same bucket).
+    assert_eq!(h.client.shed(), 2);
+    let out = h.next_timer().unwrap();
+    assert_eq!((h.now, sent(&out).is_some()), (2 * SECS, true));
+}
+
+#[test]
+fn a_shedding_rate_limit_never_waits() {
+    let mut h = Harness::new(rate_limited(false), 1);
+    assert!(sent(&h.request(req(1))).is_some());
+    assert!(sent(&h.request(req(2))).is_some());
+    // Both models share one provider here: nothing left to fall back to.
+    let out = h.request(req(3));
+    assert_eq!(
+        result_of(finished(&out)),
+        RequestResult::Failed(FailReason::Shed)
+    );
+    assert_eq!(h.client.poll_timeout().map(|t| t >= 30 * SECS), Some(true));
+}
+
+#[test]
+fn per_key_limits_keep_a_bucket_per_key() {
+    let mut c = rate_limited(false);
+    if let Some(r) = c.rate_limit.as_mut() {
+        r.per = crate::policy::rate_limit::LimitPer::Key;
+        r.burst = SECS;
+    }
+    // Model a rotates keys 0 and 1: one request per key fits at once.
+    let mut h = Harness::new(c, 1);
+    assert!(sent(&h.request(req(1))).is_some());
+    assert!(sent(&h.request(req(2))).is_some());
+    // Both of a's keys are empty: the request moves on to b (key 2).
+    let (_, model, _) = sent(&h.request(req(3))).unwrap();
+    assert_eq!(model, 1);
+}
+
+fn bulkhead(limit: u32, queue: u32) -> StrategyConfig {
+    StrategyConfig {
+        concurrency: Some(crate::policy::concurrency::ConcurrencyConfig::Fixed { limit, queue }),
+        ..cfg()
+    }
+}
+
+#[test]
+fn a_bulkhead_queues_then_sheds_and_lets_the_queue_go_in_order() {
+    let mut h = Harness::new(bulkhead(1, 1), 1);
+    let (a, ..) = sent(&h.request(req(1))).unwrap();
+    assert!(h.request(req(2)).is_empty(), "queued");
+    let out = h.request(req(3));
+    assert_eq!(
+        result_of(finished(&out)),
+        RequestResult::Failed(FailReason::Shed)
+    );
+    assert_eq!((h.client.queued(), h.client.shed()), (1, 1));
+    h.set_time(SECS);
+    let out = h.outcome(a, ok(BodyKind::Valid));
+    // Request 1 finishes, and request 2 goes at once.
+    assert_eq!(result_of(finished(&out)), RequestResult::Success);
+    match out.iter().find(|a| matches!(a, Action::Send { .. })) {
+        Some(Action::Send { request, .. }) => assert_eq!(*request, 2),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_queued_request_gives_up_at_its_deadline() {
+    let mut h = Harness::new(bulkhead(1, 4), 1);
+    let (_a, ..) = sent(&h.request(req(1))).unwrap();
+    let short = Request {
+        deadline: 5 * SECS,
+        ..req(2)
+    };
+    assert!(h.request(short).is_empty());
+    let out = h.next_timer().unwrap();
+    assert_eq!(h.now, 5 * SECS);
+    assert_eq!(
+        result_of(finished(&out)),
+        RequestResult::Failed(FailReason::Deadline)
+    );
+    assert!(sent(&out).is_none());
+}
+
+#[test]
+fn an_aimd_limit_backs_off_on_429s() {
+    let mut c = cfg();
+    c.concurrency = Some(crate::policy::concurrency::ConcurrencyConfig::Aimd {
+        initial: 10,
+        min: 2,
+        max: 20,
+        backoff: 0.5,
+        queue: 100,
+    });
+    c.retry.max_retries = 0;
+    c.chains = [vec![], vec![], vec![]];
+    let mut h = Harness::new(c, 1);
+    for i in 0..3 {
+        let (a, ..) = sent(&h.request(req(i))).unwrap();
+        h.outcome(a, http(429, ErrorType::RateLimit, None));
+    }
+    assert_eq!(h.client.concurrency_limit(), Some(2));
+}
+
+fn with_key_pool() -> StrategyConfig {
+    StrategyConfig {
+        key_pool: Some(crate::policy::keys::KeyPoolConfig {
+            select: crate::policy::keys::KeySelect::RoundRobin,
+            rest: SECS,
+        }),
+        ..cfg()
+    }
+}
+
+fn key_of(actions: &[Action]) -> Option<u16> {
+    actions.iter().find_map(|a| match *a {
+        Action::Send { key, .. } => Some(key),
+        _ => None,
+    })
+}
+
+#[test]
+fn a_401_disables_the_key_and_retries_at_once_with_another() {
+    let mut h = Harness::new(with_key_pool(), 1);
+    let out = h.request(req(1));
+    let (a, ..) = sent(&out).unwrap();
+    assert_eq!(key_of(&out), Some(0));
+    let out = h.outcome(a, http(401, ErrorType::Authentication, None));
+    assert_eq!((key_of(&out), h.now), (Some(1), 0));
+    assert_eq!(h.client.key_events(), (1, 0));
+    // Key 0 is never used again.
+    for i in 2..6 {
+        assert_eq!(key_of(&h.request(req(i))), Some(1));
+    }
+}
+
+#[test]
+fn without_a_key_pool_a_401_is_final() {
+    let mut h = Harness::new(cfg(), 1);
+    let (a, ..) = sent(&h.request(req(1))).unwrap();
+    let out = h.outcome(a, http(401, ErrorType::Authentication, None));
+    assert_eq!(
+        result_of(finished(&out)),
+        RequestResult::Failed(FailReason::ClientError)
+    );
+}
+
+#[test]
+fn a_429_rests_the_key_and_the_retry_takes_another_without_its_retry_after() {
+    let mut h = Harness::new(with_key_pool(), 1);
+    let (a, ..) = sent(&h.request(req(1))).unwrap();
+    h.outcome(a, http(429, ErrorType::RateLimit, Some(20 * SECS)));
+    // The backoff (1 s), not the key's 20 s retry-after.
+    let out = h.next_timer().unwrap();
+    assert_eq!((h.now, key_of(&out)), (SECS, Some(1)));
+    // Until its retry-after, key 0 rests: new requests use key 1.
+    assert_eq!(key_of(&h.request(req(2))), Some(1));
+    assert_eq!(h.client.key_events(), (0, 1));
+}
+
+#[test]
+fn when_every_key_is_disabled_the_model_is_skipped() {
+    let mut c = with_key_pool();
+    c.models[1].keys = vec![0, 1];
+    let mut h = Harness::new(c, 1);
+    let (a, ..) = sent(&h.request(req(1))).unwrap();
+    let out = h.outcome(a, http(401, ErrorType::Authentication, None));
+    let (b, ..) = sent(&out).unwrap();
+    let out = h.outcome(b, http(401, ErrorType::Authentication, None));
+    assert_eq!(
+        result_of(finished(&out)),
+        RequestResult::Failed(FailReason::NoKeyAvailable)
+    );
+}
+
+#[test]
+fn a_safe_default_answers_what_would_fail_as_malformed_and_bodies_are_counted() {
+    let mut c = cfg();
+    c.validation.safe_default = true;
+    c.retry.max_retries = 0;
+    let mut h = Harness::new(c, 1);
+    let (a, ..) = sent(&h.request(req(1))).unwrap();
+    // Malformed falls back to b; b's body is prose too: the safe default.
+    let out = h.outcome(a, ok(BodyKind::PlainText));
+    let (b, model, _) = sent(&out).unwrap();
+    assert_eq!(model, 1);
+    let out = h.outcome(b, ok(BodyKind::MissingFields));
+    assert_eq!(result_of(finished(&out)), RequestResult::Success);
+    let v = h.client.validation();
+    assert_eq!((v.plain_text, v.missing_fields, v.safe_defaults), (1, 1, 1));
+    // Other failures are not turned into a default.
+    let (a, ..) = sent(&h.request(req(2))).unwrap();
+    let out = h.outcome(a, http(400, ErrorType::InvalidRequest, None));
+    assert_eq!(
+        result_of(finished(&out)),
+        RequestResult::Failed(FailReason::ClientError)
+    );
+}
+
+#[test]
+fn a_strict_client_refuses_fenced_json() {
+    let mut c = cfg();
+    c.validation.accept_fenced = false;
+    let mut h = Harness::new(c, 1);
+    let (a, ..) = sent(&h.request(req(1))).unwrap();
+    let out = h.outcome(a, ok(BodyKind::Fenced));
+    assert_eq!(sent(&out).map(|s| s.1), Some(1), "malformed: fall back");
+    assert_eq!(h.client.validation().fenced, 1);
 }

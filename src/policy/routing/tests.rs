@@ -12,6 +12,7 @@ fn cfg(routing: RoutingConfig) -> StrategyConfig {
         price_in,
         price_out,
         keys: vec![0],
+        provider: 0,
     };
     StrategyConfig {
         name: "r".into(),
@@ -39,6 +40,12 @@ fn cfg(routing: RoutingConfig) -> StrategyConfig {
         budget: BudgetConfig::Unlimited,
         breaker: BreakerConfig::None,
         throttle: None,
+        hedge: None,
+        cost_guard: None,
+        rate_limit: None,
+        concurrency: None,
+        key_pool: None,
+        validation: Default::default(),
     }
 }
 

@@ -1,0 +1,277 @@
+//! Client-side rate limiting: token buckets on requests and on tokens per
+//! minute, per provider or per key.
+//!
+//! A provider enforces its limits with 429s; a client that knows them can
+//! stay under them instead, and keep its 429s, its retries and the quota they
+//! burn for when something else goes wrong. LiteLLM's router takes `rpm` and
+//! `tpm` per deployment, and Guava's `RateLimiter` and tower's `RateLimit`
+//! pace calls to a rate. The rule here:
+//!
+//! - one bucket per provider (or per API key) for requests, and one for
+//!   tokens (prompt plus `max_tokens`, as OpenAI counts at admission); each
+//!   refills continuously at its limit per minute and holds at most `burst`
+//!   worth of refill (default a whole minute);
+//! - an attempt takes one request and its tokens from both buckets;
+//! - `wait` (the default): when a bucket is short, the attempt reserves what
+//!   it needs now (the bucket goes into debt, so later attempts queue behind
+//!   it in order, as Guava's `RateLimiter` does) and is sent once the debt
+//!   would be paid; if that is too late for the request's deadline (less
+//!   than `min_attempt_time` left), it is shed instead;
+//! - `shed`: when a bucket is short, the attempt is not sent: the request
+//!   moves down its fallback chain, or fails as `shed`.
+//!
+//! Amounts are integers: a bucket's level is kept in units x 60e9 (units of
+//! one nanosecond at one unit per minute), so refill is exact.
+
+use crate::units::{Nanos, SECS};
+
+const MINUTE: u128 = 60 * SECS as u128;
+
+/// What a rate limit is kept per.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LimitPer {
+    /// One bucket pair per provider.
+    Provider,
+    /// One bucket pair per API key.
+    Key,
+}
+
+/// Rate limit settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimitConfig {
+    /// Requests per minute.
+    pub rpm: Option<u64>,
+    /// Tokens per minute (prompt plus `max_tokens`).
+    pub tpm: Option<u64>,
+    /// How much refill a bucket holds.
+    pub burst: Nanos,
+    /// Per provider or per key.
+    pub per: LimitPer,
+    /// Wait for room (bounded by the deadline) or shed at once.
+    pub wait: bool,
+}
+
+/// One continuously refilling bucket, which may go into debt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Bucket {
+    /// Units per minute.
+    rate: u128,
+    /// Most it holds, in units x 60e9.
+    depth: i128,
+    /// Level at `at`, in units x 60e9; negative is debt.
+    level: i128,
+    at: Nanos,
+}
+
+impl Bucket {
+    /// A full bucket of `per_minute`, holding `burst` worth of refill.
+    pub fn new(per_minute: u64, burst: Nanos) -> Self {
+        let rate = u128::from(per_minute.max(1));
+        let depth = (rate * u128::from(burst)).min(i128::MAX as u128 / 4) as i128;
+        Self {
+            rate,
+            depth,
+            level: depth,
+            at: 0,
+        }
+    }
+
+    fn refill(&mut self, now: Nanos) {
+        if now > self.at {
+            let add = self.rate * u128::from(now - self.at);
+            self.level = self
+                .level
+                .saturating_add(add.min(i128::MAX as u128 / 4) as i128)
+                .min(self.depth);
+            self.at = now;
+        }
+    }
+
+    /// How long from `now` until `n` units are there (0: now).
+    pub fn wait_for(&mut self, now: Nanos, n: u64) -> Nanos {
+        self.refill(now);
+        let need = i128::from(n) * MINUTE as i128 - self.level;
+        if need <= 0 {
+            0
+        } else {
+            (need as u128).div_ceil(self.rate).min(u128::from(u64::MAX)) as Nanos
+        }
+    }
+
+    /// Takes `n` units at `now`, into debt if need be.
+    pub fn take(&mut self, now: Nanos, n: u64) {
+        self.refill(now);
+        self.level -= i128::from(n) * MINUTE as i128;
+    }
+
+    /// Units there at `now` (negative: debt), rounded down.
+    pub fn level(&mut self, now: Nanos) -> i64 {
+        self.refill(now);
+        (self.level.div_euclid(MINUTE as i128)).clamp(i64::MIN.into(), i64::MAX.into()) as i64
+    }
+}
+
+/// The buckets of one client: per provider or key, requests and tokens.
+#[derive(Clone, Debug)]
+pub struct RateLimiter {
+    cfg: RateLimitConfig,
+    buckets: Vec<(Option<Bucket>, Option<Bucket>)>,
+}
+
+/// The limiter's answer for one attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admit {
+    /// Send now (taken).
+    Now,
+    /// Taken; send at this time.
+    At(Nanos),
+    /// Not taken; do not send.
+    Shed,
+}
+
+impl RateLimiter {
+    /// Full buckets.
+    pub fn new(cfg: RateLimitConfig) -> Self {
+        Self {
+            cfg,
+            buckets: Vec::new(),
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> RateLimitConfig {
+        self.cfg
+    }
+
+    fn pair(&mut self, i: usize) -> &mut (Option<Bucket>, Option<Bucket>) {
+        if self.buckets.len() <= i {
+            let c = self.cfg;
+            self.buckets.resize(
+                i + 1,
+                (
+                    c.rpm.map(|r| Bucket::new(r, c.burst)),
+                    c.tpm.map(|t| Bucket::new(t, c.burst)),
+                ),
+            );
+        }
+        &mut self.buckets[i]
+    }
+
+    /// An attempt of `tokens` through bucket pair `i` (a provider or a key)
+    /// at `now`; with `wait`, it may be sent no later than `latest`.
+    pub fn admit(&mut self, now: Nanos, i: usize, tokens: u64, latest: Nanos) -> Admit {
+        let wait = self.cfg.wait;
+        let (r, t) = self.pair(i);
+        let w = r
+            .as_mut()
+            .map_or(0, |b| b.wait_for(now, 1))
+            .max(t.as_mut().map_or(0, |b| b.wait_for(now, tokens)));
+        if w > 0 && (!wait || now.saturating_add(w) > latest) {
+            return Admit::Shed;
+        }
+        if let Some(b) = r.as_mut() {
+            b.take(now, 1);
+        }
+        if let Some(b) = t.as_mut() {
+            b.take(now, tokens);
+        }
+        if w == 0 {
+            Admit::Now
+        } else {
+            Admit::At(now + w)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::units::MILLIS;
+    use proptest::prelude::*;
+
+    fn limiter(rpm: Option<u64>, tpm: Option<u64>, wait: bool) -> RateLimiter {
+        RateLimiter::new(RateLimitConfig {
+            rpm,
+            tpm,
+            burst: 6 * SECS,
+            per: LimitPer::Provider,
+            wait,
+        })
+    }
+
+    #[test]
+    fn a_full_bucket_lets_its_burst_through_then_paces() {
+        // 600 rpm = 10/s; 6 s of burst = 60 requests at once.
+        let mut l = limiter(Some(600), None, true);
+        for _ in 0..60 {
+            assert_eq!(l.admit(0, 0, 0, u64::MAX), Admit::Now);
+        }
+        // Then one every 100 ms, queued in order.
+        assert_eq!(l.admit(0, 0, 0, u64::MAX), Admit::At(100 * MILLIS));
+        assert_eq!(l.admit(0, 0, 0, u64::MAX), Admit::At(200 * MILLIS));
+        assert_eq!(
+            l.admit(150 * MILLIS, 0, 0, u64::MAX),
+            Admit::At(300 * MILLIS)
+        );
+    }
+
+    #[test]
+    fn a_wait_past_the_latest_start_is_shed_and_takes_nothing() {
+        let mut l = limiter(Some(600), None, true);
+        for _ in 0..60 {
+            l.admit(0, 0, 0, u64::MAX);
+        }
+        assert_eq!(l.admit(0, 0, 0, 50 * MILLIS), Admit::Shed);
+        assert_eq!(l.admit(0, 0, 0, u64::MAX), Admit::At(100 * MILLIS));
+    }
+
+    #[test]
+    fn shedding_never_waits() {
+        let mut l = limiter(None, Some(60_000), false);
+        // 1,000 tokens/s, 6,000 deep.
+        assert_eq!(l.admit(0, 0, 5_000, u64::MAX), Admit::Now);
+        assert_eq!(l.admit(0, 0, 5_000, u64::MAX), Admit::Shed);
+        assert_eq!(l.admit(4 * SECS, 0, 5_000, u64::MAX), Admit::Now);
+    }
+
+    #[test]
+    fn providers_have_their_own_buckets() {
+        let mut l = limiter(Some(60), None, false);
+        for _ in 0..6 {
+            assert_eq!(l.admit(0, 0, 0, 0), Admit::Now);
+        }
+        assert_eq!(l.admit(0, 0, 0, 0), Admit::Shed);
+        assert_eq!(l.admit(0, 3, 0, 0), Admit::Now);
+    }
+
+    proptest! {
+        /// Over any run of attempts, what is sent by time T is at most the
+        /// bucket's depth plus its refill up to T: the limit holds.
+        #[test]
+        fn never_more_than_depth_plus_refill(
+            gaps in proptest::collection::vec(0u64..200_000_000, 1..400),
+            wait in any::<bool>(),
+        ) {
+            let mut l = limiter(Some(600), None, wait);
+            let mut now = 0;
+            let mut sends = Vec::new();
+            for g in gaps {
+                now += g;
+                match l.admit(now, 0, 0, now + 2 * SECS) {
+                    Admit::Now => sends.push(now),
+                    Admit::At(t) => {
+                        prop_assert!(t > now && t <= now + 2 * SECS);
+                        sends.push(t);
+                    }
+                    Admit::Shed => {}
+                }
+            }
+            sends.sort_unstable();
+            for (i, &t) in sends.iter().enumerate() {
+                // 60 deep, 10 per second.
+                let allowed = 60 + t / (100 * MILLIS);
+                prop_assert!((i as u64) < allowed, "{} sends by {}", i + 1, t);
+            }
+        }
+    }
+}
