@@ -303,6 +303,9 @@ where
     app.close();
     graceful.shutdown().await;
     ticker.abort();
+    if let Some(logger) = &app.logger {
+        logger.flush();
+    }
     Ok(())
 }
 

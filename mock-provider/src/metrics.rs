@@ -9,8 +9,8 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::Write as _;
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// Upper bounds (seconds) of the latency histogram's buckets.
@@ -140,37 +140,66 @@ pub(crate) fn redact(key: &str) -> String {
     format!("{head}...{tail}")
 }
 
-/// Writes log lines on a thread of its own, so a request never waits for
-/// the terminal.
-#[derive(Clone)]
+/// Log lines waiting to be written, at most this many bytes; beyond, lines
+/// are counted and dropped rather than held.
+const LOG_BUFFER: usize = 16 << 20;
+
+#[derive(Default)]
+struct LogBuf {
+    text: Mutex<String>,
+    dropped: AtomicU64,
+}
+
+/// Collects log lines in a buffer that a thread of its own writes out every
+/// 50 ms: a request never waits for the terminal, and no request wakes a
+/// thread (a channel that woke the writer per line cost half the server's
+/// throughput in context switches).
+#[derive(Clone, Default)]
 pub(crate) struct Logger {
-    tx: mpsc::Sender<String>,
+    buf: Arc<LogBuf>,
 }
 
 impl Logger {
     /// A logger writing to standard error.
     pub(crate) fn stderr() -> Self {
-        let (tx, rx) = mpsc::channel::<String>();
-        // Without a thread, the receiver is gone and lines are dropped:
-        // better than failing requests.
+        let logger = Self::default();
+        let writer = logger.clone();
+        // Without a thread, lines pile up to the bound and are then
+        // dropped: better than failing requests.
         let _ = std::thread::Builder::new()
             .name("mock-provider-log".into())
-            .spawn(move || {
-                let stderr = std::io::stderr();
-                let mut w = std::io::BufWriter::new(stderr.lock());
-                while let Ok(line) = rx.recv() {
-                    let _ = writeln!(w, "{line}");
-                    while let Ok(line) = rx.try_recv() {
-                        let _ = writeln!(w, "{line}");
-                    }
-                    let _ = w.flush();
-                }
+            .spawn(move || loop {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                writer.flush();
             });
-        Self { tx }
+        logger
     }
 
-    fn log(&self, line: String) {
-        let _ = self.tx.send(line);
+    /// Writes out what is buffered.
+    pub(crate) fn flush(&self) {
+        let text = std::mem::take(&mut *self.lock());
+        let dropped = self.buf.dropped.swap(0, Ordering::Relaxed);
+        if text.is_empty() && dropped == 0 {
+            return;
+        }
+        let mut err = std::io::stderr().lock();
+        let _ = err.write_all(text.as_bytes());
+        if dropped > 0 {
+            let _ = writeln!(
+                err,
+                "{{\"dropped_log_lines\":{dropped},\"why\":\"stderr could not keep up\"}}"
+            );
+        }
+        let _ = err.flush();
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, String> {
+        self.buf.text.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    #[cfg(test)]
+    fn take(&self) -> String {
+        std::mem::take(&mut *self.lock())
     }
 }
 
@@ -260,8 +289,12 @@ impl Drop for Tracker {
             let draw = self.draw.map_or("null".to_string(), |(r, t)| {
                 format!("\"request={r};try={t}\"")
             });
-            let mut line = String::with_capacity(320);
-            let _ = write!(
+            let mut line = logger.lock();
+            if line.len() > LOG_BUFFER {
+                logger.buf.dropped.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            let _ = writeln!(
                 line,
                 "{{\"at_ms\":{},\"endpoint\":\"{}\",\"model\":{},\"key\":{},\"status\":{},\
                  \"fault\":\"{}\",\"stream\":{},\"complete\":{},\"prompt_tokens\":{},\
@@ -280,7 +313,6 @@ impl Drop for Tracker {
                 opt(self.client_retry.map(u64::from)),
                 secs * 1e3,
             );
-            logger.log(line);
         }
     }
 }
@@ -299,14 +331,16 @@ mod tests {
     #[test]
     fn a_log_line_is_one_json_object() {
         let m = Arc::new(Metrics::new(vec!["gpt \"4\"".into()], vec!["****".into()]));
-        let (tx, rx) = mpsc::channel();
+        let logger = Logger::default();
         {
-            let mut t = Tracker::new(Arc::clone(&m), Some(Logger { tx }), "messages");
+            let mut t = Tracker::new(Arc::clone(&m), Some(logger.clone()), "messages");
             t.model = Some(0);
             t.draw = Some((3, 1));
             t.client_retry = Some(2);
         }
-        let line = rx.recv().expect("a line");
+        let text = logger.take();
+        let line = text.strip_suffix('\n').expect("one line");
+        assert!(!line.contains('\n'));
         let v: serde_json::Value = serde_json::from_str(&line).expect("JSON");
         assert_eq!(v["model"], "gpt \"4\"");
         assert!(v["key"].is_null());

@@ -18,21 +18,22 @@
 //! same traffic and the same provider luck (common random numbers), and the
 //! differences in the report come from the policies.
 
+pub mod tally;
 pub mod traffic;
 
 use std::sync::Arc;
 
-use crate::policy::{Action, AttemptId, Client, Outcome, RequestResult, StrategyConfig};
-use crate::report::json::{IncidentInfo, Report, ScenarioInfo, TenantReport};
-use crate::report::{AttemptEnd, Collector, StrategyReport, SCHEMA_VERSION};
+use crate::policy::{Action, AttemptId, Client, Outcome, StrategyConfig};
+use crate::report::json::{IncidentInfo, Report, ScenarioInfo};
+use crate::report::{AttemptEnd, StrategyReport, SCHEMA_VERSION};
 use crate::scenario::Scenario;
 use crate::slab::{Handle, Slab};
 use crate::units::{Nanos, SECS};
-use crate::wire::ErrorType;
-use crate::world::draws::{rng, stream, try_draws};
+use crate::world::draws::try_draws;
 use crate::world::{Admission, AttemptInput, JobEnd, JobId, Rejection, Started, Timeline, World};
 
 use crate::calendar::CalendarQueue as EventQueue;
+use tally::Tally;
 use traffic::{Sender, Source};
 
 #[derive(Clone, Copy, Debug)]
@@ -66,22 +67,6 @@ struct AttemptRec {
     job: Option<JobId>,
     pending: Pending,
     measured: bool,
-}
-
-/// A key's measured attempts.
-#[derive(Default, Clone, Copy)]
-struct KeyCounts {
-    attempts: u64,
-    answered: u64,
-    rate_limited: u64,
-    auth_errors: u64,
-}
-
-#[derive(Default, Clone, Copy)]
-struct TenantCounts {
-    requests: u64,
-    successes: u64,
-    attempts: u64,
 }
 
 /// Counts of work done, for benchmarks and tests.
@@ -118,9 +103,7 @@ struct Sim<'a> {
     /// Per client, per core slot (`AttemptId::slot`): the live attempt's record.
     by_slot: Vec<Vec<(AttemptId, Handle)>>,
     in_flight: u64,
-    collector: Collector,
-    tenants: Vec<TenantCounts>,
-    keys: Vec<KeyCounts>,
+    tally: Tally,
     started: Vec<Started>,
     stats: RunStats,
 }
@@ -130,23 +113,7 @@ pub fn run_strategy(
     sc: &Scenario,
     strategy: &Arc<StrategyConfig>,
 ) -> Result<(StrategyReport, RunStats), SimError> {
-    let mut clients = Vec::new();
-    let mut sender_of = Vec::new();
-    let name_key = strategy.seed;
-    for replica in 0..strategy.clients {
-        clients.push(Client::new(
-            Arc::clone(strategy),
-            rng(name_key, stream::POLICY, u64::from(replica), 0, 0),
-        ));
-        sender_of.push(Sender::Strategy);
-    }
-    for (i, t) in sc.tenant_strategies.iter().enumerate() {
-        clients.push(Client::new(
-            Arc::clone(t),
-            rng(t.seed, stream::POLICY, 0, 0, 0),
-        ));
-        sender_of.push(Sender::Tenant(i));
-    }
+    let (clients, sender_of) = tally::clients_for(sc, strategy);
     let drain = sc.traffic.longest_deadline() + 10 * SECS;
     let n = clients.len();
     let mut sim = Sim {
@@ -161,14 +128,7 @@ pub fn run_strategy(
         attempts: Slab::default(),
         by_slot: vec![Vec::new(); n],
         in_flight: 0,
-        collector: Collector::new(
-            sc.world.models.len(),
-            sc.traffic.longest_deadline() * 2,
-            sc.duration,
-            drain,
-        ),
-        tenants: vec![TenantCounts::default(); sc.traffic.tenants.len()],
-        keys: vec![KeyCounts::default(); sc.world.keys.len()],
+        tally: Tally::new(sc),
         started: Vec::new(),
         stats: RunStats::default(),
     };
@@ -189,64 +149,10 @@ pub fn run_strategy(
             break;
         }
     }
-    let mut ledger = crate::policy::CostLedger::new(sc.world.models.len());
-    let mut counters = crate::report::collect::CoreCounters::default();
-    for (c, s) in sim.clients.iter().zip(&sim.sender_of) {
-        if *s == Sender::Strategy {
-            ledger.merge(c.ledger());
-            counters.retries_denied += c.retries_denied();
-            counters.breaker_opens += c.breaker_opens();
-            counters.throttled_locally += c.throttled();
-            counters.hedges += c.hedges();
-            counters.hedge_wins += c.hedge_wins();
-            counters.cost_downgraded += c.downgraded();
-            counters.paced += c.paced();
-            counters.shed_locally += c.shed();
-            counters.queued_locally += c.queued();
-            let (disabled, rests) = c.key_events();
-            counters.keys_disabled += disabled;
-            counters.key_rests += rests;
-            counters.validation.merge(&c.validation());
-        }
-    }
-    let names: Vec<String> = sc.world.models.iter().map(|m| m.name.clone()).collect();
-    let tenants = sc
-        .traffic
-        .tenants
-        .iter()
-        .zip(&sim.tenants)
-        .map(|(t, c)| TenantReport {
-            name: t.name.clone(),
-            requests: c.requests,
-            successes: c.successes,
-            attempts: c.attempts,
-        })
-        .collect();
     let stats = sim.stats;
-    let keys = sc
-        .world
-        .keys
-        .iter()
-        .zip(&sim.keys)
-        .filter(|(_, c)| c.attempts > 0)
-        .map(|(k, c)| crate::report::json::KeyReport {
-            key: k.name.clone(),
-            pool: k.pool.map(|p| sc.world.pools[p].name.clone()),
-            attempts: c.attempts,
-            answered: c.answered,
-            rate_limited: c.rate_limited,
-            auth_errors: c.auth_errors,
-        })
-        .collect();
-    let mut report = sim.collector.into_report(
-        &strategy.name,
-        strategy.clients,
-        &names,
-        &ledger,
-        counters,
-        tenants,
-    );
-    report.keys = keys;
+    let report = sim
+        .tally
+        .into_report(sc, strategy, &sim.clients, &sim.sender_of);
     Ok((report, stats))
 }
 
@@ -295,15 +201,8 @@ impl Sim<'_> {
         let (sender, task) = (src.sender, src.task);
         let req = traffic::request(self.sc, id, now, task);
         self.stats.requests += 1;
-        let client = match sender {
-            Sender::Strategy => ((id ^ (id >> 40)) % u64::from(self.strategy_clients)) as u32,
-            Sender::Tenant(t) => {
-                if now >= self.sc.warmup {
-                    self.tenants[t].requests += 1;
-                }
-                self.strategy_clients + t as u32
-            }
-        };
+        self.tally.on_arrival(now, sender);
+        let client = tally::client_for(sender, id, self.strategy_clients);
         let mut req = req;
         req.measured &= sender == Sender::Strategy;
         self.in_flight += 1;
@@ -328,63 +227,40 @@ impl Sim<'_> {
         let Some(rec) = self.attempts.remove(h) else {
             return;
         };
-        let (outcome, limits, end) = match rec.pending {
+        let (outcome, limits) = match rec.pending {
             Pending::Waiting => return,
             Pending::Rejected(r) => {
-                let end = match r.error {
-                    ErrorType::RateLimit | ErrorType::InsufficientQuota => AttemptEnd::RateLimited,
-                    ErrorType::Overloaded => AttemptEnd::Overloaded,
-                    _ => AttemptEnd::Error,
-                };
                 let o = Outcome::HttpError {
                     status: r.status,
                     error: r.error,
                     retry_after: r.retry_after,
                     should_retry: r.should_retry,
                 };
-                (o, r.limits, end)
+                (o, r.limits)
             }
             Pending::Served(tl) => {
                 let (input_tokens, output_tokens) = (rec.input_tokens, tl.output_tokens);
-                let (o, end) = match tl.end {
-                    JobEnd::Complete(body) => (
-                        Outcome::Success {
-                            input_tokens,
-                            output_tokens,
-                            body,
-                        },
-                        AttemptEnd::Answered,
-                    ),
-                    JobEnd::Reset => (
-                        Outcome::Reset {
-                            input_tokens,
-                            output_tokens,
-                        },
-                        AttemptEnd::Broken,
-                    ),
+                let o = match tl.end {
+                    JobEnd::Complete(body) => Outcome::Success {
+                        input_tokens,
+                        output_tokens,
+                        body,
+                    },
+                    JobEnd::Reset => Outcome::Reset {
+                        input_tokens,
+                        output_tokens,
+                    },
                     JobEnd::Stalled(_) => unreachable!("stalled answers are never delivered"),
-                    JobEnd::Broken => (
-                        Outcome::BrokenStream {
-                            input_tokens,
-                            output_tokens,
-                        },
-                        AttemptEnd::Broken,
-                    ),
+                    JobEnd::Broken => Outcome::BrokenStream {
+                        input_tokens,
+                        output_tokens,
+                    },
                 };
-                (o, tl.limits, end)
+                (o, tl.limits)
             }
         };
         if rec.measured {
-            self.collector.on_attempt_end(rec.model, end);
-            let k = &mut self.keys[usize::from(rec.key)];
-            match outcome {
-                Outcome::HttpError { status: 429, .. } => k.rate_limited += 1,
-                Outcome::HttpError {
-                    status: 401 | 403, ..
-                } => k.auth_errors += 1,
-                Outcome::Success { .. } => k.answered += 1,
-                _ => {}
-            }
+            self.tally.on_outcome(rec.model, rec.key, &outcome);
         }
         self.clients[rec.client as usize].handle_outcome(now, rec.id, outcome, limits);
         self.after_input(now, rec.client);
@@ -410,7 +286,7 @@ impl Sim<'_> {
                 Action::Cancel { attempt, .. } => self.cancel(now, c, attempt),
                 Action::Alert { at, alert } => {
                     if self.sender_of[c as usize] == Sender::Strategy {
-                        self.collector.on_alert(at, c, alert);
+                        self.tally.collector.on_alert(at, c, alert);
                     }
                 }
                 Action::Finish {
@@ -421,18 +297,9 @@ impl Sim<'_> {
                     ..
                 } => {
                     self.in_flight -= 1;
-                    match self.sender_of[c as usize] {
-                        Sender::Strategy => {
-                            if measured {
-                                self.collector.on_finish(now, arrived, result, first_token);
-                            }
-                        }
-                        Sender::Tenant(t) => {
-                            if result == RequestResult::Success && arrived >= self.sc.warmup {
-                                self.tenants[t].successes += 1;
-                            }
-                        }
-                    }
+                    let sender = self.sender_of[c as usize];
+                    self.tally
+                        .on_finish(now, sender, arrived, result, first_token, measured);
                 }
             }
         }
@@ -462,15 +329,7 @@ impl Sim<'_> {
             return;
         };
         self.stats.attempts += 1;
-        if measured {
-            self.collector.on_send(now, model);
-            self.keys[usize::from(key)].attempts += 1;
-        }
-        if let Sender::Tenant(t) = self.sender_of[c as usize] {
-            if now >= self.sc.warmup {
-                self.tenants[t].attempts += 1;
-            }
-        }
+        self.tally.on_send(now, self.sender_of[c as usize], &a);
         let d = try_draws(
             self.sc.seed,
             request,
@@ -541,7 +400,8 @@ impl Sim<'_> {
             return;
         };
         if rec.measured {
-            self.collector
+            self.tally
+                .collector
                 .on_attempt_end(rec.model, AttemptEnd::Cancelled);
         }
         if let Some(job) = rec.job {
