@@ -341,7 +341,7 @@ mod tests {
         let text = logger.take();
         let line = text.strip_suffix('\n').expect("one line");
         assert!(!line.contains('\n'));
-        let v: serde_json::Value = serde_json::from_str(&line).expect("JSON");
+        let v: serde_json::Value = serde_json::from_str(line).expect("JSON");
         assert_eq!(v["model"], "gpt \"4\"");
         assert!(v["key"].is_null());
         assert_eq!(v["draw"], "request=3;try=1");
