@@ -45,6 +45,43 @@ pub enum Command {
         /// The scenario file.
         scenario: PathBuf,
     },
+    /// Run a scenario's strategies in real time against a provider over
+    /// HTTP (our mock provider, or any compatible endpoint).
+    Live {
+        /// The scenario file.
+        scenario: PathBuf,
+        /// The provider or gateway: http://HOST:PORT (loopback unless
+        /// --allow-remote).
+        #[arg(long, value_name = "URL")]
+        target: Option<String>,
+        /// Start the mock provider for the scenario on a free loopback port.
+        #[arg(long)]
+        serve: bool,
+        /// Run this much of the scenario (default: to its end).
+        #[arg(long, value_name = "DURATION", value_parser = cli_duration)]
+        duration: Option<u64>,
+        /// Start at this point of the scenario (its incidents included).
+        #[arg(long, value_name = "DURATION", value_parser = cli_duration, default_value = "0s")]
+        from: u64,
+        /// Allow a target that is not on loopback (needs --max-cost).
+        #[arg(long)]
+        allow_remote: bool,
+        /// Stop sending when the run has spent this many US dollars.
+        #[arg(long, value_name = "USD")]
+        max_cost: Option<f64>,
+        /// Run only this strategy (repeatable; default: all, one after another).
+        #[arg(long, value_name = "NAME")]
+        strategy: Vec<String>,
+        /// Override the scenario's seed.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Output directory (default: reports/<scenario name>-live/).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Print the report JSON to stdout instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Serve a scenario's providers over HTTP (runs the mock-provider
     /// binary; binds 127.0.0.1:8080 unless told otherwise).
     Serve {
@@ -65,6 +102,75 @@ pub enum Command {
 pub fn run(opts: Opts) -> anyhow::Result<ExitCode> {
     match opts.command {
         Command::Serve { scenario, args } => crate::serve::serve(&scenario, &args),
+        Command::Live {
+            scenario,
+            target,
+            serve,
+            duration,
+            from,
+            allow_remote,
+            max_cost,
+            strategy,
+            seed,
+            out,
+            json,
+        } => {
+            let mut sc = scenario::load(&scenario)?;
+            if let Some(seed) = seed {
+                sc = sc.with_seed(seed);
+            }
+            let lopts = crate::live::LiveOptions {
+                target,
+                serve,
+                duration,
+                from,
+                allow_remote,
+                max_cost,
+                strategies: strategy,
+                progress: true,
+            };
+            let rep = crate::live::run(&sc, &lopts)?;
+            let dir =
+                out.unwrap_or_else(|| PathBuf::from("reports").join(format!("{}-live", sc.name)));
+            let path =
+                report::write(&rep, &dir).with_context(|| format!("writing {}", dir.display()))?;
+            let mut stdout = std::io::stdout().lock();
+            if json {
+                stdout.write_all(report::to_json(&rep).as_bytes())?;
+            } else {
+                writeln!(
+                    stdout,
+                    "{} live (seed {}, {} strategies)\n",
+                    sc.name,
+                    sc.seed,
+                    rep.strategies.len()
+                )?;
+                stdout.write_all(report::table(&rep).as_bytes())?;
+                if let Some(live) = &rep.live {
+                    writeln!(
+                        stdout,
+                        "\ndriver schedule lag (how late requests were handed to the core):"
+                    )?;
+                    for s in &live.strategies {
+                        writeln!(
+                            stdout,
+                            "  {:<24} p50 {:>7}  p99 {:>7}  max {:>7}{}",
+                            s.name,
+                            crate::units::format_latency(s.schedule_lag_p50_ns),
+                            crate::units::format_latency(s.schedule_lag_p99_ns),
+                            crate::units::format_latency(s.schedule_lag_max_ns),
+                            if s.stopped_by_cost_guard {
+                                "  (stopped by --max-cost)"
+                            } else {
+                                ""
+                            }
+                        )?;
+                    }
+                }
+                writeln!(stdout, "\nreport: {}", path.display())?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Validate { scenario } => {
             let sc = scenario::load(&scenario)?;
             println!(
@@ -115,4 +221,8 @@ pub fn run(opts: Opts) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn cli_duration(s: &str) -> Result<u64, String> {
+    crate::units::parse_duration(s)
 }

@@ -12,6 +12,7 @@
 pub mod calendar;
 pub mod cli;
 pub mod dist;
+pub mod live;
 pub mod policy;
 pub mod report;
 pub mod scenario;

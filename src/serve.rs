@@ -18,9 +18,13 @@ use anyhow::{bail, Context as _};
 /// running under Cargo.
 pub fn mock_provider_binary() -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe().context("cannot find this executable's path")?;
-    let dir = exe
+    let mut dir = exe
         .parent()
         .context("this executable has no parent directory")?;
+    // Test binaries live in target/<profile>/deps, binaries one level up.
+    if dir.file_name().is_some_and(|d| d == "deps") {
+        dir = dir.parent().unwrap_or(dir);
+    }
     let bin = dir.join(format!("mock-provider{}", std::env::consts::EXE_SUFFIX));
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
     if let Some(cargo) = std::env::var_os("CARGO").filter(|_| manifest.exists()) {

@@ -171,3 +171,24 @@ fn serve_runs_the_mock_provider_for_a_scenario() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no/such/file.toml"));
 }
+
+#[test]
+fn live_refuses_a_remote_target_without_leave_and_a_cost_cap() {
+    let out = bin()
+        .args(["live"])
+        .arg(scenario("retry-storm.toml"))
+        .args(["--target", "http://10.11.12.13:8080"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--allow-remote"), "{err}");
+    let out = bin()
+        .args(["live"])
+        .arg(scenario("retry-storm.toml"))
+        .args(["--target", "http://10.11.12.13:8080", "--allow-remote"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--max-cost"));
+}

@@ -29,6 +29,46 @@ pub struct Report {
     pub scenario: ScenarioInfo,
     /// One entry per strategy, in file order.
     pub strategies: Vec<StrategyReport>,
+    /// The live driver's own figures (live mode only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub live: Option<LiveInfo>,
+}
+
+/// What the live driver reports about itself.
+#[derive(Clone, Debug, Serialize)]
+pub struct LiveInfo {
+    /// The target, as given.
+    pub target: String,
+    /// Whether it was our mock provider (clock reset, draw keys sent).
+    pub mock_provider: bool,
+    /// Scenario time the run started at.
+    pub from_ns: u64,
+    /// Length of the arrival window.
+    pub duration_ns: u64,
+    /// Per strategy, in run order.
+    pub strategies: Vec<LiveStrategyInfo>,
+}
+
+/// The live driver's own figures for one strategy's run.
+#[derive(Clone, Debug, Serialize)]
+pub struct LiveStrategyInfo {
+    /// Strategy name.
+    pub name: String,
+    /// Requests handed to the core.
+    pub requests: u64,
+    /// Attempts sent over HTTP.
+    pub attempts_sent: u64,
+    /// How late the driver handed requests to the core: when this is
+    /// large, the load generator, not the target, was the bottleneck.
+    pub schedule_lag_p50_ns: u64,
+    /// 99th percentile of the schedule lag.
+    pub schedule_lag_p99_ns: u64,
+    /// Largest schedule lag.
+    pub schedule_lag_max_ns: u64,
+    /// Whether `--max-cost` stopped the arrivals.
+    pub stopped_by_cost_guard: bool,
+    /// What the run spent, in USD (every attempt, warm-up included).
+    pub spent_usd: f64,
 }
 
 /// What was run.

@@ -224,6 +224,7 @@ pub(super) fn resolve(src: &Sources, m: Merged, default_name: &str) -> R<Scenari
                 provider: pi,
                 pool,
                 revoked_at: k.revoked_at.map(|d| d.0),
+                env: k.env.clone(),
             });
             provider_keys += 1;
         }
@@ -235,6 +236,7 @@ pub(super) fn resolve(src: &Sources, m: Merged, default_name: &str) -> R<Scenari
                 provider: pi,
                 pool: None,
                 revoked_at: None,
+                env: None,
             });
         }
         if pv.model.is_empty() {

@@ -131,6 +131,9 @@ pub struct KeySection {
     pub pool: Option<Spanned<String>>,
     /// From this time on the provider refuses the key with 401.
     pub revoked_at: Option<Duration>,
+    /// Live mode against a real endpoint: the environment variable holding
+    /// the key (keys never appear in scenario files).
+    pub env: Option<String>,
 }
 
 /// `[[provider.model]]`.

@@ -482,10 +482,16 @@ pub fn run(sc: &Scenario, threads: usize) -> Result<(Report, Vec<RunStats>), Sim
             None => unreachable!("every strategy index is taken by a thread"),
         }
     }
-    let report = Report {
+    Ok((assemble(sc, "sim", strategies), stats))
+}
+
+/// The report of a run: what was run, and each strategy's section (file
+/// order). `mode` is `sim` or `live`.
+pub fn assemble(sc: &Scenario, mode: &str, strategies: Vec<StrategyReport>) -> Report {
+    Report {
         schema_version: SCHEMA_VERSION,
         stormglass_version: env!("CARGO_PKG_VERSION").to_owned(),
-        mode: "sim".into(),
+        mode: mode.into(),
         scenario: ScenarioInfo {
             name: sc.name.clone(),
             file: sc.path.display().to_string(),
@@ -505,6 +511,6 @@ pub fn run(sc: &Scenario, threads: usize) -> Result<(Report, Vec<RunStats>), Sim
             resolved: sc.resolved.clone(),
         },
         strategies,
-    };
-    Ok((report, stats))
+        live: None,
+    }
 }

@@ -124,6 +124,9 @@ pub struct KeySpec {
     pub pool: Option<usize>,
     /// From this time on the key is refused with 401 (revoked or rotated).
     pub revoked_at: Option<Nanos>,
+    /// The environment variable that holds the real key, for live runs
+    /// against a real endpoint (the world model does not use it).
+    pub env: Option<String>,
 }
 
 /// What an incident hits.

@@ -1,0 +1,673 @@
+//! Live mode: the same sans-IO core, driven in real time against real HTTP
+//! (our mock provider or any OpenAI/Anthropic-compatible endpoint).
+//!
+//! One tokio task owns every client core of a strategy's run, as the
+//! simulator does; each `Send` becomes a task that performs the request
+//! ([`http::attempt`]) and reports its first token, chunks and outcome back
+//! over a channel. Load is open-loop: a request is handed to its client at
+//! its scheduled time whatever happened to earlier ones, and its latency is
+//! counted from that scheduled time, so a stall in the driver or the server
+//! shows up as latency (no coordinated omission). How late the driver
+//! handled each arrival is reported as its schedule lag.
+//!
+//! Against our mock provider (detected by its `/admin/clock`), the driver
+//! resets the server's world before each strategy, sets its clock to
+//! `--from`, and sends the draw key with every attempt, so the server's luck
+//! matches the simulator's attempt for attempt.
+
+pub mod http;
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+use std::io::{IsTerminal as _, Write as _};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full};
+use tokio::sync::mpsc;
+
+use crate::policy::{Action, AttemptId, Client, Outcome, RequestResult, StrategyConfig};
+use crate::report::json::{LiveInfo, LiveStrategyInfo, Report};
+use crate::report::{AttemptEnd, StrategyReport};
+use crate::scenario::Scenario;
+use crate::sim::tally::{self, Tally};
+use crate::sim::traffic::{self, Sender, Source};
+use crate::units::{format_duration, NanoUsd, Nanos, MICROS, SECS};
+use crate::wire::RateLimits;
+
+use http::{AttemptSpec, Http, Progress, Signal};
+
+/// How a live run goes (the command line's flags).
+#[derive(Clone, Debug, Default)]
+pub struct LiveOptions {
+    /// `http://host:port` of the provider (or gateway).
+    pub target: Option<String>,
+    /// Start our mock provider for the scenario instead of a target.
+    pub serve: bool,
+    /// How much of the scenario to run (default: from `from` to its end).
+    pub duration: Option<Nanos>,
+    /// Where in the scenario to start.
+    pub from: Nanos,
+    /// Allow a target that is not on loopback.
+    pub allow_remote: bool,
+    /// Stop sending when the run has spent this much (USD).
+    pub max_cost: Option<f64>,
+    /// Strategies to run (default: all, one after another).
+    pub strategies: Vec<String>,
+    /// Show progress on standard error (when it is a terminal).
+    pub progress: bool,
+}
+
+/// Whether `host` (of a URL) is a loopback address.
+fn is_loopback(host: &str) -> bool {
+    let h = host.trim_start_matches('[').trim_end_matches(']');
+    h.eq_ignore_ascii_case("localhost")
+        || h.parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Checks a target URL: `http://host[:port]`, loopback unless allowed.
+pub fn check_target(url: &str, allow_remote: bool, max_cost: Option<f64>) -> anyhow::Result<()> {
+    let Some(rest) = url.strip_prefix("http://") else {
+        if url.starts_with("https://") {
+            bail!("{url}: https targets are not supported yet (no TLS in this build); use a local http gateway or the mock provider");
+        }
+        bail!("{url}: the target must be an http:// URL such as http://127.0.0.1:8080");
+    };
+    let authority = rest.split('/').next().unwrap_or("");
+    let host = match authority.rsplit_once(':') {
+        Some((h, p)) if p.chars().all(|c| c.is_ascii_digit()) && !h.is_empty() => h,
+        _ => authority,
+    };
+    if host.is_empty() {
+        bail!("{url}: no host");
+    }
+    if !is_loopback(host) {
+        if !allow_remote {
+            bail!("{url} is not a loopback address: a remote target needs --allow-remote and --max-cost USD");
+        }
+        if max_cost.is_none() {
+            bail!("{url}: a remote target needs --max-cost USD (the run stops when its spend reaches it)");
+        }
+    }
+    Ok(())
+}
+
+/// Runs the scenario's strategies live, one after another, and returns the
+/// report (`"mode": "live"`).
+pub fn run(sc: &Scenario, opts: &LiveOptions) -> anyhow::Result<Report> {
+    let mut server = None;
+    let base = match (&opts.target, opts.serve) {
+        (Some(_), true) => bail!("--target and --serve exclude each other"),
+        (None, false) => {
+            bail!("give --target http://HOST:PORT, or --serve to start the mock provider")
+        }
+        (Some(t), false) => t.trim_end_matches('/').to_string(),
+        (None, true) => {
+            let args = ["--seed".into(), sc.seed.to_string().into()];
+            let m = crate::serve::MockProvider::start(&sc.path, &args)?;
+            let url = m.url.clone();
+            server = Some(m);
+            url
+        }
+    };
+    check_target(&base, opts.allow_remote, opts.max_cost)?;
+    if opts.from >= sc.duration {
+        bail!(
+            "--from {} is past the scenario's end ({})",
+            format_duration(opts.from),
+            format_duration(sc.duration)
+        );
+    }
+    let window = opts
+        .duration
+        .unwrap_or(sc.duration - opts.from)
+        .min(sc.duration - opts.from);
+    let strategies: Vec<Arc<StrategyConfig>> = if opts.strategies.is_empty() {
+        sc.strategies.clone()
+    } else {
+        let mut picked = Vec::new();
+        for name in &opts.strategies {
+            match sc.strategies.iter().find(|s| &s.name == name) {
+                Some(s) => picked.push(Arc::clone(s)),
+                None => {
+                    let known: Vec<&str> = sc.strategies.iter().map(|s| s.name.as_str()).collect();
+                    bail!(
+                        "no strategy `{name}` in the scenario (it has: {})",
+                        known.join(", ")
+                    );
+                }
+            }
+        }
+        picked
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the tokio runtime")?;
+    let result = rt.block_on(async {
+        let http = http::client(256);
+        let mock = is_mock(&http, &base).await;
+        let keys = keys_for(sc, mock)?;
+        let mut reports = Vec::new();
+        let mut infos = Vec::new();
+        for strategy in &strategies {
+            if mock {
+                admin(&http, &base, r#"{"action":"reset"}"#).await?;
+                if opts.from > 0 {
+                    let body = format!(
+                        r#"{{"action":"set","to":"{}"}}"#,
+                        format_duration(opts.from)
+                    );
+                    admin(&http, &base, &body).await?;
+                }
+            }
+            let (rep, info) =
+                Driver::new(sc, strategy, &base, mock, http.clone(), &keys, opts, window)
+                    .run()
+                    .await;
+            reports.push(rep);
+            infos.push(info);
+        }
+        anyhow::Ok((reports, infos, mock))
+    });
+    drop(server);
+    let (reports, infos, mock) = result?;
+    let mut report = crate::sim::assemble(sc, "live", reports);
+    report.live = Some(LiveInfo {
+        target: if opts.serve {
+            "mock-provider (--serve)".into()
+        } else {
+            base
+        },
+        mock_provider: mock,
+        from_ns: opts.from,
+        duration_ns: window,
+        strategies: infos,
+    });
+    Ok(report)
+}
+
+async fn get(http: &Http, url: &str) -> Option<(u16, Bytes)> {
+    let req = hyper::Request::get(url)
+        .body(Full::new(Bytes::new()))
+        .ok()?;
+    let resp = tokio::time::timeout(Duration::from_secs(5), http.request(req))
+        .await
+        .ok()?
+        .ok()?;
+    let status = resp.status().as_u16();
+    let body = resp.into_body().collect().await.ok()?.to_bytes();
+    Some((status, body))
+}
+
+/// Whether the target is our mock provider.
+async fn is_mock(http: &Http, base: &str) -> bool {
+    match get(http, &format!("{base}/admin/clock")).await {
+        Some((200, body)) => {
+            serde_json::from_slice::<serde_json::Value>(&body).is_ok_and(|v| v["now_ns"].is_u64())
+        }
+        _ => false,
+    }
+}
+
+async fn admin(http: &Http, base: &str, body: &str) -> anyhow::Result<()> {
+    let req = hyper::Request::post(format!("{base}/admin/clock"))
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.to_string())))?;
+    let resp = tokio::time::timeout(Duration::from_secs(5), http.request(req))
+        .await
+        .context("the mock provider's clock did not answer")?
+        .context("cannot reach the mock provider's clock")?;
+    if !resp.status().is_success() {
+        bail!("the mock provider refused {body}: {}", resp.status());
+    }
+    Ok(())
+}
+
+/// The API key of each scenario key: its name for our mock provider, the
+/// value of its `env` variable otherwise.
+fn keys_for(sc: &Scenario, mock: bool) -> anyhow::Result<Vec<String>> {
+    sc.world
+        .keys
+        .iter()
+        .map(|k| {
+            if mock {
+                return Ok(k.name.clone());
+            }
+            let Some(var) = &k.env else {
+                bail!(
+                    "key `{}` has no `env`: against a real endpoint, name the environment variable that holds it (env = \"OPENAI_API_KEY\" in its [[provider.key]])",
+                    k.name
+                );
+            };
+            std::env::var(var).with_context(|| {
+                format!("key `{}`: environment variable {var} is not set", k.name)
+            })
+        })
+        .collect()
+}
+
+/// A live attempt the driver is waiting on.
+struct Slot {
+    progress: Arc<Progress>,
+    task: tokio::task::JoinHandle<()>,
+    model: u16,
+    key: u16,
+    input_tokens: u32,
+    measured: bool,
+}
+
+type Message = (u32, AttemptId, Signal);
+
+struct Driver<'a> {
+    sc: &'a Scenario,
+    strategy: &'a StrategyConfig,
+    base: &'a str,
+    mock: bool,
+    http: Http,
+    keys: &'a [String],
+    opts: &'a LiveOptions,
+    clients: Vec<Client>,
+    senders: Vec<Sender>,
+    replicas: u32,
+    tally: Tally,
+    start: Instant,
+    from: Nanos,
+    end: Nanos,
+    sources: Vec<Source>,
+    arrivals: BinaryHeap<Reverse<(Nanos, u32)>>,
+    /// Scheduled arrival of each request in flight.
+    scheduled: BTreeMap<(u32, u64), Nanos>,
+    slots: BTreeMap<(u32, AttemptId), Slot>,
+    tx: mpsc::UnboundedSender<Message>,
+    rx: mpsc::UnboundedReceiver<Message>,
+    in_flight: u64,
+    requests: u64,
+    attempts_sent: u64,
+    finished: u64,
+    succeeded: u64,
+    lag: hdrhistogram::Histogram<u64>,
+    latency: hdrhistogram::Histogram<u64>,
+    max_cost: Option<NanoUsd>,
+    stopped: bool,
+    last_progress: Instant,
+}
+
+impl<'a> Driver<'a> {
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        sc: &'a Scenario,
+        strategy: &'a Arc<StrategyConfig>,
+        base: &'a str,
+        mock: bool,
+        http: Http,
+        keys: &'a [String],
+        opts: &'a LiveOptions,
+        window: Nanos,
+    ) -> Self {
+        let (clients, senders) = tally::clients_for(sc, strategy);
+        let (tx, rx) = mpsc::unbounded_channel();
+        let hist = || {
+            hdrhistogram::Histogram::new_with_bounds(1, 3600 * 1_000_000, 3)
+                .unwrap_or_else(|_| unreachable!("fixed, valid bounds"))
+        };
+        Self {
+            sc,
+            strategy,
+            base,
+            mock,
+            http,
+            keys,
+            opts,
+            clients,
+            senders,
+            replicas: strategy.clients,
+            tally: Tally::new(sc),
+            start: Instant::now(),
+            from: opts.from,
+            end: opts.from + window,
+            sources: traffic::sources(sc),
+            arrivals: BinaryHeap::new(),
+            scheduled: BTreeMap::new(),
+            slots: BTreeMap::new(),
+            tx,
+            rx,
+            in_flight: 0,
+            requests: 0,
+            attempts_sent: 0,
+            finished: 0,
+            succeeded: 0,
+            lag: hist(),
+            latency: hist(),
+            max_cost: opts
+                .max_cost
+                .map(|usd| NanoUsd((usd.max(0.0) * 1e9).min(u64::MAX as f64) as u64)),
+            stopped: false,
+            last_progress: Instant::now(),
+        }
+    }
+
+    /// Scenario time now.
+    fn now(&self) -> Nanos {
+        self.from + u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    fn instant(&self, t: Nanos) -> tokio::time::Instant {
+        tokio::time::Instant::from_std(
+            self.start + Duration::from_nanos(t.saturating_sub(self.from)),
+        )
+    }
+
+    /// Queues the next arrival of source `s` inside the window.
+    fn schedule(&mut self, s: u32) {
+        let src = &mut self.sources[s as usize];
+        while let Some((at, id)) = src.next(self.sc, self.end) {
+            if at >= self.from {
+                src.pending = Some(id);
+                self.arrivals.push(Reverse((at, s)));
+                return;
+            }
+        }
+    }
+
+    async fn run(mut self) -> (StrategyReport, LiveStrategyInfo) {
+        self.start = Instant::now();
+        for s in 0..self.sources.len() {
+            self.schedule(s as u32);
+        }
+        loop {
+            if self.arrivals.is_empty() && self.in_flight == 0 {
+                break;
+            }
+            let next_arrival = self.arrivals.peek().map(|Reverse((t, _))| *t);
+            let next_timer = self
+                .clients
+                .iter_mut()
+                .filter_map(Client::poll_timeout)
+                .min();
+            let wake = match (next_arrival, next_timer) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let sleep = tokio::time::sleep_until(match wake {
+                Some(t) => self.instant(t),
+                None => tokio::time::Instant::now() + Duration::from_secs(1),
+            });
+            tokio::select! {
+                biased;
+                msg = self.rx.recv() => {
+                    if let Some((c, id, sig)) = msg {
+                        self.signal(c, id, sig);
+                    }
+                }
+                () = sleep => {}
+            }
+            let now = self.now();
+            while let Some(&Reverse((t, s))) = self.arrivals.peek() {
+                if t > now || self.stopped {
+                    break;
+                }
+                self.arrivals.pop();
+                self.arrival(now, t, s);
+                self.schedule(s);
+            }
+            if self.stopped {
+                self.arrivals.clear();
+            }
+            for c in 0..self.clients.len() {
+                if self.clients[c].poll_timeout().is_some_and(|t| t <= now) {
+                    self.clients[c].handle_timeout(now);
+                    self.drain(now, c as u32);
+                }
+            }
+            self.progress(false);
+        }
+        self.progress(true);
+        let q = |h: &hdrhistogram::Histogram<u64>, q: f64| h.value_at_quantile(q) * MICROS;
+        let info = LiveStrategyInfo {
+            name: self.strategy.name.clone(),
+            requests: self.requests,
+            attempts_sent: self.attempts_sent,
+            schedule_lag_p50_ns: q(&self.lag, 0.5),
+            schedule_lag_p99_ns: q(&self.lag, 0.99),
+            schedule_lag_max_ns: self.lag.max() * MICROS,
+            stopped_by_cost_guard: self.stopped,
+            spent_usd: self.spent().0 as f64 / 1e9,
+        };
+        let report = self
+            .tally
+            .into_report(self.sc, self.strategy, &self.clients, &self.senders);
+        (report, info)
+    }
+
+    fn arrival(&mut self, now: Nanos, scheduled: Nanos, s: u32) {
+        let src = &mut self.sources[s as usize];
+        let Some(id) = src.pending.take() else { return };
+        let (sender, task) = (src.sender, src.task);
+        // Sized, timed and given its deadline at its scheduled time.
+        let mut req = traffic::request(self.sc, id, scheduled, task);
+        req.measured &= sender == Sender::Strategy;
+        self.tally.on_arrival(scheduled, sender);
+        let c = tally::client_for(sender, id, self.replicas);
+        let _ = self.lag.record(((now - scheduled) / MICROS).max(1));
+        self.requests += 1;
+        self.in_flight += 1;
+        self.scheduled.insert((c, id), scheduled);
+        self.clients[c as usize].handle_request(now, req);
+        self.drain(now, c);
+    }
+
+    fn signal(&mut self, c: u32, id: AttemptId, sig: Signal) {
+        if !self.slots.contains_key(&(c, id)) {
+            // Cancelled already: the core has had its answer.
+            return;
+        }
+        let now = self.now();
+        let client = &mut self.clients[c as usize];
+        match sig {
+            Signal::FirstToken => client.handle_first_token(now, id),
+            Signal::Chunk => client.handle_chunk(now, id),
+            Signal::Done(outcome, limits) => {
+                let Some(slot) = self.slots.remove(&(c, id)) else {
+                    return;
+                };
+                if slot.measured {
+                    self.tally.on_outcome(slot.model, slot.key, &outcome);
+                }
+                self.clients[c as usize].handle_outcome(now, id, outcome, limits);
+                if self.max_cost.is_some_and(|max| self.spent().0 >= max.0) {
+                    self.stopped = true;
+                }
+            }
+        }
+        self.drain(now, c);
+    }
+
+    /// What the run's strategy clients have spent.
+    fn spent(&self) -> NanoUsd {
+        let mut total = 0u64;
+        for (client, s) in self.clients.iter().zip(&self.senders) {
+            if *s == Sender::Strategy {
+                for m in &client.ledger().all {
+                    total = total.saturating_add(m.cost.0);
+                }
+            }
+        }
+        NanoUsd(total)
+    }
+
+    /// Carries out a client's actions.
+    fn drain(&mut self, now: Nanos, c: u32) {
+        while let Some(a) = self.clients[c as usize].poll_action() {
+            let sender = self.senders[c as usize];
+            match a {
+                Action::Send { .. } => self.send(now, c, a),
+                Action::Cancel { attempt, .. } => self.cancel(now, c, attempt),
+                Action::Finish {
+                    request,
+                    result,
+                    arrived,
+                    first_token,
+                    measured,
+                    ..
+                } => {
+                    self.in_flight -= 1;
+                    let scheduled = self.scheduled.remove(&(c, request)).unwrap_or(arrived);
+                    self.tally
+                        .on_finish(now, sender, scheduled, result, first_token, measured);
+                    if sender == Sender::Strategy {
+                        self.finished += 1;
+                        if result == RequestResult::Success {
+                            self.succeeded += 1;
+                        }
+                        let _ = self.latency.record(((now - scheduled) / MICROS).max(1));
+                    }
+                }
+                Action::Alert { at, alert } => {
+                    if sender == Sender::Strategy {
+                        self.tally.collector.on_alert(at, c, alert);
+                    }
+                }
+            }
+        }
+    }
+
+    fn send(&mut self, now: Nanos, c: u32, a: Action) {
+        let Action::Send {
+            attempt,
+            request,
+            task,
+            measured,
+            model,
+            key,
+            try_on_model,
+            input_tokens,
+            max_tokens,
+            ..
+        } = a
+        else {
+            return;
+        };
+        self.tally.on_send(now, self.senders[c as usize], &a);
+        self.attempts_sent += 1;
+        let world = &self.sc.world;
+        let m = &world.models[usize::from(model)];
+        let json = self
+            .sc
+            .traffic
+            .tasks
+            .get(usize::from(task))
+            .is_some_and(|t| t.json);
+        let spec = AttemptSpec {
+            base: self.base.to_string(),
+            style: world.providers[m.provider].style,
+            model: m.name.clone(),
+            key: self.keys[usize::from(key)].clone(),
+            input_tokens,
+            max_tokens,
+            json,
+            draw: self.mock.then(|| {
+                format!("request={request};try={try_on_model};task={task};input={input_tokens}")
+            }),
+        };
+        let progress = Arc::new(Progress::default());
+        let tx = self.tx.clone();
+        let task = tokio::spawn(http::attempt(
+            self.http.clone(),
+            spec,
+            Arc::clone(&progress),
+            move |sig| {
+                let _ = tx.send((c, attempt, sig));
+            },
+        ));
+        self.slots.insert(
+            (c, attempt),
+            Slot {
+                progress,
+                task,
+                model,
+                key,
+                input_tokens,
+                measured,
+            },
+        );
+    }
+
+    /// Stops an attempt and gives the core its answer at once, as the
+    /// contract asks: what had arrived by now still bills.
+    fn cancel(&mut self, now: Nanos, c: u32, id: AttemptId) {
+        let Some(slot) = self.slots.remove(&(c, id)) else {
+            return;
+        };
+        slot.task.abort();
+        use std::sync::atomic::Ordering;
+        let started = slot.progress.started.load(Ordering::Relaxed);
+        let outcome = Outcome::Cancelled {
+            input_tokens: if started { slot.input_tokens } else { 0 },
+            output_tokens: slot.progress.tokens.load(Ordering::Relaxed),
+        };
+        if slot.measured {
+            self.tally
+                .collector
+                .on_attempt_end(slot.model, AttemptEnd::Cancelled);
+        }
+        self.clients[c as usize].handle_outcome(now, id, outcome, RateLimits::default());
+    }
+
+    /// One status line a second on a terminal; nothing otherwise.
+    fn progress(&mut self, last: bool) {
+        if !self.opts.progress || !std::io::stderr().is_terminal() {
+            return;
+        }
+        if !last && self.last_progress.elapsed() < Duration::from_secs(1) {
+            return;
+        }
+        self.last_progress = Instant::now();
+        let ok = if self.finished == 0 {
+            0.0
+        } else {
+            100.0 * self.succeeded as f64 / self.finished as f64
+        };
+        let p99 = self.latency.value_at_quantile(0.99) * MICROS;
+        let elapsed = self.now() - self.from;
+        let mut err = std::io::stderr().lock();
+        let _ = write!(
+            err,
+            "\r{:<20} {:>7} elapsed  {:>6} sent  {:>5} in flight  {:>6.2}% ok  p99 {:>7}  ${:.4}   ",
+            self.strategy.name,
+            format_duration(elapsed / SECS * SECS),
+            self.requests,
+            self.in_flight,
+            ok,
+            crate::units::format_latency(p99),
+            self.spent().0 as f64 / 1e9,
+        );
+        if last {
+            let _ = writeln!(err);
+        }
+        let _ = err.flush();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_targets_go_without_leave() {
+        assert!(check_target("http://127.0.0.1:8080", false, None).is_ok());
+        assert!(check_target("http://localhost:8080/", false, None).is_ok());
+        assert!(check_target("http://[::1]:8080", false, None).is_ok());
+        let e = check_target("http://10.0.0.5:8080", false, None).unwrap_err();
+        assert!(e.to_string().contains("--allow-remote"), "{e}");
+        let e = check_target("http://api.example.com", true, None).unwrap_err();
+        assert!(e.to_string().contains("--max-cost"), "{e}");
+        assert!(check_target("http://api.example.com", true, Some(5.0)).is_ok());
+        assert!(check_target("https://api.openai.com", true, Some(5.0)).is_err());
+        assert!(check_target("127.0.0.1:8080", false, None).is_err());
+    }
+}
