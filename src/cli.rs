@@ -81,6 +81,10 @@ pub enum Command {
         /// Print the report JSON to stdout instead of the table.
         #[arg(long)]
         json: bool,
+        /// Record each strategy's core trace (every input and action) in
+        /// this directory, as <strategy>.trace.jsonl.
+        #[arg(long, value_name = "DIR")]
+        trace: Option<PathBuf>,
     },
     /// Serve a scenario's providers over HTTP (runs the mock-provider
     /// binary; binds 127.0.0.1:8080 unless told otherwise).
@@ -114,6 +118,7 @@ pub fn run(opts: Opts) -> anyhow::Result<ExitCode> {
             seed,
             out,
             json,
+            trace,
         } => {
             let mut sc = scenario::load(&scenario)?;
             if let Some(seed) = seed {
@@ -128,6 +133,7 @@ pub fn run(opts: Opts) -> anyhow::Result<ExitCode> {
                 max_cost,
                 strategies: strategy,
                 progress: true,
+                trace,
             };
             let rep = crate::live::run(&sc, &lopts)?;
             let dir =

@@ -66,7 +66,7 @@ pub enum ErrorType {
 /// The rate-limit figures a provider sends with every response (OpenAI's
 /// `x-ratelimit-*`, Anthropic's `anthropic-ratelimit-*`). `None` where the
 /// provider sent no such header (no pool, or not that kind of limit).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RateLimits {
     /// Requests left in the current window.
     pub remaining_requests: Option<u32>,

@@ -16,6 +16,7 @@
 //! matches the simulator's attempt for attempt.
 
 pub mod http;
+pub mod trace;
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
@@ -58,6 +59,9 @@ pub struct LiveOptions {
     pub strategies: Vec<String>,
     /// Show progress on standard error (when it is a terminal).
     pub progress: bool,
+    /// Write each strategy's core trace (every input and action) here, as
+    /// `<dir>/<strategy>.trace.jsonl`, for [`trace::replay`].
+    pub trace: Option<std::path::PathBuf>,
 }
 
 /// Whether `host` (of a URL) is a loopback address.
@@ -165,10 +169,15 @@ pub fn run(sc: &Scenario, opts: &LiveOptions) -> anyhow::Result<Report> {
                     admin(&http, &base, &body).await?;
                 }
             }
-            let (rep, info) =
+            let (rep, info, events) =
                 Driver::new(sc, strategy, &base, mock, http.clone(), &keys, opts, window)
                     .run()
                     .await;
+            if let Some(dir) = &opts.trace {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("cannot create {}", dir.display()))?;
+                trace::write(&dir.join(format!("{}.trace.jsonl", strategy.name)), &events)?;
+            }
             reports.push(rep);
             infos.push(info);
         }
@@ -295,6 +304,7 @@ struct Driver<'a> {
     max_cost: Option<NanoUsd>,
     stopped: bool,
     last_progress: Instant,
+    trace: Option<Vec<trace::Event>>,
 }
 
 impl<'a> Driver<'a> {
@@ -348,6 +358,19 @@ impl<'a> Driver<'a> {
                 .map(|usd| NanoUsd((usd.max(0.0) * 1e9).min(u64::MAX as f64) as u64)),
             stopped: false,
             last_progress: Instant::now(),
+            trace: opts.trace.is_some().then(Vec::new),
+        }
+    }
+
+    /// Gives client `c` an input (recorded when tracing).
+    fn input(&mut self, c: u32, now: Nanos, input: trace::Input) {
+        trace::apply(&mut self.clients[c as usize], now, &input);
+        if let Some(t) = &mut self.trace {
+            t.push(trace::Event::In {
+                client: c,
+                now,
+                input,
+            });
         }
     }
 
@@ -374,7 +397,7 @@ impl<'a> Driver<'a> {
         }
     }
 
-    async fn run(mut self) -> (StrategyReport, LiveStrategyInfo) {
+    async fn run(mut self) -> (StrategyReport, LiveStrategyInfo, Vec<trace::Event>) {
         self.start = Instant::now();
         for s in 0..self.sources.len() {
             self.schedule(s as u32);
@@ -420,7 +443,7 @@ impl<'a> Driver<'a> {
             }
             for c in 0..self.clients.len() {
                 if self.clients[c].poll_timeout().is_some_and(|t| t <= now) {
-                    self.clients[c].handle_timeout(now);
+                    self.input(c as u32, now, trace::Input::Timeout);
                     self.drain(now, c as u32);
                 }
             }
@@ -441,7 +464,7 @@ impl<'a> Driver<'a> {
         let report = self
             .tally
             .into_report(self.sc, self.strategy, &self.clients, &self.senders);
-        (report, info)
+        (report, info, self.trace.unwrap_or_default())
     }
 
     fn arrival(&mut self, now: Nanos, scheduled: Nanos, s: u32) {
@@ -457,7 +480,7 @@ impl<'a> Driver<'a> {
         self.requests += 1;
         self.in_flight += 1;
         self.scheduled.insert((c, id), scheduled);
-        self.clients[c as usize].handle_request(now, req);
+        self.input(c, now, trace::Input::Request(req));
         self.drain(now, c);
     }
 
@@ -467,10 +490,9 @@ impl<'a> Driver<'a> {
             return;
         }
         let now = self.now();
-        let client = &mut self.clients[c as usize];
         match sig {
-            Signal::FirstToken => client.handle_first_token(now, id),
-            Signal::Chunk => client.handle_chunk(now, id),
+            Signal::FirstToken => self.input(c, now, trace::Input::FirstToken(id)),
+            Signal::Chunk => self.input(c, now, trace::Input::Chunk(id)),
             Signal::Done(outcome, limits) => {
                 let Some(slot) = self.slots.remove(&(c, id)) else {
                     return;
@@ -478,7 +500,7 @@ impl<'a> Driver<'a> {
                 if slot.measured {
                     self.tally.on_outcome(slot.model, slot.key, &outcome);
                 }
-                self.clients[c as usize].handle_outcome(now, id, outcome, limits);
+                self.input(c, now, trace::Input::Outcome(id, outcome, limits));
                 if self.max_cost.is_some_and(|max| self.spent().0 >= max.0) {
                     self.stopped = true;
                 }
@@ -503,6 +525,12 @@ impl<'a> Driver<'a> {
     /// Carries out a client's actions.
     fn drain(&mut self, now: Nanos, c: u32) {
         while let Some(a) = self.clients[c as usize].poll_action() {
+            if let Some(t) = &mut self.trace {
+                t.push(trace::Event::Out {
+                    client: c,
+                    action: format!("{a:?}"),
+                });
+            }
             let sender = self.senders[c as usize];
             match a {
                 Action::Send { .. } => self.send(now, c, a),
@@ -615,7 +643,11 @@ impl<'a> Driver<'a> {
                 .collector
                 .on_attempt_end(slot.model, AttemptEnd::Cancelled);
         }
-        self.clients[c as usize].handle_outcome(now, id, outcome, RateLimits::default());
+        self.input(
+            c,
+            now,
+            trace::Input::Outcome(id, outcome, RateLimits::default()),
+        );
     }
 
     /// One status line a second on a terminal; nothing otherwise.

@@ -13,7 +13,7 @@ pub type ModelId = u16;
 pub type KeyId = u16;
 
 /// A user request, as it reaches the client.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Request {
     /// Unique and stable across strategies (it keys the draws).
     pub id: u64,
@@ -34,7 +34,9 @@ pub struct Request {
 }
 
 /// An attempt's id: unique among the client's live attempts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct AttemptId(pub u64);
 
 impl AttemptId {
@@ -49,7 +51,7 @@ impl AttemptId {
 }
 
 /// How an attempt ended, as the client saw it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Outcome {
     /// A complete answer.
     Success {
