@@ -60,6 +60,9 @@ pub struct AttemptSpec {
     pub json: bool,
     /// `x-stormglass-draw`, when the target is our mock provider.
     pub draw: Option<String>,
+    /// Stream the answer (when the strategy watches first tokens or chunk
+    /// gaps, or hedges); otherwise ask for the whole answer at once.
+    pub stream: bool,
 }
 
 /// Something the driver feeds to the core about an attempt.
@@ -93,9 +96,11 @@ fn request(spec: &AttemptSpec) -> anyhow::Result<hyper::Request<Full<Bytes>>> {
                 "model": spec.model,
                 "messages": [{ "role": "user", "content": text }],
                 "max_tokens": spec.max_tokens,
-                "stream": true,
-                "stream_options": { "include_usage": true },
             });
+            if spec.stream {
+                b["stream"] = json!(true);
+                b["stream_options"] = json!({ "include_usage": true });
+            }
             if spec.json {
                 b["response_format"] = json!({ "type": "json_object" });
             }
@@ -107,7 +112,7 @@ fn request(spec: &AttemptSpec) -> anyhow::Result<hyper::Request<Full<Bytes>>> {
                 "model": spec.model,
                 "messages": [{ "role": "user", "content": text }],
                 "max_tokens": spec.max_tokens,
-                "stream": true,
+                "stream": spec.stream,
             }),
         ),
     };
@@ -182,6 +187,10 @@ pub async fn attempt(
         return;
     }
 
+    if !spec.stream {
+        tx(Signal::Done(whole(spec, resp.into_body()).await, limits));
+        return;
+    }
     let mut body = resp.into_body();
     let mut buf = BytesMut::new();
     let mut text = String::new();
@@ -285,6 +294,49 @@ pub async fn attempt(
         }
     };
     tx(Signal::Done(outcome, limits));
+}
+
+/// A whole (non-streamed) answer: its content and usage, or what a client
+/// makes of a body that is not the provider's JSON.
+async fn whole(spec: AttemptSpec, body: hyper::body::Incoming) -> Outcome {
+    let input_tokens = spec.input_tokens;
+    let bytes = match http_body_util::Limited::new(body, 16 << 20).collect().await {
+        Ok(b) => b.to_bytes(),
+        // The body broke off.
+        Err(_) => {
+            return Outcome::BrokenStream {
+                input_tokens,
+                output_tokens: 0,
+            }
+        }
+    };
+    let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    let (text, usage) = match spec.style {
+        ApiStyle::Openai => (
+            v["choices"][0]["message"]["content"].as_str(),
+            v["usage"]["completion_tokens"].as_u64(),
+        ),
+        ApiStyle::Anthropic => (
+            v["content"][0]["text"].as_str(),
+            v["usage"]["output_tokens"].as_u64(),
+        ),
+    };
+    match text {
+        Some(text) => Outcome::Success {
+            input_tokens,
+            output_tokens: usage
+                .and_then(|u| u32::try_from(u).ok())
+                .unwrap_or_else(|| u32::try_from(text.len().div_ceil(4)).unwrap_or(u32::MAX)),
+            body: body_kind(spec.json, text),
+        },
+        // A 2xx that is not the provider's answer (HTML from a proxy, say):
+        // an answer no parser can use.
+        None => Outcome::Success {
+            input_tokens,
+            output_tokens: 0,
+            body: BodyKind::PlainText,
+        },
+    }
 }
 
 fn reset(input_tokens: u32, output_tokens: u32) -> Outcome {

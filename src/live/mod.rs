@@ -305,6 +305,9 @@ struct Driver<'a> {
     stopped: bool,
     last_progress: Instant,
     trace: Option<Vec<trace::Event>>,
+    /// Whether attempts stream (the strategy watches first tokens or chunk
+    /// gaps, or hedges on them).
+    stream: bool,
 }
 
 impl<'a> Driver<'a> {
@@ -359,6 +362,11 @@ impl<'a> Driver<'a> {
             stopped: false,
             last_progress: Instant::now(),
             trace: opts.trace.is_some().then(Vec::new),
+            stream: strategy.hedge.is_some()
+                || strategy
+                    .timeouts
+                    .iter()
+                    .any(|t| t.first_token.is_some() || t.between_chunks.is_some()),
         }
     }
 
@@ -598,6 +606,7 @@ impl<'a> Driver<'a> {
             input_tokens,
             max_tokens,
             json,
+            stream: self.stream,
             draw: self.mock.then(|| {
                 format!("request={request};try={try_on_model};task={task};input={input_tokens}")
             }),
