@@ -742,6 +742,11 @@ impl Client {
                 if let Some(hg) = self.hedger.as_mut() {
                     hg.on_first_token(usize::from(model), ttft);
                 }
+                // The model accepted the work: a throttle need not wait for
+                // the end of a long generation to know it.
+                if let Some(t) = self.throttles.get_mut(usize::from(model)) {
+                    t.on_accept(now);
+                }
             }
         }
     }
@@ -831,7 +836,8 @@ impl Client {
                 ..
             }
         );
-        if !rejected_for_load {
+        // A stream that sent its first token was accepted then.
+        if !rejected_for_load && live.first_token.is_none() {
             if let Some(t) = self.throttles.get_mut(model) {
                 t.on_accept(now);
             }
