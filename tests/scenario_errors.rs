@@ -851,3 +851,13 @@ fn an_unknown_key_selection() {
     assert_eq!(e.line, 53, "{e}");
     assert!(e.message.contains("unknown variant `random`"), "{e}");
 }
+
+#[test]
+fn a_breaker_per_something_unknown() {
+    let e = err(&edit(
+        "fallback = { chain = [\"claude-sonnet-4\"] }",
+        "fallback = { chain = [\"claude-sonnet-4\"] }\nbreaker = { kind = \"ratio\", per = \"region\" }",
+    ));
+    assert_eq!(e.line, 53, "{e}");
+    assert!(e.message.contains("unknown variant `region`"), "{e}");
+}

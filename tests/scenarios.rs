@@ -665,6 +665,21 @@ fn key_pools_more_keys_on_one_pool_add_nothing_and_a_revoked_key_is_dropped() {
     assert_eq!(old(pool).auth_errors, 1);
     assert_eq!(pool.keys_disabled, 1);
     assert!(pool.success_rate > 0.999);
+    // A breaker per key (without a key pool) takes the revoked key out for
+    // its cooldown after a few refusals, again and again: far fewer
+    // failures than round-robin, more than a pool that disables it.
+    let kb = strategy(&r, "revoked-key-breaker");
+    assert!(kb.breaker_opens > 10);
+    assert!(
+        kb.failures["client_error"] * 3 < rr.failures["client_error"],
+        "{} vs {}",
+        kb.failures["client_error"],
+        rr.failures["client_error"]
+    );
+    assert!(kb
+        .keys
+        .iter()
+        .any(|k| k.key == "c1" && k.attempts > rr.keys[1].attempts));
     // Resting a 429ing key with most-remaining selection keeps the pools
     // from being hit at all, nearly.
     let rested = strategy(&r, "two-pools-rested");

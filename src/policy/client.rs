@@ -195,6 +195,17 @@ impl Client {
         let guard = cfg.cost_guard.clone();
         let (rate_limit, concurrency) = (cfg.rate_limit, cfg.concurrency);
         let key_pool = cfg.key_pool;
+        // Per key, one breaker for each key id any model may use.
+        let n_breakers = if cfg.breaker_per_key {
+            cfg.models
+                .iter()
+                .flat_map(|m| m.keys.iter())
+                .map(|&k| usize::from(k) + 1)
+                .max()
+                .unwrap_or(0)
+        } else {
+            cfg.models.len()
+        };
         let n = cfg.models.len();
         Self {
             cfg,
@@ -209,7 +220,9 @@ impl Client {
             armed: Vec::new(),
             budget: RetryBudget::new(budget),
             retries_denied: 0,
-            breakers: (0..n).map(|_| CircuitBreaker::new(breaker)).collect(),
+            breakers: (0..n_breakers)
+                .map(|_| CircuitBreaker::new(breaker))
+                .collect(),
             throttles: throttle.map_or_else(Vec::new, |t| {
                 (0..n).map(|_| AdaptiveThrottle::new(t)).collect()
             }),
@@ -498,7 +511,9 @@ impl Client {
                 }
             }
             let m = usize::from(m);
-            let mut go = !self.breakers[m].is_open(now);
+            let per_key = self.cfg.breaker_per_key;
+            // Per key, the breakers are checked as the key is picked.
+            let mut go = per_key || !self.breakers[m].is_open(now);
             if go {
                 if let Some(t) = self.throttles.get_mut(m) {
                     let p = t.reject_probability(now);
@@ -516,14 +531,20 @@ impl Client {
             // A paced attempt's share was taken when it was paced, for this key.
             let reserved = st.paced.take();
             if go {
+                let breakers = &self.breakers;
+                let closed = |k: KeyId| !per_key || !breakers[usize::from(k)].is_open(now);
                 if let Some(k) = reserved {
-                    key = Some(k);
+                    key = Some(k).filter(|&k| closed(k));
+                    go = key.is_some();
                 } else if let Some(p) = self.keys.as_mut() {
-                    key = p.pick(&self.cfg.models[m].keys, now, &mut self.key_rr[m]);
+                    key = p.pick(&self.cfg.models[m].keys, now, &mut self.key_rr[m], closed);
                     if key.is_none() {
                         go = false;
                         no_key = true;
                     }
+                } else if per_key {
+                    key = next_key_where(&self.cfg, &mut self.key_rr, m, closed);
+                    go = key.is_some();
                 }
             }
             if let (true, None, Some(l)) = (go, reserved, self.limiter.as_mut()) {
@@ -557,7 +578,11 @@ impl Client {
                 }
             }
             // Only now may a half-open breaker count this as its probe.
-            if go && self.breakers[m].allow(now) {
+            let b = match (per_key, key) {
+                (true, Some(k)) => usize::from(k),
+                _ => m,
+            };
+            if go && self.breakers[b].allow(now) {
                 break key;
             }
             st.pos += 1;
@@ -692,16 +717,21 @@ impl Client {
             return;
         }
         let mi = usize::from(m);
-        if self.breakers[mi].is_open(now) {
+        let per_key = self.cfg.breaker_per_key;
+        if !per_key && self.breakers[mi].is_open(now) {
             return;
         }
+        let breakers = &self.breakers;
+        let closed = |k: KeyId| !per_key || !breakers[usize::from(k)].is_open(now);
         let key = match self.keys.as_mut() {
-            Some(p) => match p.pick(&self.cfg.models[mi].keys, now, &mut self.key_rr[mi]) {
-                Some(k) => k,
-                None => return,
-            },
-            None => next_key(&self.cfg, &mut self.key_rr, mi),
+            Some(p) => p.pick(&self.cfg.models[mi].keys, now, &mut self.key_rr[mi], closed),
+            None if per_key => next_key_where(&self.cfg, &mut self.key_rr, mi, closed),
+            None => Some(next_key(&self.cfg, &mut self.key_rr, mi)),
         };
+        let Some(key) = key else {
+            return;
+        };
+        let bi = if per_key { usize::from(key) } else { mi };
         if let Some(l) = self.limiter.as_mut() {
             // A hedge never waits for the rate limit.
             let tokens = u64::from(st.req.input_tokens) + u64::from(st.req.max_tokens);
@@ -709,7 +739,7 @@ impl Client {
                 return;
             }
         }
-        if !self.breakers[mi].allow(now) {
+        if !self.breakers[bi].allow(now) {
             return;
         }
         st.hedged = true;
@@ -890,7 +920,12 @@ impl Client {
                 }
                 if cfg.validation.accepts(body, st.req.json) {
                     self.budget.on_attempt(true);
-                    self.breakers[model].on_result(now, true);
+                    let b = if cfg.breaker_per_key {
+                        usize::from(live.key)
+                    } else {
+                        model
+                    };
+                    self.breakers[b].on_result(now, true);
                     st.last_model = live.model;
                     if live.hedge && st.req.measured {
                         self.hedge_wins += 1;
@@ -900,7 +935,14 @@ impl Client {
                     let ft = live.first_token.unwrap_or(now);
                     self.finish(h, RequestResult::Success, Some(ft));
                 } else {
-                    self.failed(now, h, live.model, FailureClass::Malformed, None, None);
+                    self.failed(
+                        now,
+                        h,
+                        (live.model, live.key),
+                        FailureClass::Malformed,
+                        None,
+                        None,
+                    );
                 }
             }
             Outcome::HttpError {
@@ -910,11 +952,18 @@ impl Client {
                 should_retry,
             } => {
                 let class = FailureClass::of_http(status, error);
-                self.failed(now, h, live.model, class, retry_after, should_retry);
+                self.failed(
+                    now,
+                    h,
+                    (live.model, live.key),
+                    class,
+                    retry_after,
+                    should_retry,
+                );
             }
             other => {
                 if let Some(class) = FailureClass::of(&other) {
-                    self.failed(now, h, live.model, class, None, None);
+                    self.failed(now, h, (live.model, live.key), class, None, None);
                 }
             }
         }
@@ -961,8 +1010,8 @@ impl Client {
                         TimerKind::Idle => CancelReason::IdleTimeout,
                         _ => CancelReason::TotalTimeout,
                     };
-                    if let Some(model) = self.cancel_live(now, t.req, lane, reason) {
-                        self.failed(now, t.req, model, FailureClass::Timeout, None, None);
+                    if let Some(which) = self.cancel_live(now, t.req, lane, reason) {
+                        self.failed(now, t.req, which, FailureClass::Timeout, None, None);
                     }
                 }
             }
@@ -976,9 +1025,14 @@ impl Client {
         h: Handle,
         lane: usize,
         reason: CancelReason,
-    ) -> Option<ModelId> {
+    ) -> Option<(ModelId, KeyId)> {
         let st = self.requests.get_mut(h)?;
         let l = st.live[lane].take()?;
+        let b = if self.cfg.breaker_per_key {
+            usize::from(l.key)
+        } else {
+            usize::from(l.model)
+        };
         self.armed[h.index as usize][lane] = 0;
         self.router.on_end(l.model);
         if l.budgeted {
@@ -999,26 +1053,35 @@ impl Client {
                 // Timeouts are counted where they are classified; a deadline
                 // cut is counted here, alike for breaker and budget, so that
                 // a probe is never left hanging.
-                self.breakers[usize::from(l.model)].on_result(now, false);
+                self.breakers[b].on_result(now, false);
                 self.budget.on_attempt(false);
             }
             // Neither failed nor succeeded; a probe it held is freed.
-            CancelReason::HedgeLost => self.breakers[usize::from(l.model)].on_abandoned(),
+            CancelReason::HedgeLost => self.breakers[b].on_abandoned(),
             _ => {}
         }
         self.actions.push_back(Action::Cancel {
             attempt: l.id,
             reason,
         });
-        Some(l.model)
+        Some((l.model, l.key))
     }
 
-    /// An attempt to `failed_model` failed with `class`.
+    /// The breaker of an attempt to `model` with `key`.
+    fn breaker_index(&self, model: usize, key: KeyId) -> usize {
+        if self.cfg.breaker_per_key {
+            usize::from(key)
+        } else {
+            model
+        }
+    }
+
+    /// An attempt to `failed_model` with `failed_key` failed with `class`.
     fn failed(
         &mut self,
         now: Nanos,
         h: Handle,
-        failed_model: ModelId,
+        (failed_model, failed_key): (ModelId, KeyId),
         class: FailureClass,
         retry_after: Option<Nanos>,
         should_retry: Option<bool>,
@@ -1036,10 +1099,11 @@ impl Client {
                 _ => {}
             }
         }
+        let model = usize::from(failed_model);
+        let b = self.breaker_index(model, failed_key);
         let Some(st) = self.requests.get_mut(h) else {
             return;
         };
-        let model = usize::from(failed_model);
         if matches!(
             class,
             FailureClass::ClientError | FailureClass::AuthError | FailureClass::InsufficientQuota
@@ -1047,10 +1111,16 @@ impl Client {
             // Nothing about the model's health (Polly counts what it does not
             // handle as a success): this also settles a half-open probe. Nor
             // does it drain a gRPC-style budget (A6 counts retryable statuses).
-            self.breakers[model].on_result(now, true);
+            // A key's breaker, though, does hear of a refused key.
+            let key_trouble = cfg.breaker_per_key
+                && matches!(
+                    class,
+                    FailureClass::AuthError | FailureClass::InsufficientQuota
+                );
+            self.breakers[b].on_result(now, !key_trouble);
         } else {
             self.budget.on_attempt(false);
-            self.breakers[model].on_result(now, false);
+            self.breakers[b].on_result(now, false);
             self.router.on_sample(&cfg, failed_model, FAILURE_PENALTY);
         }
         st.last_fail = reason_of(class);
@@ -1090,7 +1160,9 @@ impl Client {
                 0.5
             };
             let mut wait = retry.backoff.delay(st.retries_here, st.prev_wait, u);
-            let mut possible = !self.breakers[model].is_open(now.saturating_add(wait));
+            // Per key, the retry may take another key: its pick decides.
+            let mut possible =
+                cfg.breaker_per_key || !self.breakers[model].is_open(now.saturating_add(wait));
             if let (true, Some(ra)) = (retry.honor_retry_after, retry_after) {
                 if ra > retry.max_retry_after {
                     possible = false;
@@ -1193,6 +1265,18 @@ fn next_key(cfg: &StrategyConfig, rr: &mut [u32], model: usize) -> KeyId {
         .unwrap_or(0);
     *r = r.wrapping_add(1);
     key
+}
+
+/// The next key of `model`'s round-robin for which `ok` holds.
+fn next_key_where(
+    cfg: &StrategyConfig,
+    rr: &mut [u32],
+    model: usize,
+    ok: impl Fn(KeyId) -> bool,
+) -> Option<KeyId> {
+    (0..cfg.models[model].keys.len())
+        .map(|_| next_key(cfg, rr, model))
+        .find(|&k| ok(k))
 }
 
 /// Which of the rate limiter's bucket pairs an attempt to `model` with

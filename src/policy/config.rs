@@ -102,6 +102,8 @@ pub struct StrategyConfig {
     pub budget: BudgetConfig,
     /// Circuit breaker (per model and replica).
     pub breaker: BreakerConfig,
+    /// Keep one breaker per API key instead of one per model.
+    pub breaker_per_key: bool,
     /// Adaptive client-side throttling (per model and replica).
     pub throttle: Option<ThrottleConfig>,
     /// Hedged requests (default: none).

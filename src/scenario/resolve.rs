@@ -655,6 +655,7 @@ pub(super) fn resolve(src: &Sources, m: Merged, default_name: &str) -> R<Scenari
             classify: Classifier::default(),
             budget: BudgetConfig::Unlimited,
             breaker: BreakerConfig::None,
+            breaker_per_key: false,
             throttle: None,
             hedge: None,
             cost_guard: None,
@@ -1062,6 +1063,10 @@ fn strategy(
         classify,
         budget,
         breaker,
+        breaker_per_key: sv
+            .breaker
+            .as_ref()
+            .is_some_and(|b| b.get_ref().per == Some(super::schema::BreakerPer::Key)),
         throttle,
         hedge,
         cost_guard,

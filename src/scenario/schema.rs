@@ -487,6 +487,18 @@ pub struct BreakerSection {
     pub allowed_fails: Option<u32>,
     /// `cooldown`: how long the model is skipped (default 5s).
     pub cooldown: Option<PositiveDuration>,
+    /// `model` (default) or `key`: what each breaker watches.
+    pub per: Option<BreakerPer>,
+}
+
+/// What a breaker watches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BreakerPer {
+    /// One breaker per model.
+    Model,
+    /// One breaker per API key.
+    Key,
 }
 
 /// `[strategy.throttle]`: Google SRE adaptive client-side throttling.
