@@ -715,3 +715,28 @@ fn validation_fences_are_stripped_retries_repair_and_a_safe_default_answers() {
     assert_eq!(safe.validation.safe_defaults, bad);
     assert_eq!(safe.amplification, 1.0);
 }
+
+#[test]
+fn spend_budget_bounds_what_retries_cost_not_how_many_there_are() {
+    let sc = load_test_scenario("spend-budget.toml");
+    let r = run(&sc);
+    let none = strategy(&r, "no-retries");
+    let all = strategy(&r, "retries");
+    let ratio = strategy(&r, "ratio-budget");
+    let usd = strategy(&r, "usd-budget");
+    let cost = |s: &stormglass::report::StrategyReport| s.cost.nano_usd as f64;
+    // First attempts are the same under every strategy (common random
+    // numbers), so no-retries' bill is the first-attempt spend.
+    assert!(cost(all) > 1.25 * cost(none), "retries add over 25%");
+    // Retries may spend 10% of it (bills arrive late, so allow a little).
+    assert!(
+        cost(usd) <= 1.11 * cost(none),
+        "{} vs {}",
+        cost(usd),
+        cost(none)
+    );
+    assert!(usd.retries_denied > 100 && usd.success_rate > none.success_rate);
+    // A request-counting budget at the same 10% buys fewer answers here:
+    // it cannot tell a cheap classification retry from a long one.
+    assert!(usd.success_rate > ratio.success_rate);
+}

@@ -60,6 +60,7 @@ use super::keys::KeyPool;
 use super::rate_limit::{Admit, LimitPer, RateLimiter};
 use super::retry::{Disposition, FailureClass, RetryBudget};
 use super::routing::{Router, FAILURE_PENALTY};
+use super::spend_budget::SpendBudget;
 use super::throttle::AdaptiveThrottle;
 use super::validation::{ValidationConfig, ValidationCounts};
 
@@ -104,6 +105,8 @@ struct Live {
     hedge: bool,
     /// The API key it went out with.
     key: KeyId,
+    /// Beyond its request's first attempt (a retry, fallback or hedge).
+    extra: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -144,7 +147,7 @@ pub struct Client {
     actions: VecDeque<Action>,
     key_rr: Vec<u32>,
     ledger: CostLedger,
-    cancelled: BTreeMap<AttemptId, (ModelId, bool, Handle)>,
+    cancelled: BTreeMap<AttemptId, (ModelId, bool, Handle, bool)>,
     /// Per request slot and lane, the serial of what its timers may fire
     /// for (the live attempt or the pending wake-up), 0 for nothing. Stale
     /// timers, which are most timers, are dismissed here without touching
@@ -173,6 +176,7 @@ pub struct Client {
     queued: u64,
     keys: Option<KeyPool>,
     validated: ValidationCounts,
+    spend: Option<SpendBudget>,
 }
 
 fn attempt_id(req: Handle, lane: usize, serial: u32) -> AttemptId {
@@ -195,6 +199,7 @@ impl Client {
         let guard = cfg.cost_guard.clone();
         let (rate_limit, concurrency) = (cfg.rate_limit, cfg.concurrency);
         let key_pool = cfg.key_pool;
+        let spend_budget = cfg.spend_budget;
         // Per key, one breaker for each key id any model may use.
         let n_breakers = if cfg.breaker_per_key {
             cfg.models
@@ -243,6 +248,7 @@ impl Client {
             queued: 0,
             keys: key_pool.map(KeyPool::new),
             validated: ValidationCounts::default(),
+            spend: spend_budget.map(SpendBudget::new),
         }
     }
 
@@ -667,6 +673,7 @@ impl Client {
             hedge_at,
             hedge,
             key,
+            extra: st.attempts > 1,
         });
         if hedge && st.req.measured {
             self.hedges += 1;
@@ -821,7 +828,7 @@ impl Client {
             output_tokens,
         } = outcome
         {
-            if let Some((model, measured, h)) = self.cancelled.remove(&id) {
+            if let Some((model, measured, h, extra)) = self.cancelled.remove(&id) {
                 let info = &self.cfg.models[usize::from(model)];
                 let cost = self.ledger.charge(
                     usize::from(model),
@@ -834,6 +841,10 @@ impl Client {
                     st.cost += cost;
                 }
                 spend(&mut self.guard, &mut self.actions, now, cost);
+                if let Some(s) = self.spend.as_mut() {
+                    let tokens = u64::from(input_tokens) + u64::from(output_tokens);
+                    s.on_spend(now, extra, tokens, cost);
+                }
             }
             return;
         }
@@ -912,6 +923,9 @@ impl Client {
                     .charge(model, &cfg.models[model], input, output, st.req.measured);
             st.cost += cost;
             spend(&mut self.guard, &mut self.actions, now, cost);
+            if let Some(s) = self.spend.as_mut() {
+                s.on_spend(now, live.extra, u64::from(input) + u64::from(output), cost);
+            }
         }
         match outcome {
             Outcome::Success { body, .. } => {
@@ -1047,7 +1061,8 @@ impl Client {
                 _ => Signal::Drop,
             });
         }
-        self.cancelled.insert(l.id, (l.model, st.req.measured, h));
+        self.cancelled
+            .insert(l.id, (l.model, st.req.measured, h, l.extra));
         match reason {
             CancelReason::Deadline => {
                 // Timeouts are counted where they are classified; a deadline
@@ -1177,7 +1192,8 @@ impl Client {
                 .saturating_add(wait)
                 .saturating_add(cfg.min_attempt_time)
                 < st.req.deadline;
-            if possible && !self.budget.try_retry(now) {
+            let spend_ok = self.spend.as_mut().is_none_or(|s| s.allows(now));
+            if possible && !(spend_ok && self.budget.try_retry(now)) {
                 // The budget says no: this model gets no more tries.
                 if st.req.measured {
                     self.retries_denied += 1;

@@ -12,6 +12,7 @@ use super::keys::KeyPoolConfig;
 use super::rate_limit::RateLimitConfig;
 use super::retry::{Backoff, BudgetConfig, Classifier};
 use super::routing::RoutingConfig;
+use super::spend_budget::SpendBudgetConfig;
 use super::throttle::ThrottleConfig;
 use super::timeout::Timeouts;
 use super::validation::ValidationConfig;
@@ -118,4 +119,6 @@ pub struct StrategyConfig {
     pub key_pool: Option<KeyPoolConfig>,
     /// What bodies are accepted, and the safe default.
     pub validation: ValidationConfig,
+    /// A retry budget counted in tokens or dollars (default: none).
+    pub spend_budget: Option<SpendBudgetConfig>,
 }

@@ -663,6 +663,7 @@ pub(super) fn resolve(src: &Sources, m: Merged, default_name: &str) -> R<Scenari
             concurrency: None,
             key_pool: None,
             validation: Default::default(),
+            spend_budget: None,
         }));
         tenants.push(TenantSpec {
             name: tv.name.clone(),
@@ -1021,6 +1022,40 @@ fn strategy(
         None => None,
         Some(r) => Some(rate_limit(src, file, r)?),
     };
+    let spend_budget = match &sv.spend_budget {
+        None => None,
+        Some(b) => {
+            use super::schema::SpendUnitKind;
+            use crate::policy::spend_budget::{SpendBudgetConfig, SpendUnit};
+            let v = b.get_ref();
+            let window = v.window.map_or(60 * SECS, |w| w.0);
+            limit_window(
+                src,
+                file,
+                b.span(),
+                window,
+                "spend budget",
+                "the window is how far back spend counts; minutes, not hours",
+            )?;
+            let floor = v.floor.map_or(0.0, |f| f.0);
+            let (unit, floor) = match v.unit {
+                SpendUnitKind::Tokens => (SpendUnit::Tokens, floor),
+                // Counted in micro-USD.
+                SpendUnitKind::Usd => (SpendUnit::Usd, floor * 1e6),
+            };
+            if floor > 1e15 {
+                return Err(src
+                    .error_at(file, b, format!("a spend budget floor of {floor}"))
+                    .hint("the floor is spend always allowed over the window, in tokens or USD"));
+            }
+            Some(SpendBudgetConfig {
+                unit,
+                percent: v.percent.map_or(0.2, |p| p.0),
+                floor: floor.round() as u64,
+                window,
+            })
+        }
+    };
     let validation = crate::policy::validation::ValidationConfig {
         accept_fenced: sv.validation.accept_fenced.unwrap_or(true),
         safe_default: sv.validation.safe_default.unwrap_or(false),
@@ -1074,6 +1109,7 @@ fn strategy(
         concurrency,
         key_pool,
         validation,
+        spend_budget,
     })
 }
 

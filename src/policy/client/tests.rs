@@ -41,6 +41,7 @@ fn cfg() -> StrategyConfig {
         concurrency: None,
         key_pool: None,
         validation: Default::default(),
+        spend_budget: None,
     }
 }
 

@@ -47,6 +47,7 @@ fn cfg(routing: RoutingConfig) -> StrategyConfig {
         concurrency: None,
         key_pool: None,
         validation: Default::default(),
+        spend_budget: None,
     }
 }
 
