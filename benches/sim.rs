@@ -4,8 +4,12 @@
 //!   (over 50,000 requests in flight at the peak, about 8% of attempts
 //!   faulty, every policy of the core on), single-threaded; criterion reports
 //!   simulated attempts per second.
+//! - `sim/throughput-all-policies`: the scenario's second strategy, the same
+//!   stack with every policy of the core on (budget, breaker, throttle,
+//!   hedging, rate and concurrency limits, cost guard, key pool).
 //! - `core/request-success` and `core/retry-then-success`: the core's own cost
-//!   per request, driven by the step harness's inputs without a world.
+//!   per request, driven by the step harness's inputs without a world; the
+//!   `-all-policies` variants use the second strategy.
 //!
 //! `cargo bench --bench sim`; figures go to BENCHMARKS.md.
 
@@ -23,26 +27,52 @@ use stormglass::wire::{BodyKind, ErrorType, RateLimits};
 fn throughput(c: &mut Criterion) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/scenarios/throughput.toml");
     let sc = stormglass::scenario::load(&path).unwrap_or_else(|e| panic!("{e}"));
-    let strategy = Arc::clone(&sc.strategies[0]);
-    let (_, stats) =
-        stormglass::sim::run_strategy(&sc, &strategy).unwrap_or_else(|e| panic!("{e}"));
-    eprintln!(
-        "bench scenario: {} requests, {} attempts, {} events, peak {} requests in flight",
-        stats.requests, stats.attempts, stats.events, stats.peak_in_flight
-    );
     let mut g = c.benchmark_group("sim");
     g.sample_size(10);
-    g.throughput(Throughput::Elements(stats.attempts));
-    g.bench_function("throughput", |b| {
-        b.iter(|| black_box(stormglass::sim::run_strategy(&sc, &strategy).map(|r| r.1.attempts)));
-    });
+    for (name, i) in [("throughput", 0), ("throughput-all-policies", 1)] {
+        let strategy = Arc::clone(&sc.strategies[i]);
+        let (_, stats) =
+            stormglass::sim::run_strategy(&sc, &strategy).unwrap_or_else(|e| panic!("{e}"));
+        eprintln!(
+            "{name}: {} requests, {} attempts, {} events, peak {} requests in flight",
+            stats.requests, stats.attempts, stats.events, stats.peak_in_flight
+        );
+        g.throughput(Throughput::Elements(stats.attempts));
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                black_box(stormglass::sim::run_strategy(&sc, &strategy).map(|r| r.1.attempts))
+            });
+        });
+    }
     g.finish();
 }
 
 fn core(c: &mut Criterion) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/scenarios/throughput.toml");
     let sc = stormglass::scenario::load(&path).unwrap_or_else(|e| panic!("{e}"));
-    let cfg = Arc::clone(&sc.strategies[0]);
+    let mut g = c.benchmark_group("core");
+    g.throughput(Throughput::Elements(1));
+    core_with(&mut g, "", Arc::clone(&sc.strategies[0]), 1000, true);
+    // Requests 2 ms apart stay under the strategy's client-side rate limit
+    // (1,000 a second), so every request is sent at once. A retry per
+    // request would open its breakers, so only the success path is timed.
+    core_with(
+        &mut g,
+        "-all-policies",
+        Arc::clone(&sc.strategies[1]),
+        2_000_000,
+        false,
+    );
+    g.finish();
+}
+
+fn core_with(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    suffix: &str,
+    cfg: Arc<stormglass::policy::StrategyConfig>,
+    spacing: u64,
+    with_retry: bool,
+) {
     let req = |id, now| Request {
         id,
         task: 1,
@@ -67,24 +97,26 @@ fn core(c: &mut Criterion) {
         output_tokens: 200,
         body: BodyKind::Valid,
     };
-    let mut g = c.benchmark_group("core");
-    g.throughput(Throughput::Elements(1));
-    g.bench_function("request-success", |b| {
+    g.bench_function(format!("request-success{suffix}"), |b| {
         let mut client = Client::new(Arc::clone(&cfg), ChaCha8Rng::seed_from_u64(1));
         let mut n = 0u64;
         b.iter(|| {
             n += 1;
-            let now = n * 1000;
+            let now = n * spacing;
             client.handle_request(now, req(n, now));
-            if let Some(id) = sent(&mut client) {
-                client.handle_first_token(now + 1, id);
-                client.handle_outcome(now + 2, id, ok, RateLimits::default());
-            }
+            let Some(id) = sent(&mut client) else {
+                panic!("no attempt sent")
+            };
+            client.handle_first_token(now + 1, id);
+            client.handle_outcome(now + 2, id, ok, RateLimits::default());
             black_box(sent(&mut client));
             black_box(client.poll_timeout())
         });
     });
-    g.bench_function("retry-then-success", |b| {
+    if !with_retry {
+        return;
+    }
+    g.bench_function(format!("retry-then-success{suffix}"), |b| {
         let mut client = Client::new(Arc::clone(&cfg), ChaCha8Rng::seed_from_u64(1));
         let mut n = 0u64;
         let busy = Outcome::HttpError {
@@ -114,7 +146,6 @@ fn core(c: &mut Criterion) {
             black_box(sent(&mut client))
         });
     });
-    g.finish();
 }
 
 #[allow(missing_docs, unreachable_pub)]

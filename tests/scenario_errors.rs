@@ -851,3 +851,31 @@ fn an_unknown_key_selection() {
     assert_eq!(e.line, 53, "{e}");
     assert!(e.message.contains("unknown variant `random`"), "{e}");
 }
+
+#[test]
+fn a_breaker_per_something_unknown() {
+    let e = err(&edit(
+        "fallback = { chain = [\"claude-sonnet-4\"] }",
+        "fallback = { chain = [\"claude-sonnet-4\"] }\nbreaker = { kind = \"ratio\", per = \"region\" }",
+    ));
+    assert_eq!(e.line, 53, "{e}");
+    assert!(e.message.contains("unknown variant `region`"), "{e}");
+}
+
+#[test]
+fn a_spend_budget_needs_its_unit() {
+    let e = err(&edit(
+        "fallback = { chain = [\"claude-sonnet-4\"] }",
+        "fallback = { chain = [\"claude-sonnet-4\"] }\nspend_budget = { percent = 0.1 }",
+    ));
+    assert_eq!(e.line, 53, "{e}");
+    assert!(e.message.contains("missing field `unit`"), "{e}");
+    let e = err(&edit(
+        "fallback = { chain = [\"claude-sonnet-4\"] }",
+        "fallback = { chain = [\"claude-sonnet-4\"] }\nspend_budget = { unit = \"usd\", window = \"2h\" }",
+    ));
+    assert!(
+        e.message.contains("spend budget window longer than 10m"),
+        "{e}"
+    );
+}

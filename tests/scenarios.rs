@@ -665,6 +665,21 @@ fn key_pools_more_keys_on_one_pool_add_nothing_and_a_revoked_key_is_dropped() {
     assert_eq!(old(pool).auth_errors, 1);
     assert_eq!(pool.keys_disabled, 1);
     assert!(pool.success_rate > 0.999);
+    // A breaker per key (without a key pool) takes the revoked key out for
+    // its cooldown after a few refusals, again and again: far fewer
+    // failures than round-robin, more than a pool that disables it.
+    let kb = strategy(&r, "revoked-key-breaker");
+    assert!(kb.breaker_opens > 10);
+    assert!(
+        kb.failures["client_error"] * 3 < rr.failures["client_error"],
+        "{} vs {}",
+        kb.failures["client_error"],
+        rr.failures["client_error"]
+    );
+    assert!(kb
+        .keys
+        .iter()
+        .any(|k| k.key == "c1" && k.attempts > rr.keys[1].attempts));
     // Resting a 429ing key with most-remaining selection keeps the pools
     // from being hit at all, nearly.
     let rested = strategy(&r, "two-pools-rested");
@@ -699,4 +714,29 @@ fn validation_fences_are_stripped_retries_repair_and_a_safe_default_answers() {
     assert_eq!(safe.success_rate, 1.0);
     assert_eq!(safe.validation.safe_defaults, bad);
     assert_eq!(safe.amplification, 1.0);
+}
+
+#[test]
+fn spend_budget_bounds_what_retries_cost_not_how_many_there_are() {
+    let sc = load_test_scenario("spend-budget.toml");
+    let r = run(&sc);
+    let none = strategy(&r, "no-retries");
+    let all = strategy(&r, "retries");
+    let ratio = strategy(&r, "ratio-budget");
+    let usd = strategy(&r, "usd-budget");
+    let cost = |s: &stormglass::report::StrategyReport| s.cost.nano_usd as f64;
+    // First attempts are the same under every strategy (common random
+    // numbers), so no-retries' bill is the first-attempt spend.
+    assert!(cost(all) > 1.25 * cost(none), "retries add over 25%");
+    // Retries may spend 10% of it (bills arrive late, so allow a little).
+    assert!(
+        cost(usd) <= 1.11 * cost(none),
+        "{} vs {}",
+        cost(usd),
+        cost(none)
+    );
+    assert!(usd.retries_denied > 100 && usd.success_rate > none.success_rate);
+    // A request-counting budget at the same 10% buys fewer answers here:
+    // it cannot tell a cheap classification retry from a long one.
+    assert!(usd.success_rate > ratio.success_rate);
 }

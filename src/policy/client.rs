@@ -60,6 +60,7 @@ use super::keys::KeyPool;
 use super::rate_limit::{Admit, LimitPer, RateLimiter};
 use super::retry::{Disposition, FailureClass, RetryBudget};
 use super::routing::{Router, FAILURE_PENALTY};
+use super::spend_budget::SpendBudget;
 use super::throttle::AdaptiveThrottle;
 use super::validation::{ValidationConfig, ValidationCounts};
 
@@ -104,6 +105,8 @@ struct Live {
     hedge: bool,
     /// The API key it went out with.
     key: KeyId,
+    /// Beyond its request's first attempt (a retry, fallback or hedge).
+    extra: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -144,7 +147,7 @@ pub struct Client {
     actions: VecDeque<Action>,
     key_rr: Vec<u32>,
     ledger: CostLedger,
-    cancelled: BTreeMap<AttemptId, (ModelId, bool, Handle)>,
+    cancelled: BTreeMap<AttemptId, (ModelId, bool, Handle, bool)>,
     /// Per request slot and lane, the serial of what its timers may fire
     /// for (the live attempt or the pending wake-up), 0 for nothing. Stale
     /// timers, which are most timers, are dismissed here without touching
@@ -173,6 +176,7 @@ pub struct Client {
     queued: u64,
     keys: Option<KeyPool>,
     validated: ValidationCounts,
+    spend: Option<SpendBudget>,
 }
 
 fn attempt_id(req: Handle, lane: usize, serial: u32) -> AttemptId {
@@ -195,6 +199,18 @@ impl Client {
         let guard = cfg.cost_guard.clone();
         let (rate_limit, concurrency) = (cfg.rate_limit, cfg.concurrency);
         let key_pool = cfg.key_pool;
+        let spend_budget = cfg.spend_budget;
+        // Per key, one breaker for each key id any model may use.
+        let n_breakers = if cfg.breaker_per_key {
+            cfg.models
+                .iter()
+                .flat_map(|m| m.keys.iter())
+                .map(|&k| usize::from(k) + 1)
+                .max()
+                .unwrap_or(0)
+        } else {
+            cfg.models.len()
+        };
         let n = cfg.models.len();
         Self {
             cfg,
@@ -209,7 +225,9 @@ impl Client {
             armed: Vec::new(),
             budget: RetryBudget::new(budget),
             retries_denied: 0,
-            breakers: (0..n).map(|_| CircuitBreaker::new(breaker)).collect(),
+            breakers: (0..n_breakers)
+                .map(|_| CircuitBreaker::new(breaker))
+                .collect(),
             throttles: throttle.map_or_else(Vec::new, |t| {
                 (0..n).map(|_| AdaptiveThrottle::new(t)).collect()
             }),
@@ -230,6 +248,7 @@ impl Client {
             queued: 0,
             keys: key_pool.map(KeyPool::new),
             validated: ValidationCounts::default(),
+            spend: spend_budget.map(SpendBudget::new),
         }
     }
 
@@ -498,7 +517,9 @@ impl Client {
                 }
             }
             let m = usize::from(m);
-            let mut go = !self.breakers[m].is_open(now);
+            let per_key = self.cfg.breaker_per_key;
+            // Per key, the breakers are checked as the key is picked.
+            let mut go = per_key || !self.breakers[m].is_open(now);
             if go {
                 if let Some(t) = self.throttles.get_mut(m) {
                     let p = t.reject_probability(now);
@@ -516,14 +537,20 @@ impl Client {
             // A paced attempt's share was taken when it was paced, for this key.
             let reserved = st.paced.take();
             if go {
+                let breakers = &self.breakers;
+                let closed = |k: KeyId| !per_key || !breakers[usize::from(k)].is_open(now);
                 if let Some(k) = reserved {
-                    key = Some(k);
+                    key = Some(k).filter(|&k| closed(k));
+                    go = key.is_some();
                 } else if let Some(p) = self.keys.as_mut() {
-                    key = p.pick(&self.cfg.models[m].keys, now, &mut self.key_rr[m]);
+                    key = p.pick(&self.cfg.models[m].keys, now, &mut self.key_rr[m], closed);
                     if key.is_none() {
                         go = false;
                         no_key = true;
                     }
+                } else if per_key {
+                    key = next_key_where(&self.cfg, &mut self.key_rr, m, closed);
+                    go = key.is_some();
                 }
             }
             if let (true, None, Some(l)) = (go, reserved, self.limiter.as_mut()) {
@@ -557,7 +584,11 @@ impl Client {
                 }
             }
             // Only now may a half-open breaker count this as its probe.
-            if go && self.breakers[m].allow(now) {
+            let b = match (per_key, key) {
+                (true, Some(k)) => usize::from(k),
+                _ => m,
+            };
+            if go && self.breakers[b].allow(now) {
                 break key;
             }
             st.pos += 1;
@@ -642,6 +673,7 @@ impl Client {
             hedge_at,
             hedge,
             key,
+            extra: st.attempts > 1,
         });
         if hedge && st.req.measured {
             self.hedges += 1;
@@ -692,16 +724,21 @@ impl Client {
             return;
         }
         let mi = usize::from(m);
-        if self.breakers[mi].is_open(now) {
+        let per_key = self.cfg.breaker_per_key;
+        if !per_key && self.breakers[mi].is_open(now) {
             return;
         }
+        let breakers = &self.breakers;
+        let closed = |k: KeyId| !per_key || !breakers[usize::from(k)].is_open(now);
         let key = match self.keys.as_mut() {
-            Some(p) => match p.pick(&self.cfg.models[mi].keys, now, &mut self.key_rr[mi]) {
-                Some(k) => k,
-                None => return,
-            },
-            None => next_key(&self.cfg, &mut self.key_rr, mi),
+            Some(p) => p.pick(&self.cfg.models[mi].keys, now, &mut self.key_rr[mi], closed),
+            None if per_key => next_key_where(&self.cfg, &mut self.key_rr, mi, closed),
+            None => Some(next_key(&self.cfg, &mut self.key_rr, mi)),
         };
+        let Some(key) = key else {
+            return;
+        };
+        let bi = if per_key { usize::from(key) } else { mi };
         if let Some(l) = self.limiter.as_mut() {
             // A hedge never waits for the rate limit.
             let tokens = u64::from(st.req.input_tokens) + u64::from(st.req.max_tokens);
@@ -709,7 +746,7 @@ impl Client {
                 return;
             }
         }
-        if !self.breakers[mi].allow(now) {
+        if !self.breakers[bi].allow(now) {
             return;
         }
         st.hedged = true;
@@ -741,6 +778,11 @@ impl Client {
                 self.router.on_sample(&self.cfg, model, ttft);
                 if let Some(hg) = self.hedger.as_mut() {
                     hg.on_first_token(usize::from(model), ttft);
+                }
+                // The model accepted the work: a throttle need not wait for
+                // the end of a long generation to know it.
+                if let Some(t) = self.throttles.get_mut(usize::from(model)) {
+                    t.on_accept(now);
                 }
             }
         }
@@ -786,7 +828,7 @@ impl Client {
             output_tokens,
         } = outcome
         {
-            if let Some((model, measured, h)) = self.cancelled.remove(&id) {
+            if let Some((model, measured, h, extra)) = self.cancelled.remove(&id) {
                 let info = &self.cfg.models[usize::from(model)];
                 let cost = self.ledger.charge(
                     usize::from(model),
@@ -799,6 +841,10 @@ impl Client {
                     st.cost += cost;
                 }
                 spend(&mut self.guard, &mut self.actions, now, cost);
+                if let Some(s) = self.spend.as_mut() {
+                    let tokens = u64::from(input_tokens) + u64::from(output_tokens);
+                    s.on_spend(now, extra, tokens, cost);
+                }
             }
             return;
         }
@@ -831,7 +877,8 @@ impl Client {
                 ..
             }
         );
-        if !rejected_for_load {
+        // A stream that sent its first token was accepted then.
+        if !rejected_for_load && live.first_token.is_none() {
             if let Some(t) = self.throttles.get_mut(model) {
                 t.on_accept(now);
             }
@@ -876,6 +923,9 @@ impl Client {
                     .charge(model, &cfg.models[model], input, output, st.req.measured);
             st.cost += cost;
             spend(&mut self.guard, &mut self.actions, now, cost);
+            if let Some(s) = self.spend.as_mut() {
+                s.on_spend(now, live.extra, u64::from(input) + u64::from(output), cost);
+            }
         }
         match outcome {
             Outcome::Success { body, .. } => {
@@ -884,7 +934,12 @@ impl Client {
                 }
                 if cfg.validation.accepts(body, st.req.json) {
                     self.budget.on_attempt(true);
-                    self.breakers[model].on_result(now, true);
+                    let b = if cfg.breaker_per_key {
+                        usize::from(live.key)
+                    } else {
+                        model
+                    };
+                    self.breakers[b].on_result(now, true);
                     st.last_model = live.model;
                     if live.hedge && st.req.measured {
                         self.hedge_wins += 1;
@@ -894,7 +949,14 @@ impl Client {
                     let ft = live.first_token.unwrap_or(now);
                     self.finish(h, RequestResult::Success, Some(ft));
                 } else {
-                    self.failed(now, h, live.model, FailureClass::Malformed, None, None);
+                    self.failed(
+                        now,
+                        h,
+                        (live.model, live.key),
+                        FailureClass::Malformed,
+                        None,
+                        None,
+                    );
                 }
             }
             Outcome::HttpError {
@@ -904,11 +966,18 @@ impl Client {
                 should_retry,
             } => {
                 let class = FailureClass::of_http(status, error);
-                self.failed(now, h, live.model, class, retry_after, should_retry);
+                self.failed(
+                    now,
+                    h,
+                    (live.model, live.key),
+                    class,
+                    retry_after,
+                    should_retry,
+                );
             }
             other => {
                 if let Some(class) = FailureClass::of(&other) {
-                    self.failed(now, h, live.model, class, None, None);
+                    self.failed(now, h, (live.model, live.key), class, None, None);
                 }
             }
         }
@@ -955,8 +1024,8 @@ impl Client {
                         TimerKind::Idle => CancelReason::IdleTimeout,
                         _ => CancelReason::TotalTimeout,
                     };
-                    if let Some(model) = self.cancel_live(now, t.req, lane, reason) {
-                        self.failed(now, t.req, model, FailureClass::Timeout, None, None);
+                    if let Some(which) = self.cancel_live(now, t.req, lane, reason) {
+                        self.failed(now, t.req, which, FailureClass::Timeout, None, None);
                     }
                 }
             }
@@ -970,9 +1039,14 @@ impl Client {
         h: Handle,
         lane: usize,
         reason: CancelReason,
-    ) -> Option<ModelId> {
+    ) -> Option<(ModelId, KeyId)> {
         let st = self.requests.get_mut(h)?;
         let l = st.live[lane].take()?;
+        let b = if self.cfg.breaker_per_key {
+            usize::from(l.key)
+        } else {
+            usize::from(l.model)
+        };
         self.armed[h.index as usize][lane] = 0;
         self.router.on_end(l.model);
         if l.budgeted {
@@ -987,32 +1061,42 @@ impl Client {
                 _ => Signal::Drop,
             });
         }
-        self.cancelled.insert(l.id, (l.model, st.req.measured, h));
+        self.cancelled
+            .insert(l.id, (l.model, st.req.measured, h, l.extra));
         match reason {
             CancelReason::Deadline => {
                 // Timeouts are counted where they are classified; a deadline
                 // cut is counted here, alike for breaker and budget, so that
                 // a probe is never left hanging.
-                self.breakers[usize::from(l.model)].on_result(now, false);
+                self.breakers[b].on_result(now, false);
                 self.budget.on_attempt(false);
             }
             // Neither failed nor succeeded; a probe it held is freed.
-            CancelReason::HedgeLost => self.breakers[usize::from(l.model)].on_abandoned(),
+            CancelReason::HedgeLost => self.breakers[b].on_abandoned(),
             _ => {}
         }
         self.actions.push_back(Action::Cancel {
             attempt: l.id,
             reason,
         });
-        Some(l.model)
+        Some((l.model, l.key))
     }
 
-    /// An attempt to `failed_model` failed with `class`.
+    /// The breaker of an attempt to `model` with `key`.
+    fn breaker_index(&self, model: usize, key: KeyId) -> usize {
+        if self.cfg.breaker_per_key {
+            usize::from(key)
+        } else {
+            model
+        }
+    }
+
+    /// An attempt to `failed_model` with `failed_key` failed with `class`.
     fn failed(
         &mut self,
         now: Nanos,
         h: Handle,
-        failed_model: ModelId,
+        (failed_model, failed_key): (ModelId, KeyId),
         class: FailureClass,
         retry_after: Option<Nanos>,
         should_retry: Option<bool>,
@@ -1030,10 +1114,11 @@ impl Client {
                 _ => {}
             }
         }
+        let model = usize::from(failed_model);
+        let b = self.breaker_index(model, failed_key);
         let Some(st) = self.requests.get_mut(h) else {
             return;
         };
-        let model = usize::from(failed_model);
         if matches!(
             class,
             FailureClass::ClientError | FailureClass::AuthError | FailureClass::InsufficientQuota
@@ -1041,10 +1126,16 @@ impl Client {
             // Nothing about the model's health (Polly counts what it does not
             // handle as a success): this also settles a half-open probe. Nor
             // does it drain a gRPC-style budget (A6 counts retryable statuses).
-            self.breakers[model].on_result(now, true);
+            // A key's breaker, though, does hear of a refused key.
+            let key_trouble = cfg.breaker_per_key
+                && matches!(
+                    class,
+                    FailureClass::AuthError | FailureClass::InsufficientQuota
+                );
+            self.breakers[b].on_result(now, !key_trouble);
         } else {
             self.budget.on_attempt(false);
-            self.breakers[model].on_result(now, false);
+            self.breakers[b].on_result(now, false);
             self.router.on_sample(&cfg, failed_model, FAILURE_PENALTY);
         }
         st.last_fail = reason_of(class);
@@ -1084,7 +1175,9 @@ impl Client {
                 0.5
             };
             let mut wait = retry.backoff.delay(st.retries_here, st.prev_wait, u);
-            let mut possible = !self.breakers[model].is_open(now.saturating_add(wait));
+            // Per key, the retry may take another key: its pick decides.
+            let mut possible =
+                cfg.breaker_per_key || !self.breakers[model].is_open(now.saturating_add(wait));
             if let (true, Some(ra)) = (retry.honor_retry_after, retry_after) {
                 if ra > retry.max_retry_after {
                     possible = false;
@@ -1099,7 +1192,8 @@ impl Client {
                 .saturating_add(wait)
                 .saturating_add(cfg.min_attempt_time)
                 < st.req.deadline;
-            if possible && !self.budget.try_retry(now) {
+            let spend_ok = self.spend.as_mut().is_none_or(|s| s.allows(now));
+            if possible && !(spend_ok && self.budget.try_retry(now)) {
                 // The budget says no: this model gets no more tries.
                 if st.req.measured {
                     self.retries_denied += 1;
@@ -1187,6 +1281,18 @@ fn next_key(cfg: &StrategyConfig, rr: &mut [u32], model: usize) -> KeyId {
         .unwrap_or(0);
     *r = r.wrapping_add(1);
     key
+}
+
+/// The next key of `model`'s round-robin for which `ok` holds.
+fn next_key_where(
+    cfg: &StrategyConfig,
+    rr: &mut [u32],
+    model: usize,
+    ok: impl Fn(KeyId) -> bool,
+) -> Option<KeyId> {
+    (0..cfg.models[model].keys.len())
+        .map(|_| next_key(cfg, rr, model))
+        .find(|&k| ok(k))
 }
 
 /// Which of the rate limiter's bucket pairs an attempt to `model` with

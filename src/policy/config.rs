@@ -12,6 +12,7 @@ use super::keys::KeyPoolConfig;
 use super::rate_limit::RateLimitConfig;
 use super::retry::{Backoff, BudgetConfig, Classifier};
 use super::routing::RoutingConfig;
+use super::spend_budget::SpendBudgetConfig;
 use super::throttle::ThrottleConfig;
 use super::timeout::Timeouts;
 use super::validation::ValidationConfig;
@@ -102,6 +103,8 @@ pub struct StrategyConfig {
     pub budget: BudgetConfig,
     /// Circuit breaker (per model and replica).
     pub breaker: BreakerConfig,
+    /// Keep one breaker per API key instead of one per model.
+    pub breaker_per_key: bool,
     /// Adaptive client-side throttling (per model and replica).
     pub throttle: Option<ThrottleConfig>,
     /// Hedged requests (default: none).
@@ -116,4 +119,6 @@ pub struct StrategyConfig {
     pub key_pool: Option<KeyPoolConfig>,
     /// What bodies are accepted, and the safe default.
     pub validation: ValidationConfig,
+    /// A retry budget counted in tokens or dollars (default: none).
+    pub spend_budget: Option<SpendBudgetConfig>,
 }

@@ -115,7 +115,14 @@ impl KeyPool {
 
     /// The key for an attempt from `keys` at `now`, `None` if none can be
     /// used. `rr` is the model's round-robin counter.
-    pub fn pick(&mut self, keys: &[KeyId], now: Nanos, rr: &mut u32) -> Option<KeyId> {
+    /// Keys for which `ok` is false (an open breaker) are passed over.
+    pub fn pick(
+        &mut self,
+        keys: &[KeyId],
+        now: Nanos,
+        rr: &mut u32,
+        ok: impl Fn(KeyId) -> bool,
+    ) -> Option<KeyId> {
         let n = keys.len();
         if n == 0 {
             return None;
@@ -126,7 +133,7 @@ impl KeyPool {
         let order = (0..n).map(|i| keys[(start + i) % n]);
         let mut best: Option<(KeyId, (u64, u64))> = None;
         for k in order {
-            if !self.usable(k, now) {
+            if !self.usable(k, now) || !ok(k) {
                 continue;
             }
             let s = self.keys.get(usize::from(k)).copied().unwrap_or_default();
@@ -203,20 +210,24 @@ mod tests {
         let mut p = pool(KeySelect::RoundRobin);
         let keys = [3, 4, 5];
         let mut rr = 0;
-        let picks: Vec<_> = (0..3).map(|_| p.pick(&keys, 0, &mut rr)).collect();
+        let picks: Vec<_> = (0..3)
+            .map(|_| p.pick(&keys, 0, &mut rr, |_| true))
+            .collect();
         assert_eq!(picks, [Some(3), Some(4), Some(5)]);
         p.on_send(4);
         p.on_end(4, 0, Some(401), None, RateLimits::default());
         p.on_send(5);
         p.on_end(5, 0, Some(429), Some(2 * SECS), RateLimits::default());
         assert_eq!((p.disabled(), p.rests()), (1, 1));
-        let picks: Vec<_> = (0..3).map(|_| p.pick(&keys, SECS, &mut rr)).collect();
+        let picks: Vec<_> = (0..3)
+            .map(|_| p.pick(&keys, SECS, &mut rr, |_| true))
+            .collect();
         assert_eq!(picks, [Some(3), Some(3), Some(3)]);
         assert!(!p.another_usable(&keys, 3, SECS));
         // 5 is back after its retry-after; 4 never.
         assert!(p.another_usable(&keys, 3, 2 * SECS));
         p.on_end(3, SECS, Some(403), None, RateLimits::default());
-        assert_eq!(p.pick(&keys, SECS, &mut rr), None);
+        assert_eq!(p.pick(&keys, SECS, &mut rr, |_| true), None);
     }
 
     #[test]
@@ -225,10 +236,10 @@ mod tests {
         let keys = [0, 1];
         let mut rr = 0;
         p.on_send(0);
-        assert_eq!(p.pick(&keys, 0, &mut rr), Some(1));
+        assert_eq!(p.pick(&keys, 0, &mut rr, |_| true), Some(1));
         p.on_send(1);
         p.on_send(1);
-        assert_eq!(p.pick(&keys, 0, &mut rr), Some(0));
+        assert_eq!(p.pick(&keys, 0, &mut rr, |_| true), Some(0));
     }
 
     #[test]
@@ -243,10 +254,10 @@ mod tests {
         p.on_send(0);
         p.on_end(0, 0, None, None, lim(10));
         // 1 was never seen: it counts as full.
-        assert_eq!(p.pick(&keys, 0, &mut rr), Some(1));
+        assert_eq!(p.pick(&keys, 0, &mut rr, |_| true), Some(1));
         p.on_send(1);
         p.on_end(1, 0, None, None, lim(5));
-        assert_eq!(p.pick(&keys, 0, &mut rr), Some(0));
-        assert_eq!(p.pick(&keys, 0, &mut rr), Some(0));
+        assert_eq!(p.pick(&keys, 0, &mut rr, |_| true), Some(0));
+        assert_eq!(p.pick(&keys, 0, &mut rr, |_| true), Some(0));
     }
 }

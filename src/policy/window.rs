@@ -56,6 +56,15 @@ impl SlidingWindow {
         self.sums[which] += 1;
     }
 
+    /// Adds `n` to counter `which` (0 or 1) at `now`.
+    pub fn add_n(&mut self, now: Nanos, which: usize, n: u32) {
+        let i = self.advance(now);
+        let before = self.slots[i][which];
+        self.slots[i][which] = before.saturating_add(n);
+        // What the slot took, so that it leaves the sum whole when it expires.
+        self.sums[which] += u64::from(self.slots[i][which] - before);
+    }
+
     /// Both counters over the window ending at `now`.
     pub fn sums(&mut self, now: Nanos) -> [u64; 2] {
         self.advance(now);

@@ -657,6 +657,7 @@ pub(super) fn resolve(src: &Sources, m: Merged, default_name: &str) -> R<Scenari
             classify: Classifier::default(),
             budget: BudgetConfig::Unlimited,
             breaker: BreakerConfig::None,
+            breaker_per_key: false,
             throttle: None,
             hedge: None,
             cost_guard: None,
@@ -664,6 +665,7 @@ pub(super) fn resolve(src: &Sources, m: Merged, default_name: &str) -> R<Scenari
             concurrency: None,
             key_pool: None,
             validation: Default::default(),
+            spend_budget: None,
         }));
         tenants.push(TenantSpec {
             name: tv.name.clone(),
@@ -1022,6 +1024,40 @@ fn strategy(
         None => None,
         Some(r) => Some(rate_limit(src, file, r)?),
     };
+    let spend_budget = match &sv.spend_budget {
+        None => None,
+        Some(b) => {
+            use super::schema::SpendUnitKind;
+            use crate::policy::spend_budget::{SpendBudgetConfig, SpendUnit};
+            let v = b.get_ref();
+            let window = v.window.map_or(60 * SECS, |w| w.0);
+            limit_window(
+                src,
+                file,
+                b.span(),
+                window,
+                "spend budget",
+                "the window is how far back spend counts; minutes, not hours",
+            )?;
+            let floor = v.floor.map_or(0.0, |f| f.0);
+            let (unit, floor) = match v.unit {
+                SpendUnitKind::Tokens => (SpendUnit::Tokens, floor),
+                // Counted in micro-USD.
+                SpendUnitKind::Usd => (SpendUnit::Usd, floor * 1e6),
+            };
+            if floor > 1e15 {
+                return Err(src
+                    .error_at(file, b, format!("a spend budget floor of {floor}"))
+                    .hint("the floor is spend always allowed over the window, in tokens or USD"));
+            }
+            Some(SpendBudgetConfig {
+                unit,
+                percent: v.percent.map_or(0.2, |p| p.0),
+                floor: floor.round() as u64,
+                window,
+            })
+        }
+    };
     let validation = crate::policy::validation::ValidationConfig {
         accept_fenced: sv.validation.accept_fenced.unwrap_or(true),
         safe_default: sv.validation.safe_default.unwrap_or(false),
@@ -1064,6 +1100,10 @@ fn strategy(
         classify,
         budget,
         breaker,
+        breaker_per_key: sv
+            .breaker
+            .as_ref()
+            .is_some_and(|b| b.get_ref().per == Some(super::schema::BreakerPer::Key)),
         throttle,
         hedge,
         cost_guard,
@@ -1071,6 +1111,7 @@ fn strategy(
         concurrency,
         key_pool,
         validation,
+        spend_budget,
     })
 }
 

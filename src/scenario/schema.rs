@@ -423,6 +423,8 @@ pub struct StrategySection {
     /// What bodies a JSON request accepts, and a safe default.
     #[serde(default)]
     pub validation: ValidationSection,
+    /// A retry budget counted in tokens or dollars (default: none).
+    pub spend_budget: Option<Spanned<SpendBudgetSection>>,
     /// Keys to use per provider (default: all of the provider's keys, round-robin).
     #[serde(default)]
     pub keys: BTreeMap<String, Vec<Spanned<String>>>,
@@ -490,6 +492,18 @@ pub struct BreakerSection {
     pub allowed_fails: Option<u32>,
     /// `cooldown`: how long the model is skipped (default 5s).
     pub cooldown: Option<PositiveDuration>,
+    /// `model` (default) or `key`: what each breaker watches.
+    pub per: Option<BreakerPer>,
+}
+
+/// What a breaker watches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BreakerPer {
+    /// One breaker per model.
+    Model,
+    /// One breaker per API key.
+    Key,
 }
 
 /// `[strategy.throttle]`: Google SRE adaptive client-side throttling.
@@ -537,6 +551,30 @@ pub struct RateLimitSection {
     pub per: Option<LimitPerKind>,
     /// `wait` (default) or `shed`.
     pub when_empty: Option<WhenEmpty>,
+}
+
+/// What a spend budget counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SpendUnitKind {
+    /// Prompt plus output tokens.
+    Tokens,
+    /// US dollars.
+    Usd,
+}
+
+/// `[strategy.spend_budget]`.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpendBudgetSection {
+    /// `tokens` or `usd`.
+    pub unit: SpendUnitKind,
+    /// Retry spend as a share of first-attempt spend; default 0.2.
+    pub percent: Option<Probability>,
+    /// Retry spend always allowed over the window (tokens, or USD); default 0.
+    pub floor: Option<NonNegative>,
+    /// Sliding window; default 1m.
+    pub window: Option<PositiveDuration>,
 }
 
 /// `[strategy.validation]`.

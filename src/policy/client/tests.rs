@@ -33,6 +33,7 @@ fn cfg() -> StrategyConfig {
         classify: Classifier::default(),
         budget: crate::policy::retry::BudgetConfig::Unlimited,
         breaker: crate::policy::breaker::BreakerConfig::None,
+        breaker_per_key: false,
         throttle: None,
         hedge: None,
         cost_guard: None,
@@ -40,6 +41,7 @@ fn cfg() -> StrategyConfig {
         concurrency: None,
         key_pool: None,
         validation: Default::default(),
+        spend_budget: None,
     }
 }
 
@@ -1237,4 +1239,31 @@ fn a_strict_client_refuses_fenced_json() {
     let out = h.outcome(a, ok(BodyKind::Fenced));
     assert_eq!(sent(&out).map(|s| s.1), Some(1), "malformed: fall back");
     assert_eq!(h.client.validation().fenced, 1);
+}
+
+#[test]
+fn a_breaker_per_key_takes_one_key_out_and_keeps_the_model() {
+    let mut c = cfg();
+    c.breaker = crate::policy::breaker::BreakerConfig::Cooldown {
+        allowed_fails: 1,
+        cooldown: 10 * SECS,
+    };
+    c.breaker_per_key = true;
+    let mut h = Harness::new(c, 1);
+    let mut keys = Vec::new();
+    for i in 0..6 {
+        let out = h.request(req(i));
+        let (a, model, _) = sent(&out).unwrap();
+        keys.push((model, key_of(&out).unwrap()));
+        // Key 0 refuses (401, a key's trouble); key 1 answers.
+        let o = if key_of(&out) == Some(0) {
+            http(401, ErrorType::Authentication, None)
+        } else {
+            ok(BodyKind::Valid)
+        };
+        h.outcome(a, o);
+    }
+    // Two refusals open key 0's breaker; model a stays, on key 1.
+    assert_eq!(keys, [(0, 0), (0, 1), (0, 0), (0, 1), (0, 1), (0, 1)]);
+    assert_eq!(h.client.breaker_opens(), 1);
 }

@@ -39,6 +39,7 @@ fn cfg(routing: RoutingConfig) -> StrategyConfig {
         classify: Classifier::default(),
         budget: BudgetConfig::Unlimited,
         breaker: BreakerConfig::None,
+        breaker_per_key: false,
         throttle: None,
         hedge: None,
         cost_guard: None,
@@ -46,6 +47,7 @@ fn cfg(routing: RoutingConfig) -> StrategyConfig {
         concurrency: None,
         key_pool: None,
         validation: Default::default(),
+        spend_budget: None,
     }
 }
 
