@@ -45,11 +45,78 @@ pub enum Command {
         /// The scenario file.
         scenario: PathBuf,
     },
+    /// The CI gate: a report against its scenario's `[[expect]]` thresholds
+    /// and a baseline; exits 1 if any check fails.
+    Check {
+        /// The report (`report.json`).
+        report: PathBuf,
+        /// A baseline written by `--update-baseline`.
+        #[arg(long)]
+        baseline: Option<PathBuf>,
+        /// Rewrite the baseline from this report (after checking the thresholds).
+        #[arg(long, requires = "baseline")]
+        update_baseline: bool,
+        /// How much worse a changed figure may get before the baseline check
+        /// fails, relative (0.05 = 5%; for success rates, of the failure share).
+        #[arg(long, default_value_t = 0.05)]
+        tolerance: f64,
+    },
+    /// Two reports side by side, per strategy.
+    Diff {
+        /// The first report (A).
+        a: PathBuf,
+        /// The second report (B).
+        b: PathBuf,
+    },
+}
+
+fn read_json(path: &std::path::Path) -> anyhow::Result<serde_json::Value> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))
 }
 
 /// Runs a parsed command line.
 pub fn run(opts: Opts) -> anyhow::Result<ExitCode> {
     match opts.command {
+        Command::Check {
+            report: path,
+            baseline,
+            update_baseline,
+            tolerance,
+        } => {
+            if !(tolerance.is_finite() && tolerance >= 0.0) {
+                anyhow::bail!("--tolerance must be zero or more (0.05 = 5%)");
+            }
+            let rep = read_json(&path)?;
+            let base = match &baseline {
+                Some(b) if !update_baseline => Some(read_json(b)?),
+                _ => None,
+            };
+            let result = report::check::check(&rep, base.as_ref(), tolerance);
+            print!("{}", result.render());
+            if let (true, Some(b)) = (update_baseline, &baseline) {
+                if let Some(dir) = b.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir)
+                        .with_context(|| format!("creating {}", dir.display()))?;
+                }
+                let mut text = serde_json::to_string_pretty(&report::check::baseline(&rep))?;
+                text.push('\n');
+                std::fs::write(b, text).with_context(|| format!("writing {}", b.display()))?;
+                println!("baseline written: {}", b.display());
+            }
+            Ok(if result.passed() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        Command::Diff { a, b } => {
+            let (ra, rb) = (read_json(&a)?, read_json(&b)?);
+            println!("A: {}\nB: {}\n", a.display(), b.display());
+            print!("{}", report::check::diff(&ra, &rb));
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Validate { scenario } => {
             let sc = scenario::load(&scenario)?;
             println!(
@@ -95,6 +162,11 @@ pub fn run(opts: Opts) -> anyhow::Result<ExitCode> {
                     rep.strategies.len()
                 )?;
                 stdout.write_all(report::table(&rep).as_bytes())?;
+                let slo = report::slo_lines(&rep);
+                if !slo.is_empty() {
+                    writeln!(stdout)?;
+                    stdout.write_all(slo.as_bytes())?;
+                }
                 writeln!(stdout, "\nreport: {}", path.display())?;
             }
             Ok(ExitCode::SUCCESS)

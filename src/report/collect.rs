@@ -9,6 +9,7 @@ use crate::units::{NanoUsd, Nanos, MICROS, SECS};
 
 use super::hist::LatencyHist;
 use super::json::{Costs, Latencies, ModelReport, Series, StrategyReport, TenantReport, Tokens};
+use super::slo::{self, SloConfig, SloReport};
 
 /// How an attempt ended, for per-model counts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,6 +26,13 @@ pub enum AttemptEnd {
     Broken,
     /// Cancelled by the client (timeout, deadline).
     Cancelled,
+}
+
+impl AttemptEnd {
+    /// Whether the attempt counts as an error for the error-rate objective.
+    pub fn is_error(self) -> bool {
+        self != Self::Answered
+    }
 }
 
 #[derive(Clone, Debug, Default)]
@@ -61,6 +69,13 @@ pub struct CoreCounters {
 
 /// Figures of one strategy.
 pub struct Collector {
+    slo: Option<SloConfig>,
+    /// Virtual time of the series' first bucket (the end of warm-up).
+    start: Nanos,
+    /// Length of the measured arrival window.
+    measured: Nanos,
+    /// Requests that met every objective at once (the goodput numerator).
+    fast: u64,
     requests: u64,
     successes: u64,
     failures: [u64; FailReason::ALL.len()],
@@ -74,15 +89,36 @@ pub struct Collector {
     offered: Vec<u32>,
     ok: Vec<u32>,
     failed: Vec<[u32; FailReason::ALL.len()]>,
+    /// Per bucket: requests that met the latency objective (with `[slo]`).
+    good: Vec<u32>,
+    /// Per bucket: attempts that ended in an error.
+    attempt_errors: Vec<u32>,
+    /// Per bucket: attempts that ended.
+    attempt_ends: Vec<u32>,
 }
 
 impl Collector {
     /// A collector for `models` models, latencies up to `max_latency`, and a
-    /// run of `duration` with up to `drain` after it.
-    pub fn new(models: usize, max_latency: Nanos, duration: Nanos, drain: Nanos) -> Self {
+    /// run whose measured part goes from `warmup` to `duration`, with up to
+    /// `drain` after it. The time series starts at `warmup`.
+    pub fn new(
+        models: usize,
+        max_latency: Nanos,
+        (warmup, duration): (Nanos, Nanos),
+        drain: Nanos,
+        slo: Option<SloConfig>,
+    ) -> Self {
         let max_us = (max_latency / MICROS).max(1_000);
-        let (width, n) = series_shape(duration, drain);
+        let measured = duration.saturating_sub(warmup);
+        let (width, n) = series_shape(measured, drain);
         Self {
+            slo,
+            start: warmup,
+            measured,
+            fast: 0,
+            good: vec![0; n],
+            attempt_errors: vec![0; n],
+            attempt_ends: vec![0; n],
             requests: 0,
             successes: 0,
             failures: [0; FailReason::ALL.len()],
@@ -100,7 +136,7 @@ impl Collector {
     }
 
     fn bucket(&self, t: Nanos) -> usize {
-        ((t / self.width) as usize).min(self.offered.len() - 1)
+        ((t.saturating_sub(self.start) / self.width) as usize).min(self.offered.len() - 1)
     }
 
     /// An attempt is sent at `now` (measured requests only).
@@ -112,9 +148,14 @@ impl Collector {
         self.offered[b] += 1;
     }
 
-    /// An attempt ended.
+    /// An attempt ended at `now`.
     #[inline]
-    pub fn on_attempt_end(&mut self, model: ModelId, end: AttemptEnd) {
+    pub fn on_attempt_end(&mut self, now: Nanos, model: ModelId, end: AttemptEnd) {
+        let b = self.bucket(now);
+        self.attempt_ends[b] += 1;
+        if end.is_error() {
+            self.attempt_errors[b] += 1;
+        }
         let m = &mut self.models[usize::from(model)];
         match end {
             AttemptEnd::Answered => m.answered += 1,
@@ -143,10 +184,15 @@ impl Collector {
             RequestResult::Success => {
                 self.successes += 1;
                 self.success.record(latency);
-                if let Some(ft) = first_token {
-                    self.ttft.record(ft.saturating_sub(arrived));
+                let ttft = first_token.map(|ft| ft.saturating_sub(arrived));
+                if let Some(t) = ttft {
+                    self.ttft.record(t);
                 }
                 self.ok[b] += 1;
+                if self.slo.as_ref().is_some_and(|s| s.is_fast(latency, ttft)) {
+                    self.fast += 1;
+                    self.good[b] += 1;
+                }
             }
             RequestResult::Failed(r) => {
                 self.failures[r.index()] += 1;
@@ -188,10 +234,9 @@ impl Collector {
         let mut by_reason = BTreeMap::new();
         for r in FailReason::ALL {
             let col: Vec<u32> = self.failed.iter().map(|row| row[r.index()]).collect();
-            if col.iter().any(|&x| x > 0) {
-                by_reason.insert(r.name().to_owned(), col);
-            }
+            by_reason.insert(r.name().to_owned(), col);
         }
+        let slo = self.slo_report();
         let models = self
             .models
             .iter()
@@ -245,14 +290,83 @@ impl Collector {
                 ttft: self.ttft.summary(),
             },
             models,
+            slo,
             series: Series {
+                start_ns: self.start,
                 bucket_ns: self.width,
                 offered_attempts: self.offered,
                 successes: self.ok,
                 failures: by_reason,
+                attempt_errors: self.attempt_errors,
+                slo_good: self.slo.as_ref().map(|_| self.good),
             },
             tenants,
         }
+    }
+}
+
+impl Collector {
+    fn slo_report(&self) -> Option<SloReport> {
+        let cfg = self.slo.as_ref()?;
+        let axis = slo::Axis {
+            start: self.start,
+            width: self.width,
+            measured: self.measured,
+        };
+        let requests: Vec<u32> = self
+            .ok
+            .iter()
+            .zip(&self.failed)
+            .map(|(ok, f)| ok + f.iter().sum::<u32>())
+            .collect();
+        let failed: Vec<u32> = self.failed.iter().map(|f| f.iter().sum()).collect();
+        let slow: Vec<u32> = requests
+            .iter()
+            .zip(&self.good)
+            .map(|(r, g)| r - g)
+            .collect();
+        let objectives = vec![
+            slo::objective(
+                "availability",
+                cfg.availability,
+                &slo::Events {
+                    total: &requests,
+                    bad: &failed,
+                },
+                axis,
+                cfg,
+            ),
+            slo::objective(
+                "latency",
+                cfg.latency_quantile,
+                &slo::Events {
+                    total: &requests,
+                    bad: &slow,
+                },
+                axis,
+                cfg,
+            ),
+            slo::objective(
+                "error_rate",
+                1.0 - cfg.error_rate,
+                &slo::Events {
+                    total: &self.attempt_ends,
+                    bad: &self.attempt_errors,
+                },
+                axis,
+                cfg,
+            ),
+        ];
+        Some(SloReport {
+            met: objectives.iter().all(|o| o.met),
+            goodput_rps: slo::per_second(self.fast, self.measured),
+            latency_at_quantile_us: slo::quantile_with_misses(
+                &self.success,
+                self.requests,
+                cfg.latency_quantile,
+            ),
+            objectives,
+        })
     }
 }
 

@@ -27,6 +27,8 @@ pub struct Report {
     pub mode: String,
     /// What was run.
     pub scenario: ScenarioInfo,
+    /// The scenario's `[[expect]]` thresholds, for `stormglass check`.
+    pub expect: Vec<super::check::Expectation>,
     /// One entry per strategy, in file order.
     pub strategies: Vec<StrategyReport>,
 }
@@ -46,6 +48,8 @@ pub struct ScenarioInfo {
     pub warmup_ns: u64,
     /// Incidents: name, start and end in nanoseconds.
     pub incidents: Vec<IncidentInfo>,
+    /// The scenario's `[slo]`, resolved (`null` without one).
+    pub slo: Option<super::slo::SloConfig>,
     /// The merged scenario after includes.
     pub resolved: serde_json::Value,
 }
@@ -136,17 +140,24 @@ pub struct ModelReport {
     pub cost: Costs,
 }
 
-/// Time series, one value per bucket.
+/// Time series, one value per bucket, from the end of warm-up on.
 #[derive(Clone, Debug, Serialize)]
 pub struct Series {
+    /// Virtual time at which bucket 0 starts (the end of warm-up), in nanoseconds.
+    pub start_ns: u64,
     /// Bucket width in nanoseconds.
     pub bucket_ns: u64,
     /// Attempts sent.
     pub offered_attempts: Vec<u32>,
     /// Requests that succeeded.
     pub successes: Vec<u32>,
-    /// Requests that failed, by reason (reasons that never occur are left out).
+    /// Requests that failed, by reason (every reason, as in `failures`).
     pub failures: BTreeMap<String, Vec<u32>>,
+    /// Attempts that ended in an error (HTTP error, reset, broken stream,
+    /// cancelled by a client timeout), by the time they ended.
+    pub attempt_errors: Vec<u32>,
+    /// Requests that met the latency objective (with `[slo]`, else `null`).
+    pub slo_good: Option<Vec<u32>>,
 }
 
 /// Another tenant's figures.
@@ -195,6 +206,8 @@ pub struct StrategyReport {
     pub tokens: Tokens,
     /// Latencies.
     pub latency: Latencies,
+    /// SLO verdicts (with `[slo]`, else `null`).
+    pub slo: Option<super::slo::SloReport>,
     /// Per model.
     pub models: Vec<ModelReport>,
     /// Time series.

@@ -1,9 +1,11 @@
 //! Reports: histograms, the figures of a run, `report.json` and the console
 //! comparison table.
 
+pub mod check;
 pub mod collect;
 pub mod hist;
 pub mod json;
+pub mod slo;
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -90,4 +92,113 @@ pub fn table(r: &Report) -> String {
     }
     out.push_str("latency: all requests, end to end (failures at the time they gave up)\n");
     out
+}
+
+/// The SLO verdicts, one row per strategy (empty without `[slo]`).
+pub fn slo_lines(r: &Report) -> String {
+    let Some(cfg) = &r.scenario.slo else {
+        return String::new();
+    };
+    let within = format!("<= {}", format_latency(cfg.latency_ns));
+    let header = [
+        "strategy",
+        "SLO",
+        "available",
+        within.as_str(),
+        "attempt errors",
+        "goodput/s",
+        "budget spent",
+        "worst burn",
+        "first page",
+    ];
+    let mut rows = Vec::new();
+    for s in &r.strategies {
+        let Some(slo) = &s.slo else { continue };
+        let o = |name: &str| slo.objectives.iter().find(|o| o.name == name);
+        let mark = |name: &str, bad: bool| {
+            o(name).map_or("-".to_owned(), |o| {
+                let v = if bad { 1.0 - o.actual } else { o.actual };
+                format!("{}{}", pct(v), if o.met { "" } else { " ✗" })
+            })
+        };
+        let first_page = slo
+            .objectives
+            .iter()
+            .filter_map(|o| o.alerts.first().and_then(|a| a.firings.first()))
+            .map(|f| f.at_ns)
+            .min();
+        let avail = o("availability");
+        rows.push(vec![
+            s.name.clone(),
+            if slo.met { "met" } else { "MISSED" }.to_owned(),
+            mark("availability", false),
+            mark("latency", false),
+            mark("error_rate", true),
+            format!("{:.2}", slo.goodput_rps),
+            avail.map_or("-".into(), |o| format!("{:.2}%", o.budget_consumed * 100.0)),
+            avail.map_or("-".into(), |o| format!("{:.1}x", o.worst_burn_rate)),
+            first_page.map_or("-".into(), crate::units::format_duration),
+        ]);
+    }
+    let mut out =
+        format!(
+        "SLO: {} available, {} of requests within {}{}, under {} attempt errors; budget over {}\n",
+        pct(cfg.availability),
+        pct(cfg.latency_quantile),
+        format_latency(cfg.latency_ns),
+        cfg.ttft_ns
+            .map_or(String::new(), |t| format!(" and first token within {}", format_latency(t))),
+        pct(cfg.error_rate),
+        crate::units::format_duration(cfg.window_ns),
+    );
+    out.push_str(&grid(&header, &rows));
+    out.push_str(
+        "failures count as misses of the latency objective; goodput = requests/s that met it; \
+         budget and burn are availability's; first page = first alert of the first pair\n",
+    );
+    out
+}
+
+/// A plain-text table: first column left-aligned, the others right-aligned.
+pub fn grid(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, c) in widths.iter_mut().zip(row) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let line = |out: &mut String, cells: &[&str]| {
+        for (i, c) in cells.iter().enumerate() {
+            let pad = widths[i].saturating_sub(c.chars().count());
+            if i == 0 {
+                out.push_str(c);
+                out.push_str(&" ".repeat(pad));
+            } else {
+                out.push_str("  ");
+                out.push_str(&" ".repeat(pad));
+                out.push_str(c);
+            }
+        }
+        out.push('\n');
+    };
+    line(&mut out, header);
+    let rule: Vec<String> = widths.iter().map(|&w| "-".repeat(w)).collect();
+    line(
+        &mut out,
+        &rule.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    for row in rows {
+        line(
+            &mut out,
+            &row.iter().map(String::as_str).collect::<Vec<_>>(),
+        );
+    }
+    out
+}
+
+/// A share as a percentage with up to three decimals ("99.9%", "37.745%").
+pub fn pct(x: f64) -> String {
+    let p = (x * 100.0 * 1000.0).round() / 1000.0;
+    format!("{p}%")
 }

@@ -153,8 +153,9 @@ pub fn run_strategy(
         collector: Collector::new(
             sc.world.models.len(),
             sc.traffic.longest_deadline() * 2,
-            sc.duration,
+            (sc.warmup, sc.duration),
             drain,
+            sc.slo.clone(),
         ),
         tenants: vec![TenantCounts::default(); sc.traffic.tenants.len()],
         started: Vec::new(),
@@ -337,7 +338,7 @@ impl Sim<'_> {
             }
         };
         if rec.measured {
-            self.collector.on_attempt_end(rec.model, end);
+            self.collector.on_attempt_end(now, rec.model, end);
         }
         self.clients[rec.client as usize].handle_outcome(now, rec.id, outcome, limits);
         self.after_input(now, rec.client);
@@ -488,7 +489,7 @@ impl Sim<'_> {
         };
         if rec.measured {
             self.collector
-                .on_attempt_end(rec.model, AttemptEnd::Cancelled);
+                .on_attempt_end(now, rec.model, AttemptEnd::Cancelled);
         }
         if let Some(job) = rec.job {
             let mut started = std::mem::take(&mut self.started);
@@ -588,8 +589,10 @@ pub fn run(sc: &Scenario, threads: usize) -> Result<(Report, Vec<RunStats>), Sim
                     end_ns: i.end,
                 })
                 .collect(),
+            slo: sc.slo.clone(),
             resolved: sc.resolved.clone(),
         },
+        expect: sc.expect.clone(),
         strategies,
     };
     Ok((report, stats))
