@@ -147,8 +147,9 @@ pub fn run(opts: Opts) -> anyhow::Result<ExitCode> {
             );
             let (rep, _) = sim::run(&sc, threads)?;
             let dir = out.unwrap_or_else(|| PathBuf::from("reports").join(&sc.name));
-            let path =
-                report::write(&rep, &dir).with_context(|| format!("writing {}", dir.display()))?;
+            let written = report::write_all(&rep, &dir)
+                .with_context(|| format!("writing {}", dir.display()))?;
+            let path = &written[0];
             let mut stdout = std::io::stdout().lock();
             if json {
                 stdout.write_all(report::to_json(&rep).as_bytes())?;
@@ -167,7 +168,12 @@ pub fn run(opts: Opts) -> anyhow::Result<ExitCode> {
                     writeln!(stdout)?;
                     stdout.write_all(slo.as_bytes())?;
                 }
-                writeln!(stdout, "\nreport: {}", path.display())?;
+                writeln!(
+                    stdout,
+                    "\nreport: {} (and report.md, report.html, {} charts)",
+                    path.display(),
+                    written.len().saturating_sub(3)
+                )?;
             }
             Ok(ExitCode::SUCCESS)
         }

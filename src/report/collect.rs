@@ -95,6 +95,8 @@ pub struct Collector {
     attempt_errors: Vec<u32>,
     /// Per bucket: attempts that ended.
     attempt_ends: Vec<u32>,
+    /// Per bucket: cost of the requests that finished, nano-USD.
+    cost: Vec<u64>,
 }
 
 impl Collector {
@@ -119,6 +121,7 @@ impl Collector {
             good: vec![0; n],
             attempt_errors: vec![0; n],
             attempt_ends: vec![0; n],
+            cost: vec![0; n],
             requests: 0,
             successes: 0,
             failures: [0; FailReason::ALL.len()],
@@ -175,11 +178,13 @@ impl Collector {
         arrived: Nanos,
         result: RequestResult,
         first_token: Option<Nanos>,
+        cost: NanoUsd,
     ) {
         self.requests += 1;
         let latency = now - arrived;
         self.all.record(latency);
         let b = self.bucket(now);
+        self.cost[b] = self.cost[b].saturating_add(cost.0);
         match result {
             RequestResult::Success => {
                 self.successes += 1;
@@ -237,6 +242,7 @@ impl Collector {
             by_reason.insert(r.name().to_owned(), col);
         }
         let slo = self.slo_report();
+        let latency_curve = curve(&self.all);
         let models = self
             .models
             .iter()
@@ -291,6 +297,7 @@ impl Collector {
             },
             models,
             slo,
+            latency_curve,
             series: Series {
                 start_ns: self.start,
                 bucket_ns: self.width,
@@ -298,6 +305,7 @@ impl Collector {
                 successes: self.ok,
                 failures: by_reason,
                 attempt_errors: self.attempt_errors,
+                cost_nano_usd: self.cost,
                 slo_good: self.slo.as_ref().map(|_| self.good),
             },
             tenants,
@@ -368,6 +376,33 @@ impl Collector {
             objectives,
         })
     }
+}
+
+/// Points of the percentile curve: quantiles `1 - 10^(-k/4)` (so evenly
+/// spaced on a log "1/(1-q)" axis) up to what the count supports, and the
+/// maximum.
+fn curve(h: &LatencyHist) -> Vec<super::json::CurvePoint> {
+    let n = h.len();
+    let mut out = Vec::new();
+    if n == 0 {
+        return out;
+    }
+    for k in 0..=24 {
+        let inv = 10f64.powf(f64::from(k) / 4.0);
+        if inv > n as f64 {
+            break;
+        }
+        let q = 1.0 - 1.0 / inv;
+        out.push(super::json::CurvePoint {
+            q: round6(q),
+            us: h.quantile_us(q),
+        });
+    }
+    out.push(super::json::CurvePoint {
+        q: 1.0,
+        us: h.quantile_us(1.0),
+    });
+    out
 }
 
 /// Rounds to six decimals, so JSON carries stable, short numbers.

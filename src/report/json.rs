@@ -158,6 +158,17 @@ pub struct Series {
     pub attempt_errors: Vec<u32>,
     /// Requests that met the latency objective (with `[slo]`, else `null`).
     pub slo_good: Option<Vec<u32>>,
+    /// Cost of the requests that finished, by the time they finished, in nano-USD.
+    pub cost_nano_usd: Vec<u64>,
+}
+
+/// A point of a latency percentile curve.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct CurvePoint {
+    /// Quantile.
+    pub q: f64,
+    /// Latency at it, microseconds (the top of its HDR bucket).
+    pub us: u64,
 }
 
 /// Another tenant's figures.
@@ -206,6 +217,8 @@ pub struct StrategyReport {
     pub tokens: Tokens,
     /// Latencies.
     pub latency: Latencies,
+    /// Percentile curve of all requests' latencies, for charts.
+    pub latency_curve: Vec<CurvePoint>,
     /// SLO verdicts (with `[slo]`, else `null`).
     pub slo: Option<super::slo::SloReport>,
     /// Per model.

@@ -1,11 +1,13 @@
 //! Reports: histograms, the figures of a run, `report.json` and the console
 //! comparison table.
 
+pub mod chart;
 pub mod check;
 pub mod collect;
 pub mod hist;
 pub mod json;
 pub mod slo;
+pub mod summary;
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -30,6 +32,30 @@ pub fn write(r: &Report, dir: &Path) -> std::io::Result<std::path::PathBuf> {
     let path = dir.join("report.json");
     std::fs::write(&path, to_json(r))?;
     Ok(path)
+}
+
+/// Writes `report.json`, `report.md`, `report.html` and one SVG per chart
+/// into `dir`; returns the paths written, `report.json` first.
+pub fn write_all(r: &Report, dir: &Path) -> anyhow::Result<Vec<std::path::PathBuf>> {
+    let mut paths = vec![write(r, dir)?];
+    let charts = chart::all(r).map_err(|e| anyhow::anyhow!("drawing the charts: {e}"))?;
+    let value = serde_json::to_value(r)?;
+    let verdicts = check::check(&value, None, 0.0);
+    let mut listed = Vec::new();
+    for c in &charts {
+        let file = format!("{}.svg", c.name);
+        let path = dir.join(&file);
+        std::fs::write(&path, &c.svg)?;
+        listed.push((file, c.title.clone()));
+        paths.push(path);
+    }
+    let md = dir.join("report.md");
+    std::fs::write(&md, summary::markdown(r, &verdicts, &listed))?;
+    paths.push(md);
+    let html = dir.join("report.html");
+    std::fs::write(&html, summary::html(r, &verdicts, &charts))?;
+    paths.push(html);
+    Ok(paths)
 }
 
 /// The comparison table: one row per strategy.

@@ -367,13 +367,15 @@ impl Sim<'_> {
                     arrived,
                     first_token,
                     measured,
+                    cost,
                     ..
                 } => {
                     self.in_flight -= 1;
                     match self.sender_of[c as usize] {
                         Sender::Strategy => {
                             if measured {
-                                self.collector.on_finish(now, arrived, result, first_token);
+                                self.collector
+                                    .on_finish(now, arrived, result, first_token, cost);
                             }
                         }
                         Sender::Tenant(t) => {
