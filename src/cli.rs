@@ -33,6 +33,11 @@ pub enum Command {
         /// Override the scenario's seed.
         #[arg(long)]
         seed: Option<u64>,
+        /// Run this many seeds (the scenario's seed and the next ones) and
+        /// report each figure's mean and 95% interval, and paired
+        /// differences between strategies; writes seeds.json and seeds.md.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        seeds: Option<u32>,
         /// Worker threads (default: all cores).
         #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
         threads: Option<u16>,
@@ -134,6 +139,7 @@ pub fn run(opts: Opts) -> anyhow::Result<ExitCode> {
             scenario,
             out,
             seed,
+            seeds,
             threads,
             json,
         } => {
@@ -145,8 +151,11 @@ pub fn run(opts: Opts) -> anyhow::Result<ExitCode> {
                 || std::thread::available_parallelism().map_or(1, |n| n.get()),
                 usize::from,
             );
-            let (rep, _) = sim::run(&sc, threads)?;
             let dir = out.unwrap_or_else(|| PathBuf::from("reports").join(&sc.name));
+            if let Some(n) = seeds.filter(|&n| n > 1) {
+                return run_seeds(&sc, n, threads, &dir, json);
+            }
+            let (rep, _) = sim::run(&sc, threads)?;
             let written = report::write_all(&rep, &dir)
                 .with_context(|| format!("writing {}", dir.display()))?;
             let path = &written[0];
@@ -178,4 +187,39 @@ pub fn run(opts: Opts) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `run --seeds N`: every (seed, strategy) pair on all threads, then the
+/// seeds' summary.
+fn run_seeds(
+    sc: &scenario::Scenario,
+    n: u32,
+    threads: usize,
+    dir: &std::path::Path,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let scenarios: Vec<scenario::Scenario> = (0..u64::from(n))
+        .map(|k| sc.with_seed(sc.seed.wrapping_add(k)))
+        .collect();
+    let reports: Vec<report::Report> = sim::run_seeds(&scenarios, threads)?
+        .into_iter()
+        .map(|(r, _)| r)
+        .collect();
+    let summary = report::seeds::aggregate(&reports);
+    let mut text = serde_json::to_string_pretty(&summary)?;
+    text.push('\n');
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let path = dir.join("seeds.json");
+    std::fs::write(&path, &text).with_context(|| format!("writing {}", path.display()))?;
+    let table = report::seeds::table(&summary);
+    std::fs::write(dir.join("seeds.md"), format!("```\n{table}```\n"))
+        .with_context(|| format!("writing {}", dir.display()))?;
+    let mut stdout = std::io::stdout().lock();
+    if json {
+        stdout.write_all(text.as_bytes())?;
+    } else {
+        stdout.write_all(table.as_bytes())?;
+        writeln!(stdout, "\nreport: {} (and seeds.md)", path.display())?;
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -6,6 +6,7 @@ pub mod check;
 pub mod collect;
 pub mod hist;
 pub mod json;
+pub mod seeds;
 pub mod slo;
 pub mod summary;
 

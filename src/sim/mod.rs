@@ -539,7 +539,25 @@ fn schedule_timeline(
 /// Runs every strategy of a scenario, in parallel on up to `threads`
 /// threads, and assembles the report (strategies in file order).
 pub fn run(sc: &Scenario, threads: usize) -> Result<(Report, Vec<RunStats>), SimError> {
-    let n = sc.strategies.len();
+    let mut all = run_seeds(std::slice::from_ref(sc), threads)?;
+    Ok(all
+        .pop()
+        .unwrap_or_else(|| unreachable!("one scenario gives one report")))
+}
+
+/// Runs several copies of a scenario (typically one per seed, see
+/// [`Scenario::with_seed`]): every (scenario, strategy) pair is one job on a
+/// queue served by up to `threads` threads. Reports come back in input order.
+pub fn run_seeds(
+    scenarios: &[Scenario],
+    threads: usize,
+) -> Result<Vec<(Report, Vec<RunStats>)>, SimError> {
+    let jobs: Vec<(usize, usize)> = scenarios
+        .iter()
+        .enumerate()
+        .flat_map(|(i, sc)| (0..sc.strategies.len()).map(move |j| (i, j)))
+        .collect();
+    let n = jobs.len();
     type Slot = std::sync::Mutex<Option<Result<(StrategyReport, RunStats), SimError>>>;
     let results: Vec<Slot> = (0..n).map(|_| std::sync::Mutex::new(None)).collect();
     let next = std::sync::atomic::AtomicUsize::new(0);
@@ -547,31 +565,40 @@ pub fn run(sc: &Scenario, threads: usize) -> Result<(Report, Vec<RunStats>), Sim
     std::thread::scope(|s| {
         for _ in 0..threads {
             s.spawn(|| loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if i >= n {
+                let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if k >= n {
                     break;
                 }
-                let r = run_strategy(sc, &sc.strategies[i]);
-                if let Ok(mut slot) = results[i].lock() {
+                let (i, j) = jobs[k];
+                let r = run_strategy(&scenarios[i], &scenarios[i].strategies[j]);
+                if let Ok(mut slot) = results[k].lock() {
                     *slot = Some(r);
                 }
             });
         }
     });
-    let mut strategies = Vec::with_capacity(n);
-    let mut stats = Vec::with_capacity(n);
-    for slot in results {
-        let r = slot.into_inner().ok().flatten();
-        match r {
-            Some(Ok((rep, st))) => {
-                strategies.push(rep);
-                stats.push(st);
+    let mut results = results.into_iter();
+    let mut out = Vec::with_capacity(scenarios.len());
+    for sc in scenarios {
+        let mut strategies = Vec::with_capacity(sc.strategies.len());
+        let mut stats = Vec::with_capacity(sc.strategies.len());
+        for slot in results.by_ref().take(sc.strategies.len()) {
+            match slot.into_inner().ok().flatten() {
+                Some(Ok((rep, st))) => {
+                    strategies.push(rep);
+                    stats.push(st);
+                }
+                Some(Err(e)) => return Err(e),
+                None => unreachable!("every job is taken by a thread"),
             }
-            Some(Err(e)) => return Err(e),
-            None => unreachable!("every strategy index is taken by a thread"),
         }
+        out.push((report_of(sc, strategies), stats));
     }
-    let report = Report {
+    Ok(out)
+}
+
+fn report_of(sc: &Scenario, strategies: Vec<StrategyReport>) -> Report {
+    Report {
         schema_version: SCHEMA_VERSION,
         stormglass_version: env!("CARGO_PKG_VERSION").to_owned(),
         mode: "sim".into(),
@@ -596,6 +623,5 @@ pub fn run(sc: &Scenario, threads: usize) -> Result<(Report, Vec<RunStats>), Sim
         },
         expect: sc.expect.clone(),
         strategies,
-    };
-    Ok((report, stats))
+    }
 }
