@@ -146,6 +146,22 @@ pub const METRICS: &[Metric] = &[
         1e3,
     ),
     m(
+        "tpot_p50",
+        "/latency/tpot/p50_us",
+        1.0,
+        Unit::Micros,
+        Better::Lower,
+        1e2,
+    ),
+    m(
+        "recovery",
+        "/incidents/0/recovery_ns",
+        1e-3,
+        Unit::Micros,
+        Better::Lower,
+        1e6,
+    ),
+    m(
         "cost",
         "/cost/nano_usd",
         1e-9,

@@ -67,8 +67,20 @@ pub struct CoreCounters {
     pub throttled_locally: u64,
 }
 
+/// An incident's window, and the latencies of requests that finished in it.
+struct IncidentWindow {
+    name: String,
+    start: Nanos,
+    end: Nanos,
+    latency: LatencyHist,
+}
+
+/// Most incidents given figures of their own (each keeps a histogram).
+pub const MAX_INCIDENTS: usize = 32;
+
 /// Figures of one strategy.
 pub struct Collector {
+    incidents: Vec<IncidentWindow>,
     slo: Option<SloConfig>,
     /// Virtual time of the series' first bucket (the end of warm-up).
     start: Nanos,
@@ -84,6 +96,7 @@ pub struct Collector {
     give_up: LatencyHist,
     all: LatencyHist,
     ttft: LatencyHist,
+    tpot: LatencyHist,
     models: Vec<ModelCounts>,
     width: Nanos,
     offered: Vec<u32>,
@@ -109,11 +122,23 @@ impl Collector {
         (warmup, duration): (Nanos, Nanos),
         drain: Nanos,
         slo: Option<SloConfig>,
+        incidents: &[(String, Nanos, Nanos)],
     ) -> Self {
         let max_us = (max_latency / MICROS).max(1_000);
+        let incidents = incidents
+            .iter()
+            .take(MAX_INCIDENTS)
+            .map(|(name, start, end)| IncidentWindow {
+                name: name.clone(),
+                start: *start,
+                end: *end,
+                latency: LatencyHist::new(max_us),
+            })
+            .collect();
         let measured = duration.saturating_sub(warmup);
         let (width, n) = series_shape(measured, drain);
         Self {
+            incidents,
             slo,
             start: warmup,
             measured,
@@ -130,6 +155,7 @@ impl Collector {
             give_up: LatencyHist::new(max_us),
             all: LatencyHist::new(max_us),
             ttft: LatencyHist::new(max_us),
+            tpot: LatencyHist::new(max_us),
             models: vec![ModelCounts::default(); models],
             width,
             offered: vec![0; n],
@@ -149,6 +175,17 @@ impl Collector {
         self.models[usize::from(model)].attempts += 1;
         let b = self.bucket(now);
         self.offered[b] += 1;
+    }
+
+    /// A whole answer streamed: its time per output token after the first
+    /// (`(end - first token) / (tokens - 1)`), for answers of two tokens or more.
+    #[inline]
+    pub fn on_answer(&mut self, first_token: Option<Nanos>, end: Nanos, output_tokens: u32) {
+        if let Some(ft) = first_token {
+            if output_tokens > 1 && end > ft {
+                self.tpot.record((end - ft) / u64::from(output_tokens - 1));
+            }
+        }
     }
 
     /// An attempt ended at `now`.
@@ -183,6 +220,11 @@ impl Collector {
         self.requests += 1;
         let latency = now - arrived;
         self.all.record(latency);
+        for w in &mut self.incidents {
+            if (w.start..w.end).contains(&now) {
+                w.latency.record(latency);
+            }
+        }
         let b = self.bucket(now);
         self.cost[b] = self.cost[b].saturating_add(cost.0);
         match result {
@@ -242,6 +284,7 @@ impl Collector {
             by_reason.insert(r.name().to_owned(), col);
         }
         let slo = self.slo_report();
+        let incidents = self.incident_reports();
         let latency_curve = curve(&self.all);
         let models = self
             .models
@@ -294,9 +337,11 @@ impl Collector {
                 give_up: self.give_up.summary(),
                 all: self.all.summary(),
                 ttft: self.ttft.summary(),
+                tpot: self.tpot.summary(),
             },
             models,
             slo,
+            incidents,
             latency_curve,
             series: Series {
                 start_ns: self.start,
@@ -314,6 +359,36 @@ impl Collector {
 }
 
 impl Collector {
+    /// Requests that finished, per bucket.
+    fn requests_per_bucket(&self) -> Vec<u32> {
+        self.ok
+            .iter()
+            .zip(&self.failed)
+            .map(|(ok, f)| ok + f.iter().sum::<u32>())
+            .collect()
+    }
+
+    fn incident_reports(&self) -> Vec<super::incident::IncidentReport> {
+        let axis = super::incident::Axis {
+            start: self.start,
+            width: self.width,
+        };
+        let total = self.requests_per_bucket();
+        self.incidents
+            .iter()
+            .map(|w| {
+                super::incident::figures(
+                    &w.name,
+                    (w.start, w.end),
+                    &self.ok,
+                    &total,
+                    axis,
+                    w.latency.summary(),
+                )
+            })
+            .collect()
+    }
+
     fn slo_report(&self) -> Option<SloReport> {
         let cfg = self.slo.as_ref()?;
         let axis = slo::Axis {
@@ -321,12 +396,7 @@ impl Collector {
             width: self.width,
             measured: self.measured,
         };
-        let requests: Vec<u32> = self
-            .ok
-            .iter()
-            .zip(&self.failed)
-            .map(|(ok, f)| ok + f.iter().sum::<u32>())
-            .collect();
+        let requests = self.requests_per_bucket();
         let failed: Vec<u32> = self.failed.iter().map(|f| f.iter().sum()).collect();
         let slow: Vec<u32> = requests
             .iter()

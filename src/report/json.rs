@@ -113,6 +113,9 @@ pub struct Latencies {
     pub all: LatencySummary,
     /// Time to the first token of the answer, successful requests.
     pub ttft: LatencySummary,
+    /// Time per output token after the first, answered attempts (values
+    /// are microseconds per token).
+    pub tpot: LatencySummary,
 }
 
 /// Per-model figures.
@@ -217,6 +220,8 @@ pub struct StrategyReport {
     pub tokens: Tokens,
     /// Latencies.
     pub latency: Latencies,
+    /// Per incident: success and p99 during it, recovery after it.
+    pub incidents: Vec<super::incident::IncidentReport>,
     /// Percentile curve of all requests' latencies, for charts.
     pub latency_curve: Vec<CurvePoint>,
     /// SLO verdicts (with `[slo]`, else `null`).

@@ -5,6 +5,7 @@ pub mod chart;
 pub mod check;
 pub mod collect;
 pub mod hist;
+pub mod incident;
 pub mod json;
 pub mod seeds;
 pub mod slo;

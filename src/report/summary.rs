@@ -100,6 +100,12 @@ fn comparison(r: &Report) -> Table {
             lat,
         ),
         (
+            "TPOT p50",
+            Best::Lower,
+            |s| Some(s.latency.tpot.p50_us as f64),
+            lat,
+        ),
+        (
             "goodput/s",
             Best::Higher,
             |s| s.slo.as_ref().map(|x| x.goodput_rps),
@@ -243,6 +249,54 @@ fn alerts(r: &Report) -> Vec<[String; 3]> {
     out
 }
 
+/// Per strategy and incident: success and p99 during it, and recovery.
+fn incident_rows(r: &Report) -> Option<Table> {
+    let mut rows = Vec::new();
+    for s in &r.strategies {
+        for i in &s.incidents {
+            rows.push(vec![
+                s.name.clone(),
+                i.name.clone(),
+                i.requests.to_string(),
+                i.success_rate.map_or("-".into(), pct),
+                if i.requests == 0 {
+                    "-".into()
+                } else {
+                    format_latency(i.latency.p99_us * MICROS)
+                },
+                i.before_success_rate.map_or("-".into(), pct),
+                match (i.recovery_ns, i.before_success_rate) {
+                    (Some(ns), _) => format_latency(ns),
+                    (None, Some(_)) => "did not recover".into(),
+                    (None, None) => "no level before".into(),
+                },
+            ]);
+        }
+    }
+    if rows.is_empty() {
+        return None;
+    }
+    let header = [
+        "strategy",
+        "incident",
+        "requests during",
+        "success during",
+        "p99 during",
+        "success before",
+        "recovery after its end",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    let n = header.len();
+    Some(Table {
+        header,
+        rows,
+        best: vec![None; n],
+    })
+}
+
+const RECOVERY_NOTE: &str = "Recovery: until the success rate over a sliding 10 s is back within 1 point of its level in the 5 minutes before the incident and stays there 30 s (windows of 10 requests or more). Requests count when they finish.";
+
 fn intro(r: &Report) -> String {
     let sc = &r.scenario;
     let mut s = format!(
@@ -321,6 +375,11 @@ pub fn markdown(r: &Report, check: &CheckResult, charts: &[(String, String)]) ->
             }
             out.push('\n');
         }
+    }
+    if let Some(t) = incident_rows(r) {
+        out.push_str("## Incidents\n\n");
+        out.push_str(&md_table(&t));
+        let _ = writeln!(out, "\n{RECOVERY_NOTE}\n");
     }
     if !check.thresholds.is_empty() {
         out.push_str("## Thresholds\n\n");
@@ -419,6 +478,11 @@ pub fn html(r: &Report, check: &CheckResult, charts: &[Chart]) -> String {
             };
             out.push_str(&html_table(&t));
         }
+    }
+    if let Some(t) = incident_rows(r) {
+        out.push_str("<h2>Incidents</h2>\n");
+        out.push_str(&html_table(&t));
+        let _ = writeln!(out, "<p class=\"note\">{}</p>", esc(RECOVERY_NOTE));
     }
     if !check.thresholds.is_empty() {
         out.push_str("<h2>Thresholds</h2>\n<ul>\n");

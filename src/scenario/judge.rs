@@ -117,6 +117,8 @@ pub(super) fn expect(
             ("p99", &e.p99),
             ("p999", &e.p999),
             ("ttft_p99", &e.ttft_p99),
+            ("tpot_p50", &e.tpot_p50),
+            ("recovery", &e.recovery),
             ("cost", &e.cost),
             ("cost_per_1k", &e.cost_per_1k),
             ("goodput", &e.goodput),

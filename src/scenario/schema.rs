@@ -708,6 +708,10 @@ pub struct ExpectSection {
     pub p999: Option<Spanned<String>>,
     /// 99th percentile of time to first token.
     pub ttft_p99: Option<Spanned<String>>,
+    /// Median time per output token (a duration per token, e.g. "< 20ms").
+    pub tpot_p50: Option<Spanned<String>>,
+    /// Recovery time after the first incident; fails if it did not recover.
+    pub recovery: Option<Spanned<String>>,
     /// Cost of the run in USD.
     pub cost: Option<Spanned<String>>,
     /// Cost per 1,000 successful requests in USD.

@@ -156,6 +156,11 @@ pub fn run_strategy(
             (sc.warmup, sc.duration),
             drain,
             sc.slo.clone(),
+            &sc.world
+                .incidents
+                .iter()
+                .map(|i| (i.name.clone(), i.start, i.end))
+                .collect::<Vec<_>>(),
         ),
         tenants: vec![TenantCounts::default(); sc.traffic.tenants.len()],
         started: Vec::new(),
@@ -309,6 +314,10 @@ impl Sim<'_> {
             }
             Pending::Served(tl) => {
                 let (input_tokens, output_tokens) = (rec.input_tokens, tl.output_tokens);
+                if rec.measured && matches!(tl.end, JobEnd::Complete(_)) {
+                    self.collector
+                        .on_answer(tl.first_token_at, tl.end_at, tl.output_tokens);
+                }
                 let (o, end) = match tl.end {
                     JobEnd::Complete(body) => (
                         Outcome::Success {
