@@ -1,5 +1,5 @@
 //! Incident figures on the bundled scenarios: success and p99 during an
-//! incident, and recovery time after it.
+//! incident, recovery time after it, and the exemplars (attempt timelines).
 
 mod support;
 
@@ -50,4 +50,81 @@ fn provider_outage_fallback_holds_during_the_outage_and_retries_alone_do_not() {
     assert_eq!(chain.recovery_ns, Some(0));
     // Retries alone come back once the model does, within a deadline.
     assert!(retry.recovery_ns.unwrap() <= 60 * SECS);
+}
+
+#[test]
+fn exemplars_show_why_the_fixed_strategy_fails() {
+    let r = run(&load("retry-storm.toml"));
+    for s in &r.strategies {
+        assert!(
+            !s.exemplars.is_empty() && s.exemplars.len() <= 7,
+            "{}",
+            s.name
+        );
+        for e in &s.exemplars {
+            // The first attempt goes out when the request arrives.
+            assert_eq!(e.attempts[0].start_ns, e.arrived_ns, "{}", s.name);
+        }
+        let slowest: Vec<u64> = s
+            .exemplars
+            .iter()
+            .filter(|e| e.why == "slowest")
+            .map(|e| e.latency_us)
+            .collect();
+        assert_eq!(slowest.len(), 3);
+        assert!(slowest.windows(2).all(|w| w[0] >= w[1]));
+        // The slowest exemplar is the max of the histogram (to its resolution).
+        let max = s.latency.all.max_us as f64;
+        assert!(
+            (slowest[0] as f64 - max).abs() <= max * 0.001 + 1.0,
+            "{}: {slowest:?} vs {max}",
+            s.name
+        );
+    }
+    // The fixed strategy's first rate-limited failure: eleven 429s, one
+    // second apart, on both keys of the same pool.
+    let fixed = strategy(&r, "fixed-no-jitter");
+    let e = fixed
+        .exemplars
+        .iter()
+        .find(|e| e.why == "failed: rate_limited")
+        .expect("a rate-limited exemplar");
+    assert_eq!(e.attempts.len(), 11);
+    assert!(e.attempts.iter().all(|a| a.outcome == "429 rate limited"));
+    let waits: Vec<u64> = e
+        .attempts
+        .iter()
+        .filter_map(|a| a.wait_before_next_ns)
+        .collect();
+    assert_eq!(waits, vec![SECS; 10]);
+    // Full jitter's waits grow: its backoff spreads the retries.
+    let full = strategy(&r, "full-jitter");
+    let e = full
+        .exemplars
+        .iter()
+        .find(|e| e.why == "failed: rate_limited")
+        .expect("a rate-limited exemplar");
+    let waits: Vec<u64> = e
+        .attempts
+        .iter()
+        .filter_map(|a| a.wait_before_next_ns)
+        .collect();
+    assert!(
+        waits.len() < 10 && waits.iter().sum::<u64>() > 3 * SECS,
+        "{waits:?}"
+    );
+}
+
+#[test]
+fn the_exemplar_replay_changes_no_other_figure() {
+    let sc = load("retry-storm.toml");
+    for st in &sc.strategies {
+        let (with, _) = stormglass::sim::run_strategy_with(&sc, st, true).unwrap();
+        let (without, _) = stormglass::sim::run_strategy_with(&sc, st, false).unwrap();
+        assert!(!with.exemplars.is_empty() && without.exemplars.is_empty());
+        let mut a = serde_json::to_value(&with).unwrap();
+        let b = serde_json::to_value(&without).unwrap();
+        a["exemplars"] = serde_json::json!([]);
+        assert_eq!(a, b, "{}", st.name);
+    }
 }

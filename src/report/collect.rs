@@ -67,6 +67,26 @@ pub struct CoreCounters {
     pub throttled_locally: u64,
 }
 
+/// A request picked as an exemplar.
+#[derive(Clone, Debug)]
+pub struct Pick {
+    /// Request id.
+    pub request: u64,
+    /// Why it was picked.
+    pub why: String,
+    /// Arrival.
+    pub arrived: Nanos,
+    /// End to end, ns.
+    pub latency: Nanos,
+    /// `success` or the failure reason.
+    pub result: String,
+}
+
+/// Slowest requests kept as exemplars.
+pub const SLOWEST: usize = 3;
+/// Failed requests kept as exemplars (the first of each reason).
+pub const FAILED: usize = 4;
+
 /// An incident's window, and the latencies of requests that finished in it.
 struct IncidentWindow {
     name: String,
@@ -80,6 +100,10 @@ pub const MAX_INCIDENTS: usize = 32;
 
 /// Figures of one strategy.
 pub struct Collector {
+    /// The slowest requests: (latency, request, arrived, result), slowest first.
+    slowest: Vec<(Nanos, u64, Nanos, RequestResult)>,
+    /// The first failed request of each reason: (request, arrived, latency).
+    first_failed: [Option<(u64, Nanos, Nanos)>; FailReason::ALL.len()],
     incidents: Vec<IncidentWindow>,
     slo: Option<SloConfig>,
     /// Virtual time of the series' first bucket (the end of warm-up).
@@ -138,6 +162,8 @@ impl Collector {
         let measured = duration.saturating_sub(warmup);
         let (width, n) = series_shape(measured, drain);
         Self {
+            slowest: Vec::with_capacity(SLOWEST + 1),
+            first_failed: [None; FailReason::ALL.len()],
             incidents,
             slo,
             start: warmup,
@@ -212,13 +238,31 @@ impl Collector {
     pub fn on_finish(
         &mut self,
         now: Nanos,
-        arrived: Nanos,
+        (request, arrived): (u64, Nanos),
         result: RequestResult,
         first_token: Option<Nanos>,
         cost: NanoUsd,
     ) {
         self.requests += 1;
         let latency = now - arrived;
+        // Bounded exemplar picks: slowest first, ties by request id.
+        if self.slowest.len() < SLOWEST
+            || self.slowest.last().is_some_and(|&(l, r, _, _)| {
+                (latency, std::cmp::Reverse(request)) > (l, std::cmp::Reverse(r))
+            })
+        {
+            let at = self.slowest.partition_point(|&(l, r, _, _)| {
+                (l, std::cmp::Reverse(r)) > (latency, std::cmp::Reverse(request))
+            });
+            self.slowest.insert(at, (latency, request, arrived, result));
+            self.slowest.truncate(SLOWEST);
+        }
+        if let RequestResult::Failed(reason) = result {
+            let slot = &mut self.first_failed[reason.index()];
+            if slot.is_none() {
+                *slot = Some((request, arrived, latency));
+            }
+        }
         self.all.record(latency);
         for w in &mut self.incidents {
             if (w.start..w.end).contains(&now) {
@@ -341,6 +385,7 @@ impl Collector {
             },
             models,
             slo,
+            exemplars: Vec::new(),
             incidents,
             latency_curve,
             series: Series {
@@ -359,6 +404,44 @@ impl Collector {
 }
 
 impl Collector {
+    /// The requests picked as exemplars: the slowest, then the first
+    /// failure of each reason (in time order, up to [`FAILED`]).
+    pub fn exemplar_picks(&self) -> Vec<Pick> {
+        let name = |r: RequestResult| match r {
+            RequestResult::Success => "success".to_owned(),
+            RequestResult::Failed(f) => f.name().to_owned(),
+        };
+        let mut out: Vec<Pick> = self
+            .slowest
+            .iter()
+            .map(|&(latency, request, arrived, result)| Pick {
+                request,
+                why: "slowest".into(),
+                arrived,
+                latency,
+                result: name(result),
+            })
+            .collect();
+        let mut failed: Vec<(u64, Nanos, Nanos, FailReason)> = FailReason::ALL
+            .iter()
+            .filter_map(|&r| self.first_failed[r.index()].map(|(q, a, l)| (q, a, l, r)))
+            .collect();
+        failed.sort_by_key(|&(q, a, _, _)| (a, q));
+        for (request, arrived, latency, reason) in failed.into_iter().take(FAILED) {
+            if out.iter().any(|p| p.request == request) {
+                continue;
+            }
+            out.push(Pick {
+                request,
+                why: format!("failed: {}", reason.name()),
+                arrived,
+                latency,
+                result: reason.name().to_owned(),
+            });
+        }
+        out
+    }
+
     /// Requests that finished, per bucket.
     fn requests_per_bucket(&self) -> Vec<u32> {
         self.ok

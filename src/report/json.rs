@@ -165,6 +165,42 @@ pub struct Series {
     pub cost_nano_usd: Vec<u64>,
 }
 
+/// One attempt of an exemplar request.
+#[derive(Clone, Debug, Serialize)]
+pub struct AttemptTrace {
+    /// Model.
+    pub model: String,
+    /// API key.
+    pub key: String,
+    /// When it was sent (virtual time, ns).
+    pub start_ns: u64,
+    /// When it ended for the client (`null` if it never did).
+    pub end_ns: Option<u64>,
+    /// How it ended.
+    pub outcome: String,
+    /// Time from its end to the next attempt's start (the backoff), if any.
+    pub wait_before_next_ns: Option<u64>,
+}
+
+/// A request shown whole: why it was picked, and its attempts.
+#[derive(Clone, Debug, Serialize)]
+pub struct Exemplar {
+    /// Request id.
+    pub request: u64,
+    /// `slowest` or `failed: <reason>`.
+    pub why: String,
+    /// Arrival (virtual time, ns).
+    pub arrived_ns: u64,
+    /// End to end, microseconds.
+    pub latency_us: u64,
+    /// `success` or the failure reason.
+    pub result: String,
+    /// Its attempts in order (at most 32).
+    pub attempts: Vec<AttemptTrace>,
+    /// Attempts past the first 32.
+    pub attempts_not_shown: u32,
+}
+
 /// A point of a latency percentile curve.
 #[derive(Clone, Copy, Debug, Serialize)]
 pub struct CurvePoint {
@@ -220,6 +256,9 @@ pub struct StrategyReport {
     pub tokens: Tokens,
     /// Latencies.
     pub latency: Latencies,
+    /// A few requests shown attempt by attempt: the slowest, and the first
+    /// failure of each reason (up to 4).
+    pub exemplars: Vec<Exemplar>,
     /// Per incident: success and p99 during it, recovery after it.
     pub incidents: Vec<super::incident::IncidentReport>,
     /// Percentile curve of all requests' latencies, for charts.

@@ -295,6 +295,63 @@ fn incident_rows(r: &Report) -> Option<Table> {
     })
 }
 
+/// Exemplars as text lines: per strategy, one line per request with its
+/// attempts (the first 8).
+fn exemplar_lines(r: &Report) -> Vec<(String, Vec<String>)> {
+    let secs = |ns: u64| format!("{:.2}s", ns as f64 / 1e9);
+    r.strategies
+        .iter()
+        .filter(|s| !s.exemplars.is_empty())
+        .map(|s| {
+            let lines = s
+                .exemplars
+                .iter()
+                .map(|e| {
+                    let mut steps: Vec<String> = e
+                        .attempts
+                        .iter()
+                        .take(8)
+                        .map(|a| {
+                            let took = a.end_ns.map_or("no end".into(), |end| {
+                                format_latency(end.saturating_sub(a.start_ns))
+                            });
+                            let wait = a
+                                .wait_before_next_ns
+                                .map_or(String::new(), |w| format!(", wait {}", secs(w)));
+                            format!(
+                                "+{} {}/{}: {} after {}{}",
+                                secs(a.start_ns.saturating_sub(e.arrived_ns)),
+                                a.model,
+                                a.key,
+                                a.outcome,
+                                took,
+                                wait
+                            )
+                        })
+                        .collect();
+                    let more = e.attempts.len().saturating_sub(8) + e.attempts_not_shown as usize;
+                    if more > 0 {
+                        steps.push(format!("{more} more attempts"));
+                    }
+                    format!(
+                        "request {} ({}; arrived {}, {} in {}, {} attempts): {}",
+                        e.request,
+                        e.why,
+                        clock(e.arrived_ns),
+                        e.result,
+                        format_latency(e.latency_us * MICROS),
+                        e.attempts.len() + e.attempts_not_shown as usize,
+                        steps.join("; ")
+                    )
+                })
+                .collect();
+            (s.name.clone(), lines)
+        })
+        .collect()
+}
+
+const EXEMPLAR_NOTE: &str = "Exemplars: the slowest requests and the first failure of each reason, attempt by attempt (time from arrival, model/key, outcome, how long it took, the wait before the next).";
+
 const RECOVERY_NOTE: &str = "Recovery: until the success rate over a sliding 10 s is back within 1 point of its level in the 5 minutes before the incident and stays there 30 s (windows of 10 requests or more). Requests count when they finish.";
 
 fn intro(r: &Report) -> String {
@@ -381,6 +438,17 @@ pub fn markdown(r: &Report, check: &CheckResult, charts: &[(String, String)]) ->
         out.push_str(&md_table(&t));
         let _ = writeln!(out, "\n{RECOVERY_NOTE}\n");
     }
+    let ex = exemplar_lines(r);
+    if !ex.is_empty() {
+        let _ = writeln!(out, "## Exemplars\n\n{EXEMPLAR_NOTE}\n");
+        for (name, lines) in ex {
+            let _ = writeln!(out, "**{name}**\n");
+            for l in lines {
+                let _ = writeln!(out, "- {l}");
+            }
+            out.push('\n');
+        }
+    }
     if !check.thresholds.is_empty() {
         out.push_str("## Thresholds\n\n");
         for v in &check.thresholds {
@@ -438,7 +506,7 @@ h1{font-size:1.6em}h2{margin-top:1.6em;border-bottom:1px solid #ddd}\
 table{border-collapse:collapse;font-size:.9em;margin:.6em 0}th,td{padding:.3em .7em;border-bottom:1px solid #e4e4e4;text-align:right}\
 th:first-child,td:first-child{text-align:left}th{background:#f4f4f4}td.best{font-weight:bold;background:#e8f4ec}\
 .ok{color:#087a3e}.fail{color:#b42318}figure{margin:1.2em 0}figcaption{font-weight:600;margin-bottom:.3em}\
-svg{max-width:100%;height:auto}.note{color:#555;font-size:.9em}";
+svg{max-width:100%;height:auto}.note{color:#555;font-size:.9em}ul.ex li{font-size:.85em;margin:.3em 0}";
 
 /// `report.html`: one file, charts inlined as SVG, no scripts.
 pub fn html(r: &Report, check: &CheckResult, charts: &[Chart]) -> String {
@@ -483,6 +551,21 @@ pub fn html(r: &Report, check: &CheckResult, charts: &[Chart]) -> String {
         out.push_str("<h2>Incidents</h2>\n");
         out.push_str(&html_table(&t));
         let _ = writeln!(out, "<p class=\"note\">{}</p>", esc(RECOVERY_NOTE));
+    }
+    let ex = exemplar_lines(r);
+    if !ex.is_empty() {
+        let _ = writeln!(
+            out,
+            "<h2>Exemplars</h2>\n<p class=\"note\">{}</p>",
+            esc(EXEMPLAR_NOTE)
+        );
+        for (name, lines) in ex {
+            let _ = writeln!(out, "<h3>{}</h3>\n<ul class=\"ex\">", esc(&name));
+            for l in lines {
+                let _ = writeln!(out, "<li>{}</li>", esc(&l));
+            }
+            out.push_str("</ul>\n");
+        }
     }
     if !check.thresholds.is_empty() {
         out.push_str("<h2>Thresholds</h2>\n<ul>\n");

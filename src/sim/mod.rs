@@ -18,6 +18,7 @@
 //! same traffic and the same provider luck (common random numbers), and the
 //! differences in the report come from the policies.
 
+mod trace;
 pub mod traffic;
 
 use std::sync::Arc;
@@ -112,13 +113,47 @@ struct Sim<'a> {
     tenants: Vec<TenantCounts>,
     started: Vec<Started>,
     stats: RunStats,
+    /// Records the attempts of a few requests, in a replay (see `trace`).
+    tracer: Option<trace::Tracer>,
 }
 
-/// Runs one strategy of a scenario; the unit of determinism.
+/// Runs one strategy of a scenario; the unit of determinism. The report's
+/// exemplars get their attempt timelines from a replay of the same run (see
+/// [`run_strategy_with`]).
 pub fn run_strategy(
     sc: &Scenario,
     strategy: &Arc<StrategyConfig>,
 ) -> Result<(StrategyReport, RunStats), SimError> {
+    run_strategy_with(sc, strategy, true)
+}
+
+/// Runs one strategy; with `exemplars`, replays the run (it is
+/// deterministic) recording the attempts of the few requests the collector
+/// picked as exemplars, and stops the replay once they have all finished.
+/// The first pass pays nothing for it but the collector's bounded picks.
+pub fn run_strategy_with(
+    sc: &Scenario,
+    strategy: &Arc<StrategyConfig>,
+    exemplars: bool,
+) -> Result<(StrategyReport, RunStats), SimError> {
+    let mut sim = simulate(sc, strategy, None)?;
+    let picks = sim.collector.exemplar_picks();
+    let mut report = finish(sim, sc, strategy);
+    if exemplars && !picks.is_empty() {
+        let ids: Vec<u64> = picks.iter().map(|p| p.request).collect();
+        sim = simulate(sc, strategy, Some(trace::Tracer::new(&ids)))?;
+        if let Some(t) = sim.tracer.take() {
+            report.0.exemplars = t.exemplars(&picks, &sc.world);
+        }
+    }
+    Ok(report)
+}
+
+fn simulate<'a>(
+    sc: &'a Scenario,
+    strategy: &Arc<StrategyConfig>,
+    tracer: Option<trace::Tracer>,
+) -> Result<Sim<'a>, SimError> {
     let mut clients = Vec::new();
     let mut sender_of = Vec::new();
     let name_key = strategy.seed;
@@ -165,6 +200,7 @@ pub fn run_strategy(
         tenants: vec![TenantCounts::default(); sc.traffic.tenants.len()],
         started: Vec::new(),
         stats: RunStats::default(),
+        tracer,
     };
     for i in 0..sim.sources.len() {
         sim.schedule_arrival(i as u32);
@@ -182,7 +218,14 @@ pub fn run_strategy(
         if sim.in_flight == 0 && now >= sc.duration {
             break;
         }
+        if sim.tracer.as_ref().is_some_and(trace::Tracer::done) {
+            break;
+        }
     }
+    Ok(sim)
+}
+
+fn finish(sim: Sim<'_>, sc: &Scenario, strategy: &StrategyConfig) -> (StrategyReport, RunStats) {
     let mut ledger = crate::policy::CostLedger::new(sc.world.models.len());
     let mut counters = crate::report::collect::CoreCounters::default();
     for (c, s) in sim.clients.iter().zip(&sim.sender_of) {
@@ -215,7 +258,7 @@ pub fn run_strategy(
         counters,
         tenants,
     );
-    Ok((report, stats))
+    (report, stats)
 }
 
 impl Sim<'_> {
@@ -349,6 +392,13 @@ impl Sim<'_> {
         if rec.measured {
             self.collector.on_attempt_end(now, rec.model, end);
         }
+        if let Some(t) = &mut self.tracer {
+            let status = match rec.pending {
+                Pending::Rejected(r) => Some(r.status),
+                _ => None,
+            };
+            t.on_end(h, now, end, status);
+        }
         self.clients[rec.client as usize].handle_outcome(now, rec.id, outcome, limits);
         self.after_input(now, rec.client);
     }
@@ -372,6 +422,7 @@ impl Sim<'_> {
                 Action::Send { .. } => self.send(now, c, a),
                 Action::Cancel { attempt, .. } => self.cancel(now, c, attempt),
                 Action::Finish {
+                    request,
                     result,
                     arrived,
                     first_token,
@@ -380,11 +431,19 @@ impl Sim<'_> {
                     ..
                 } => {
                     self.in_flight -= 1;
+                    if let Some(t) = &mut self.tracer {
+                        t.on_finish(request);
+                    }
                     match self.sender_of[c as usize] {
                         Sender::Strategy => {
                             if measured {
-                                self.collector
-                                    .on_finish(now, arrived, result, first_token, cost);
+                                self.collector.on_finish(
+                                    now,
+                                    (request, arrived),
+                                    result,
+                                    first_token,
+                                    cost,
+                                );
                             }
                         }
                         Sender::Tenant(t) => {
@@ -447,6 +506,9 @@ impl Sim<'_> {
             pending: Pending::Waiting,
             measured,
         });
+        if let Some(t) = &mut self.tracer {
+            t.on_send(request, h, now, model, key);
+        }
         let table = &mut self.by_slot[c as usize];
         if table.len() <= id.slot() {
             table.resize(id.slot() + 1, (AttemptId(0), h));
@@ -501,6 +563,9 @@ impl Sim<'_> {
         if rec.measured {
             self.collector
                 .on_attempt_end(now, rec.model, AttemptEnd::Cancelled);
+        }
+        if let Some(t) = &mut self.tracer {
+            t.on_end(h, now, AttemptEnd::Cancelled, None);
         }
         if let Some(job) = rec.job {
             let mut started = std::mem::take(&mut self.started);
@@ -567,6 +632,7 @@ pub fn run_seeds(
         .flat_map(|(i, sc)| (0..sc.strategies.len()).map(move |j| (i, j)))
         .collect();
     let n = jobs.len();
+    let single = scenarios.len() == 1;
     type Slot = std::sync::Mutex<Option<Result<(StrategyReport, RunStats), SimError>>>;
     let results: Vec<Slot> = (0..n).map(|_| std::sync::Mutex::new(None)).collect();
     let next = std::sync::atomic::AtomicUsize::new(0);
@@ -579,7 +645,9 @@ pub fn run_seeds(
                     break;
                 }
                 let (i, j) = jobs[k];
-                let r = run_strategy(&scenarios[i], &scenarios[i].strategies[j]);
+                // Exemplars only for a single run: a seed sweep reports
+                // aggregates, and the replay would double its work.
+                let r = run_strategy_with(&scenarios[i], &scenarios[i].strategies[j], single);
                 if let Ok(mut slot) = results[k].lock() {
                     *slot = Some(r);
                 }
