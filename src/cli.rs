@@ -41,6 +41,10 @@ pub enum Command {
         /// Worker threads (default: all cores).
         #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
         threads: Option<u16>,
+        /// Skip the exemplars (attempt timelines of a few requests), whose
+        /// replay of each strategy can double the simulation time.
+        #[arg(long)]
+        no_exemplars: bool,
         /// Print the report JSON to stdout instead of the table.
         #[arg(long)]
         json: bool,
@@ -141,6 +145,7 @@ pub fn run(opts: Opts) -> anyhow::Result<ExitCode> {
             seed,
             seeds,
             threads,
+            no_exemplars,
             json,
         } => {
             let mut sc = scenario::load(&scenario)?;
@@ -155,7 +160,7 @@ pub fn run(opts: Opts) -> anyhow::Result<ExitCode> {
             if let Some(n) = seeds.filter(|&n| n > 1) {
                 return run_seeds(&sc, n, threads, &dir, json);
             }
-            let (rep, _) = sim::run(&sc, threads)?;
+            let (rep, _) = sim::run_with(&sc, threads, !no_exemplars)?;
             let written = report::write_all(&rep, &dir)
                 .with_context(|| format!("writing {}", dir.display()))?;
             let path = &written[0];

@@ -165,7 +165,7 @@ pub fn slo_lines(r: &Report) -> String {
             format!("{:.2}", slo.goodput_rps),
             avail.map_or("-".into(), |o| format!("{:.2}%", o.budget_consumed * 100.0)),
             avail.map_or("-".into(), |o| format!("{:.1}x", o.worst_burn_rate)),
-            first_page.map_or("-".into(), crate::units::format_duration),
+            first_page.map_or("-".into(), summary::clock),
         ]);
     }
     let mut out =
@@ -177,12 +177,12 @@ pub fn slo_lines(r: &Report) -> String {
         cfg.ttft_ns
             .map_or(String::new(), |t| format!(" and first token within {}", format_latency(t))),
         pct(cfg.error_rate),
-        crate::units::format_duration(cfg.window_ns),
+        window(cfg.window_ns),
     );
     out.push_str(&grid(&header, &rows));
     out.push_str(
         "failures count as misses of the latency objective; goodput = requests/s that met it; \
-         budget and burn are availability's; first page = first alert of the first pair\n",
+         budget and burn are availability's; first page = when the first alert first fired\n",
     );
     out
 }
@@ -223,6 +223,16 @@ pub fn grid(header: &[&str], rows: &[Vec<String>]) -> String {
         );
     }
     out
+}
+
+/// An SLO window: whole days as days ("30d"), else as a duration.
+pub fn window(ns: u64) -> String {
+    const DAY: u64 = 24 * crate::units::HOURS;
+    if ns >= DAY && ns % DAY == 0 {
+        format!("{}d", ns / DAY)
+    } else {
+        crate::units::format_duration(ns)
+    }
 }
 
 /// A share as a percentage with up to three decimals ("99.9%", "37.745%").

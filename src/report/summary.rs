@@ -153,7 +153,7 @@ fn slo_rows(r: &Report) -> Option<(String, Table)> {
         cfg.ttft_ns
             .map_or(String::new(), |t| format!(" (first token within {})", format_latency(t))),
         pct(cfg.error_rate),
-        format_duration(cfg.window_ns)
+        super::window(cfg.window_ns)
     );
     let header = [
         "strategy",

@@ -613,7 +613,17 @@ fn schedule_timeline(
 /// Runs every strategy of a scenario, in parallel on up to `threads`
 /// threads, and assembles the report (strategies in file order).
 pub fn run(sc: &Scenario, threads: usize) -> Result<(Report, Vec<RunStats>), SimError> {
-    let mut all = run_seeds(std::slice::from_ref(sc), threads)?;
+    run_with(sc, threads, true)
+}
+
+/// [`run`], with or without the exemplar replay (which can double the
+/// simulation time: see [`run_strategy_with`]).
+pub fn run_with(
+    sc: &Scenario,
+    threads: usize,
+    exemplars: bool,
+) -> Result<(Report, Vec<RunStats>), SimError> {
+    let mut all = run_jobs(std::slice::from_ref(sc), threads, exemplars)?;
     Ok(all
         .pop()
         .unwrap_or_else(|| unreachable!("one scenario gives one report")))
@@ -626,13 +636,22 @@ pub fn run_seeds(
     scenarios: &[Scenario],
     threads: usize,
 ) -> Result<Vec<(Report, Vec<RunStats>)>, SimError> {
+    // A seed sweep reports aggregates: no exemplars (the replay would
+    // double its work).
+    run_jobs(scenarios, threads, false)
+}
+
+fn run_jobs(
+    scenarios: &[Scenario],
+    threads: usize,
+    exemplars: bool,
+) -> Result<Vec<(Report, Vec<RunStats>)>, SimError> {
     let jobs: Vec<(usize, usize)> = scenarios
         .iter()
         .enumerate()
         .flat_map(|(i, sc)| (0..sc.strategies.len()).map(move |j| (i, j)))
         .collect();
     let n = jobs.len();
-    let single = scenarios.len() == 1;
     type Slot = std::sync::Mutex<Option<Result<(StrategyReport, RunStats), SimError>>>;
     let results: Vec<Slot> = (0..n).map(|_| std::sync::Mutex::new(None)).collect();
     let next = std::sync::atomic::AtomicUsize::new(0);
@@ -645,9 +664,7 @@ pub fn run_seeds(
                     break;
                 }
                 let (i, j) = jobs[k];
-                // Exemplars only for a single run: a seed sweep reports
-                // aggregates, and the replay would double its work.
-                let r = run_strategy_with(&scenarios[i], &scenarios[i].strategies[j], single);
+                let r = run_strategy_with(&scenarios[i], &scenarios[i].strategies[j], exemplars);
                 if let Ok(mut slot) = results[k].lock() {
                     *slot = Some(r);
                 }
