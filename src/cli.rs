@@ -33,9 +33,18 @@ pub enum Command {
         /// Override the scenario's seed.
         #[arg(long)]
         seed: Option<u64>,
+        /// Run this many seeds (the scenario's seed and the next ones) and
+        /// report each figure's mean and 95% interval, and paired
+        /// differences between strategies; writes seeds.json and seeds.md.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        seeds: Option<u32>,
         /// Worker threads (default: all cores).
         #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
         threads: Option<u16>,
+        /// Skip the exemplars (attempt timelines of a few requests), whose
+        /// replay of each strategy can double the simulation time.
+        #[arg(long)]
+        no_exemplars: bool,
         /// Print the report JSON to stdout instead of the table.
         #[arg(long)]
         json: bool,
@@ -100,6 +109,35 @@ pub enum Command {
         )]
         args: Vec<std::ffi::OsString>,
     },
+    /// The CI gate: a report against its scenario's `[[expect]]` thresholds
+    /// and a baseline; exits 1 if any check fails.
+    Check {
+        /// The report (`report.json`).
+        report: PathBuf,
+        /// A baseline written by `--update-baseline`.
+        #[arg(long)]
+        baseline: Option<PathBuf>,
+        /// Rewrite the baseline from this report (after checking the thresholds).
+        #[arg(long, requires = "baseline")]
+        update_baseline: bool,
+        /// How much worse a changed figure may get before the baseline check
+        /// fails, relative (0.05 = 5%; for success rates, of the failure share).
+        #[arg(long, default_value_t = 0.05)]
+        tolerance: f64,
+    },
+    /// Two reports side by side, per strategy.
+    Diff {
+        /// The first report (A).
+        a: PathBuf,
+        /// The second report (B).
+        b: PathBuf,
+    },
+}
+
+fn read_json(path: &std::path::Path) -> anyhow::Result<serde_json::Value> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))
 }
 
 /// Runs a parsed command line.
@@ -177,6 +215,44 @@ pub fn run(opts: Opts) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Check {
+            report: path,
+            baseline,
+            update_baseline,
+            tolerance,
+        } => {
+            if !(tolerance.is_finite() && tolerance >= 0.0) {
+                anyhow::bail!("--tolerance must be zero or more (0.05 = 5%)");
+            }
+            let rep = read_json(&path)?;
+            let base = match &baseline {
+                Some(b) if !update_baseline => Some(read_json(b)?),
+                _ => None,
+            };
+            let result = report::check::check(&rep, base.as_ref(), tolerance);
+            print!("{}", result.render());
+            if let (true, Some(b)) = (update_baseline, &baseline) {
+                if let Some(dir) = b.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir)
+                        .with_context(|| format!("creating {}", dir.display()))?;
+                }
+                let mut text = serde_json::to_string_pretty(&report::check::baseline(&rep))?;
+                text.push('\n');
+                std::fs::write(b, text).with_context(|| format!("writing {}", b.display()))?;
+                println!("baseline written: {}", b.display());
+            }
+            Ok(if result.passed() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        Command::Diff { a, b } => {
+            let (ra, rb) = (read_json(&a)?, read_json(&b)?);
+            println!("A: {}\nB: {}\n", a.display(), b.display());
+            print!("{}", report::check::diff(&ra, &rb));
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Validate { scenario } => {
             let sc = scenario::load(&scenario)?;
             println!(
@@ -194,7 +270,9 @@ pub fn run(opts: Opts) -> anyhow::Result<ExitCode> {
             scenario,
             out,
             seed,
+            seeds,
             threads,
+            no_exemplars,
             json,
         } => {
             let mut sc = scenario::load(&scenario)?;
@@ -205,10 +283,14 @@ pub fn run(opts: Opts) -> anyhow::Result<ExitCode> {
                 || std::thread::available_parallelism().map_or(1, |n| n.get()),
                 usize::from,
             );
-            let (rep, _) = sim::run(&sc, threads)?;
             let dir = out.unwrap_or_else(|| PathBuf::from("reports").join(&sc.name));
-            let path =
-                report::write(&rep, &dir).with_context(|| format!("writing {}", dir.display()))?;
+            if let Some(n) = seeds.filter(|&n| n > 1) {
+                return run_seeds(&sc, n, threads, &dir, json);
+            }
+            let (rep, _) = sim::run_with(&sc, threads, !no_exemplars)?;
+            let written = report::write_all(&rep, &dir)
+                .with_context(|| format!("writing {}", dir.display()))?;
+            let path = &written[0];
             let mut stdout = std::io::stdout().lock();
             if json {
                 stdout.write_all(report::to_json(&rep).as_bytes())?;
@@ -222,7 +304,17 @@ pub fn run(opts: Opts) -> anyhow::Result<ExitCode> {
                     rep.strategies.len()
                 )?;
                 stdout.write_all(report::table(&rep).as_bytes())?;
-                writeln!(stdout, "\nreport: {}", path.display())?;
+                let slo = report::slo_lines(&rep);
+                if !slo.is_empty() {
+                    writeln!(stdout)?;
+                    stdout.write_all(slo.as_bytes())?;
+                }
+                writeln!(
+                    stdout,
+                    "\nreport: {} (and report.md, report.html, {} charts)",
+                    path.display(),
+                    written.len().saturating_sub(3)
+                )?;
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -231,4 +323,39 @@ pub fn run(opts: Opts) -> anyhow::Result<ExitCode> {
 
 fn cli_duration(s: &str) -> Result<u64, String> {
     crate::units::parse_duration(s)
+}
+
+/// `run --seeds N`: every (seed, strategy) pair on all threads, then the
+/// seeds' summary.
+fn run_seeds(
+    sc: &scenario::Scenario,
+    n: u32,
+    threads: usize,
+    dir: &std::path::Path,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let scenarios: Vec<scenario::Scenario> = (0..u64::from(n))
+        .map(|k| sc.with_seed(sc.seed.wrapping_add(k)))
+        .collect();
+    let reports: Vec<report::Report> = sim::run_seeds(&scenarios, threads)?
+        .into_iter()
+        .map(|(r, _)| r)
+        .collect();
+    let summary = report::seeds::aggregate(&reports);
+    let mut text = serde_json::to_string_pretty(&summary)?;
+    text.push('\n');
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let path = dir.join("seeds.json");
+    std::fs::write(&path, &text).with_context(|| format!("writing {}", path.display()))?;
+    let table = report::seeds::table(&summary);
+    std::fs::write(dir.join("seeds.md"), format!("```\n{table}```\n"))
+        .with_context(|| format!("writing {}", dir.display()))?;
+    let mut stdout = std::io::stdout().lock();
+    if json {
+        stdout.write_all(text.as_bytes())?;
+    } else {
+        stdout.write_all(table.as_bytes())?;
+        writeln!(stdout, "\nreport: {} (and seeds.md)", path.display())?;
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -268,6 +268,8 @@ struct Slot {
     key: u16,
     input_tokens: u32,
     measured: bool,
+    /// When its first token came (for time per output token).
+    first_token: Option<Nanos>,
 }
 
 type Message = (u32, AttemptId, Signal);
@@ -499,14 +501,24 @@ impl<'a> Driver<'a> {
         }
         let now = self.now();
         match sig {
-            Signal::FirstToken => self.input(c, now, trace::Input::FirstToken(id)),
+            Signal::FirstToken => {
+                if let Some(slot) = self.slots.get_mut(&(c, id)) {
+                    slot.first_token = Some(now);
+                }
+                self.input(c, now, trace::Input::FirstToken(id));
+            }
             Signal::Chunk => self.input(c, now, trace::Input::Chunk(id)),
             Signal::Done(outcome, limits) => {
                 let Some(slot) = self.slots.remove(&(c, id)) else {
                     return;
                 };
                 if slot.measured {
-                    self.tally.on_outcome(slot.model, slot.key, &outcome);
+                    if let Outcome::Success { output_tokens, .. } = outcome {
+                        self.tally
+                            .collector
+                            .on_answer(slot.first_token, now, output_tokens);
+                    }
+                    self.tally.on_outcome(now, slot.model, slot.key, &outcome);
                 }
                 self.input(c, now, trace::Input::Outcome(id, outcome, limits));
                 if self.max_cost.is_some_and(|max| self.spent().0 >= max.0) {
@@ -549,12 +561,20 @@ impl<'a> Driver<'a> {
                     arrived,
                     first_token,
                     measured,
+                    cost,
                     ..
                 } => {
                     self.in_flight -= 1;
                     let scheduled = self.scheduled.remove(&(c, request)).unwrap_or(arrived);
-                    self.tally
-                        .on_finish(now, sender, scheduled, result, first_token, measured);
+                    self.tally.on_finish(
+                        now,
+                        sender,
+                        (request, scheduled),
+                        result,
+                        first_token,
+                        cost,
+                        measured,
+                    );
                     if sender == Sender::Strategy {
                         self.finished += 1;
                         if result == RequestResult::Success {
@@ -630,6 +650,7 @@ impl<'a> Driver<'a> {
                 key,
                 input_tokens,
                 measured,
+                first_token: None,
             },
         );
     }
@@ -650,7 +671,7 @@ impl<'a> Driver<'a> {
         if slot.measured {
             self.tally
                 .collector
-                .on_attempt_end(slot.model, AttemptEnd::Cancelled);
+                .on_attempt_end(now, slot.model, AttemptEnd::Cancelled);
         }
         self.input(
             c,

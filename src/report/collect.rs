@@ -13,6 +13,7 @@ use super::json::{
     AlertReport, Costs, Latencies, ModelReport, Series, StrategyReport, TenantReport, Tokens,
     ValidationReport,
 };
+use super::slo::{self, SloConfig, SloReport};
 
 /// How an attempt ended, for per-model counts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,6 +30,13 @@ pub enum AttemptEnd {
     Broken,
     /// Cancelled by the client (timeout, deadline).
     Cancelled,
+}
+
+impl AttemptEnd {
+    /// Whether the attempt counts as an error for the error-rate objective.
+    pub fn is_error(self) -> bool {
+        self != Self::Answered
+    }
 }
 
 #[derive(Clone, Debug, Default)]
@@ -81,8 +89,51 @@ pub struct CoreCounters {
     pub validation: crate::policy::validation::ValidationCounts,
 }
 
+/// A request picked as an exemplar.
+#[derive(Clone, Debug)]
+pub struct Pick {
+    /// Request id.
+    pub request: u64,
+    /// Why it was picked.
+    pub why: String,
+    /// Arrival.
+    pub arrived: Nanos,
+    /// End to end, ns.
+    pub latency: Nanos,
+    /// `success` or the failure reason.
+    pub result: String,
+}
+
+/// Slowest requests kept as exemplars.
+pub const SLOWEST: usize = 3;
+/// Failed requests kept as exemplars (the first of each reason).
+pub const FAILED: usize = 4;
+
+/// An incident's window, and the latencies of requests that finished in it.
+struct IncidentWindow {
+    name: String,
+    start: Nanos,
+    end: Nanos,
+    latency: LatencyHist,
+}
+
+/// Most incidents given figures of their own (each keeps a histogram).
+pub const MAX_INCIDENTS: usize = 32;
+
 /// Figures of one strategy.
 pub struct Collector {
+    /// The slowest requests: (latency, request, arrived, result), slowest first.
+    slowest: Vec<(Nanos, u64, Nanos, RequestResult)>,
+    /// The first failed request of each reason: (request, arrived, latency).
+    first_failed: [Option<(u64, Nanos, Nanos)>; FailReason::ALL.len()],
+    incidents: Vec<IncidentWindow>,
+    slo: Option<SloConfig>,
+    /// Virtual time of the series' first bucket (the end of warm-up).
+    start: Nanos,
+    /// Length of the measured arrival window.
+    measured: Nanos,
+    /// Requests that met every objective at once (the goodput numerator).
+    fast: u64,
     requests: u64,
     successes: u64,
     failures: [u64; FailReason::ALL.len()],
@@ -91,21 +142,60 @@ pub struct Collector {
     give_up: LatencyHist,
     all: LatencyHist,
     ttft: LatencyHist,
+    tpot: LatencyHist,
     models: Vec<ModelCounts>,
     width: Nanos,
     offered: Vec<u32>,
     ok: Vec<u32>,
     failed: Vec<[u32; FailReason::ALL.len()]>,
     alerts: Vec<AlertReport>,
+    /// Per bucket: requests that met the latency objective (with `[slo]`).
+    good: Vec<u32>,
+    /// Per bucket: attempts that ended in an error.
+    attempt_errors: Vec<u32>,
+    /// Per bucket: attempts that ended.
+    attempt_ends: Vec<u32>,
+    /// Per bucket: cost of the requests that finished, nano-USD.
+    cost: Vec<u64>,
 }
 
 impl Collector {
     /// A collector for `models` models, latencies up to `max_latency`, and a
-    /// run of `duration` with up to `drain` after it.
-    pub fn new(models: usize, max_latency: Nanos, duration: Nanos, drain: Nanos) -> Self {
+    /// run whose measured part goes from `warmup` to `duration`, with up to
+    /// `drain` after it. The time series starts at `warmup`.
+    pub fn new(
+        models: usize,
+        max_latency: Nanos,
+        (warmup, duration): (Nanos, Nanos),
+        drain: Nanos,
+        slo: Option<SloConfig>,
+        incidents: &[(String, Nanos, Nanos)],
+    ) -> Self {
         let max_us = (max_latency / MICROS).max(1_000);
-        let (width, n) = series_shape(duration, drain);
+        let incidents = incidents
+            .iter()
+            .take(MAX_INCIDENTS)
+            .map(|(name, start, end)| IncidentWindow {
+                name: name.clone(),
+                start: *start,
+                end: *end,
+                latency: LatencyHist::new(max_us),
+            })
+            .collect();
+        let measured = duration.saturating_sub(warmup);
+        let (width, n) = series_shape(measured, drain);
         Self {
+            slowest: Vec::with_capacity(SLOWEST + 1),
+            first_failed: [None; FailReason::ALL.len()],
+            incidents,
+            slo,
+            start: warmup,
+            measured,
+            fast: 0,
+            good: vec![0; n],
+            attempt_errors: vec![0; n],
+            attempt_ends: vec![0; n],
+            cost: vec![0; n],
             requests: 0,
             successes: 0,
             failures: [0; FailReason::ALL.len()],
@@ -114,6 +204,7 @@ impl Collector {
             give_up: LatencyHist::new(max_us),
             all: LatencyHist::new(max_us),
             ttft: LatencyHist::new(max_us),
+            tpot: LatencyHist::new(max_us),
             models: vec![ModelCounts::default(); models],
             width,
             offered: vec![0; n],
@@ -136,7 +227,7 @@ impl Collector {
     }
 
     fn bucket(&self, t: Nanos) -> usize {
-        ((t / self.width) as usize).min(self.offered.len() - 1)
+        ((t.saturating_sub(self.start) / self.width) as usize).min(self.offered.len() - 1)
     }
 
     /// An attempt is sent at `now` (measured requests only).
@@ -148,9 +239,25 @@ impl Collector {
         self.offered[b] += 1;
     }
 
-    /// An attempt ended.
+    /// A whole answer streamed: its time per output token after the first
+    /// (`(end - first token) / (tokens - 1)`), for answers of two tokens or more.
     #[inline]
-    pub fn on_attempt_end(&mut self, model: ModelId, end: AttemptEnd) {
+    pub fn on_answer(&mut self, first_token: Option<Nanos>, end: Nanos, output_tokens: u32) {
+        if let Some(ft) = first_token {
+            if output_tokens > 1 && end > ft {
+                self.tpot.record((end - ft) / u64::from(output_tokens - 1));
+            }
+        }
+    }
+
+    /// An attempt ended at `now`.
+    #[inline]
+    pub fn on_attempt_end(&mut self, now: Nanos, model: ModelId, end: AttemptEnd) {
+        let b = self.bucket(now);
+        self.attempt_ends[b] += 1;
+        if end.is_error() {
+            self.attempt_errors[b] += 1;
+        }
         let m = &mut self.models[usize::from(model)];
         match end {
             AttemptEnd::Answered => m.answered += 1,
@@ -167,22 +274,52 @@ impl Collector {
     pub fn on_finish(
         &mut self,
         now: Nanos,
-        arrived: Nanos,
+        (request, arrived): (u64, Nanos),
         result: RequestResult,
         first_token: Option<Nanos>,
+        cost: NanoUsd,
     ) {
         self.requests += 1;
         let latency = now - arrived;
+        // Bounded exemplar picks: slowest first, ties by request id.
+        if self.slowest.len() < SLOWEST
+            || self.slowest.last().is_some_and(|&(l, r, _, _)| {
+                (latency, std::cmp::Reverse(request)) > (l, std::cmp::Reverse(r))
+            })
+        {
+            let at = self.slowest.partition_point(|&(l, r, _, _)| {
+                (l, std::cmp::Reverse(r)) > (latency, std::cmp::Reverse(request))
+            });
+            self.slowest.insert(at, (latency, request, arrived, result));
+            self.slowest.truncate(SLOWEST);
+        }
+        if let RequestResult::Failed(reason) = result {
+            let slot = &mut self.first_failed[reason.index()];
+            if slot.is_none() {
+                *slot = Some((request, arrived, latency));
+            }
+        }
         self.all.record(latency);
+        for w in &mut self.incidents {
+            if (w.start..w.end).contains(&now) {
+                w.latency.record(latency);
+            }
+        }
         let b = self.bucket(now);
+        self.cost[b] = self.cost[b].saturating_add(cost.0);
         match result {
             RequestResult::Success => {
                 self.successes += 1;
                 self.success.record(latency);
-                if let Some(ft) = first_token {
-                    self.ttft.record(ft.saturating_sub(arrived));
+                let ttft = first_token.map(|ft| ft.saturating_sub(arrived));
+                if let Some(t) = ttft {
+                    self.ttft.record(t);
                 }
                 self.ok[b] += 1;
+                if self.slo.as_ref().is_some_and(|s| s.is_fast(latency, ttft)) {
+                    self.fast += 1;
+                    self.good[b] += 1;
+                }
             }
             RequestResult::Failed(r) => {
                 self.failures[r.index()] += 1;
@@ -224,10 +361,11 @@ impl Collector {
         let mut by_reason = BTreeMap::new();
         for r in FailReason::ALL {
             let col: Vec<u32> = self.failed.iter().map(|row| row[r.index()]).collect();
-            if col.iter().any(|&x| x > 0) {
-                by_reason.insert(r.name().to_owned(), col);
-            }
+            by_reason.insert(r.name().to_owned(), col);
         }
+        let slo = self.slo_report();
+        let incidents = self.incident_reports();
+        let latency_curve = curve(&self.all);
         let models = self
             .models
             .iter()
@@ -297,17 +435,181 @@ impl Collector {
                 give_up: self.give_up.summary(),
                 all: self.all.summary(),
                 ttft: self.ttft.summary(),
+                tpot: self.tpot.summary(),
             },
             models,
+            slo,
+            exemplars: Vec::new(),
+            incidents,
+            latency_curve,
             series: Series {
+                start_ns: self.start,
                 bucket_ns: self.width,
                 offered_attempts: self.offered,
                 successes: self.ok,
                 failures: by_reason,
+                attempt_errors: self.attempt_errors,
+                cost_nano_usd: self.cost,
+                slo_good: self.slo.as_ref().map(|_| self.good),
             },
             tenants,
         }
     }
+}
+
+impl Collector {
+    /// The requests picked as exemplars: the slowest, then the first
+    /// failure of each reason (in time order, up to [`FAILED`]).
+    pub fn exemplar_picks(&self) -> Vec<Pick> {
+        let name = |r: RequestResult| match r {
+            RequestResult::Success => "success".to_owned(),
+            RequestResult::Failed(f) => f.name().to_owned(),
+        };
+        let mut out: Vec<Pick> = self
+            .slowest
+            .iter()
+            .map(|&(latency, request, arrived, result)| Pick {
+                request,
+                why: "slowest".into(),
+                arrived,
+                latency,
+                result: name(result),
+            })
+            .collect();
+        let mut failed: Vec<(u64, Nanos, Nanos, FailReason)> = FailReason::ALL
+            .iter()
+            .filter_map(|&r| self.first_failed[r.index()].map(|(q, a, l)| (q, a, l, r)))
+            .collect();
+        failed.sort_by_key(|&(q, a, _, _)| (a, q));
+        for (request, arrived, latency, reason) in failed.into_iter().take(FAILED) {
+            if out.iter().any(|p| p.request == request) {
+                continue;
+            }
+            out.push(Pick {
+                request,
+                why: format!("failed: {}", reason.name()),
+                arrived,
+                latency,
+                result: reason.name().to_owned(),
+            });
+        }
+        out
+    }
+
+    /// Requests that finished, per bucket.
+    fn requests_per_bucket(&self) -> Vec<u32> {
+        self.ok
+            .iter()
+            .zip(&self.failed)
+            .map(|(ok, f)| ok + f.iter().sum::<u32>())
+            .collect()
+    }
+
+    fn incident_reports(&self) -> Vec<super::incident::IncidentReport> {
+        let axis = super::incident::Axis {
+            start: self.start,
+            width: self.width,
+        };
+        let total = self.requests_per_bucket();
+        self.incidents
+            .iter()
+            .map(|w| {
+                super::incident::figures(
+                    &w.name,
+                    (w.start, w.end),
+                    &self.ok,
+                    &total,
+                    axis,
+                    w.latency.summary(),
+                )
+            })
+            .collect()
+    }
+
+    fn slo_report(&self) -> Option<SloReport> {
+        let cfg = self.slo.as_ref()?;
+        let axis = slo::Axis {
+            start: self.start,
+            width: self.width,
+            measured: self.measured,
+        };
+        let requests = self.requests_per_bucket();
+        let failed: Vec<u32> = self.failed.iter().map(|f| f.iter().sum()).collect();
+        let slow: Vec<u32> = requests
+            .iter()
+            .zip(&self.good)
+            .map(|(r, g)| r - g)
+            .collect();
+        let objectives = vec![
+            slo::objective(
+                "availability",
+                cfg.availability,
+                &slo::Events {
+                    total: &requests,
+                    bad: &failed,
+                },
+                axis,
+                cfg,
+            ),
+            slo::objective(
+                "latency",
+                cfg.latency_quantile,
+                &slo::Events {
+                    total: &requests,
+                    bad: &slow,
+                },
+                axis,
+                cfg,
+            ),
+            slo::objective(
+                "error_rate",
+                1.0 - cfg.error_rate,
+                &slo::Events {
+                    total: &self.attempt_ends,
+                    bad: &self.attempt_errors,
+                },
+                axis,
+                cfg,
+            ),
+        ];
+        Some(SloReport {
+            met: objectives.iter().all(|o| o.met),
+            goodput_rps: slo::per_second(self.fast, self.measured),
+            latency_at_quantile_us: slo::quantile_with_misses(
+                &self.success,
+                self.requests,
+                cfg.latency_quantile,
+            ),
+            objectives,
+        })
+    }
+}
+
+/// Points of the percentile curve: quantiles `1 - 10^(-k/4)` (so evenly
+/// spaced on a log "1/(1-q)" axis) up to what the count supports, and the
+/// maximum.
+fn curve(h: &LatencyHist) -> Vec<super::json::CurvePoint> {
+    let n = h.len();
+    let mut out = Vec::new();
+    if n == 0 {
+        return out;
+    }
+    for k in 0..=24 {
+        let inv = 10f64.powf(f64::from(k) / 4.0);
+        if inv > n as f64 {
+            break;
+        }
+        let q = 1.0 - 1.0 / inv;
+        out.push(super::json::CurvePoint {
+            q: round6(q),
+            us: h.quantile_us(q),
+        });
+    }
+    out.push(super::json::CurvePoint {
+        q: 1.0,
+        us: h.quantile_us(1.0),
+    });
+    out
 }
 
 /// Rounds to six decimals, so JSON carries stable, short numbers.

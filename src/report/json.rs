@@ -27,10 +27,11 @@ pub struct Report {
     pub mode: String,
     /// What was run.
     pub scenario: ScenarioInfo,
+    /// The scenario's `[[expect]]` thresholds, for `stormglass check`.
+    pub expect: Vec<super::check::Expectation>,
     /// One entry per strategy, in file order.
     pub strategies: Vec<StrategyReport>,
-    /// The live driver's own figures (live mode only).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// The live driver's own figures (live mode; `null` in a simulation).
     pub live: Option<LiveInfo>,
 }
 
@@ -86,6 +87,8 @@ pub struct ScenarioInfo {
     pub warmup_ns: u64,
     /// Incidents: name, start and end in nanoseconds.
     pub incidents: Vec<IncidentInfo>,
+    /// The scenario's `[slo]`, resolved (`null` without one).
+    pub slo: Option<super::slo::SloConfig>,
     /// The merged scenario after includes.
     pub resolved: serde_json::Value,
 }
@@ -149,6 +152,9 @@ pub struct Latencies {
     pub all: LatencySummary,
     /// Time to the first token of the answer, successful requests.
     pub ttft: LatencySummary,
+    /// Time per output token after the first, answered attempts (values
+    /// are microseconds per token).
+    pub tpot: LatencySummary,
 }
 
 /// Per-model figures.
@@ -176,17 +182,71 @@ pub struct ModelReport {
     pub cost: Costs,
 }
 
-/// Time series, one value per bucket.
+/// Time series, one value per bucket, from the end of warm-up on.
 #[derive(Clone, Debug, Serialize)]
 pub struct Series {
+    /// Virtual time at which bucket 0 starts (the end of warm-up), in nanoseconds.
+    pub start_ns: u64,
     /// Bucket width in nanoseconds.
     pub bucket_ns: u64,
     /// Attempts sent.
     pub offered_attempts: Vec<u32>,
     /// Requests that succeeded.
     pub successes: Vec<u32>,
-    /// Requests that failed, by reason (reasons that never occur are left out).
+    /// Requests that failed, by reason (every reason, as in `failures`).
     pub failures: BTreeMap<String, Vec<u32>>,
+    /// Attempts that ended in an error (HTTP error, reset, broken stream,
+    /// cancelled by a client timeout), by the time they ended.
+    pub attempt_errors: Vec<u32>,
+    /// Requests that met the latency objective (with `[slo]`, else `null`).
+    pub slo_good: Option<Vec<u32>>,
+    /// Cost of the requests that finished, by the time they finished, in nano-USD.
+    pub cost_nano_usd: Vec<u64>,
+}
+
+/// One attempt of an exemplar request.
+#[derive(Clone, Debug, Serialize)]
+pub struct AttemptTrace {
+    /// Model.
+    pub model: String,
+    /// API key.
+    pub key: String,
+    /// When it was sent (virtual time, ns).
+    pub start_ns: u64,
+    /// When it ended for the client (`null` if it never did).
+    pub end_ns: Option<u64>,
+    /// How it ended.
+    pub outcome: String,
+    /// Time from its end to the next attempt's start (the backoff), if any.
+    pub wait_before_next_ns: Option<u64>,
+}
+
+/// A request shown whole: why it was picked, and its attempts.
+#[derive(Clone, Debug, Serialize)]
+pub struct Exemplar {
+    /// Request id.
+    pub request: u64,
+    /// `slowest` or `failed: <reason>`.
+    pub why: String,
+    /// Arrival (virtual time, ns).
+    pub arrived_ns: u64,
+    /// End to end, microseconds.
+    pub latency_us: u64,
+    /// `success` or the failure reason.
+    pub result: String,
+    /// Its attempts in order (at most 32).
+    pub attempts: Vec<AttemptTrace>,
+    /// Attempts past the first 32.
+    pub attempts_not_shown: u32,
+}
+
+/// A point of a latency percentile curve.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct CurvePoint {
+    /// Quantile.
+    pub q: f64,
+    /// Latency at it, microseconds (the top of its HDR bucket).
+    pub us: u64,
 }
 
 /// Complete answers to JSON requests by body kind.
@@ -308,6 +368,15 @@ pub struct StrategyReport {
     pub tokens: Tokens,
     /// Latencies.
     pub latency: Latencies,
+    /// A few requests shown attempt by attempt: the slowest, and the first
+    /// failure of each reason (up to 4).
+    pub exemplars: Vec<Exemplar>,
+    /// Per incident: success and p99 during it, recovery after it.
+    pub incidents: Vec<super::incident::IncidentReport>,
+    /// Percentile curve of all requests' latencies, for charts.
+    pub latency_curve: Vec<CurvePoint>,
+    /// SLO verdicts (with `[slo]`, else `null`).
+    pub slo: Option<super::slo::SloReport>,
     /// Per model.
     pub models: Vec<ModelReport>,
     /// Time series.

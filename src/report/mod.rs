@@ -1,9 +1,15 @@
 //! Reports: histograms, the figures of a run, `report.json` and the console
 //! comparison table.
 
+pub mod chart;
+pub mod check;
 pub mod collect;
 pub mod hist;
+pub mod incident;
 pub mod json;
+pub mod seeds;
+pub mod slo;
+pub mod summary;
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -28,6 +34,30 @@ pub fn write(r: &Report, dir: &Path) -> std::io::Result<std::path::PathBuf> {
     let path = dir.join("report.json");
     std::fs::write(&path, to_json(r))?;
     Ok(path)
+}
+
+/// Writes `report.json`, `report.md`, `report.html` and one SVG per chart
+/// into `dir`; returns the paths written, `report.json` first.
+pub fn write_all(r: &Report, dir: &Path) -> anyhow::Result<Vec<std::path::PathBuf>> {
+    let mut paths = vec![write(r, dir)?];
+    let charts = chart::all(r).map_err(|e| anyhow::anyhow!("drawing the charts: {e}"))?;
+    let value = serde_json::to_value(r)?;
+    let verdicts = check::check(&value, None, 0.0);
+    let mut listed = Vec::new();
+    for c in &charts {
+        let file = format!("{}.svg", c.name);
+        let path = dir.join(&file);
+        std::fs::write(&path, &c.svg)?;
+        listed.push((file, c.title.clone()));
+        paths.push(path);
+    }
+    let md = dir.join("report.md");
+    std::fs::write(&md, summary::markdown(r, &verdicts, &listed))?;
+    paths.push(md);
+    let html = dir.join("report.html");
+    std::fs::write(&html, summary::html(r, &verdicts, &charts))?;
+    paths.push(html);
+    Ok(paths)
 }
 
 /// The comparison table: one row per strategy.
@@ -90,4 +120,123 @@ pub fn table(r: &Report) -> String {
     }
     out.push_str("latency: all requests, end to end (failures at the time they gave up)\n");
     out
+}
+
+/// The SLO verdicts, one row per strategy (empty without `[slo]`).
+pub fn slo_lines(r: &Report) -> String {
+    let Some(cfg) = &r.scenario.slo else {
+        return String::new();
+    };
+    let within = format!("<= {}", format_latency(cfg.latency_ns));
+    let header = [
+        "strategy",
+        "SLO",
+        "available",
+        within.as_str(),
+        "attempt errors",
+        "goodput/s",
+        "budget spent",
+        "worst burn",
+        "first page",
+    ];
+    let mut rows = Vec::new();
+    for s in &r.strategies {
+        let Some(slo) = &s.slo else { continue };
+        let o = |name: &str| slo.objectives.iter().find(|o| o.name == name);
+        let mark = |name: &str, bad: bool| {
+            o(name).map_or("-".to_owned(), |o| {
+                let v = if bad { 1.0 - o.actual } else { o.actual };
+                format!("{}{}", pct(v), if o.met { "" } else { " ✗" })
+            })
+        };
+        let first_page = slo
+            .objectives
+            .iter()
+            .filter_map(|o| o.alerts.first().and_then(|a| a.firings.first()))
+            .map(|f| f.at_ns)
+            .min();
+        let avail = o("availability");
+        rows.push(vec![
+            s.name.clone(),
+            if slo.met { "met" } else { "MISSED" }.to_owned(),
+            mark("availability", false),
+            mark("latency", false),
+            mark("error_rate", true),
+            format!("{:.2}", slo.goodput_rps),
+            avail.map_or("-".into(), |o| format!("{:.2}%", o.budget_consumed * 100.0)),
+            avail.map_or("-".into(), |o| format!("{:.1}x", o.worst_burn_rate)),
+            first_page.map_or("-".into(), summary::clock),
+        ]);
+    }
+    let mut out =
+        format!(
+        "SLO: {} available, {} of requests within {}{}, under {} attempt errors; budget over {}\n",
+        pct(cfg.availability),
+        pct(cfg.latency_quantile),
+        format_latency(cfg.latency_ns),
+        cfg.ttft_ns
+            .map_or(String::new(), |t| format!(" and first token within {}", format_latency(t))),
+        pct(cfg.error_rate),
+        window(cfg.window_ns),
+    );
+    out.push_str(&grid(&header, &rows));
+    out.push_str(
+        "failures count as misses of the latency objective; goodput = requests/s that met it; \
+         budget and burn are availability's; first page = when the first alert first fired\n",
+    );
+    out
+}
+
+/// A plain-text table: first column left-aligned, the others right-aligned.
+pub fn grid(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, c) in widths.iter_mut().zip(row) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let line = |out: &mut String, cells: &[&str]| {
+        for (i, c) in cells.iter().enumerate() {
+            let pad = widths[i].saturating_sub(c.chars().count());
+            if i == 0 {
+                out.push_str(c);
+                out.push_str(&" ".repeat(pad));
+            } else {
+                out.push_str("  ");
+                out.push_str(&" ".repeat(pad));
+                out.push_str(c);
+            }
+        }
+        out.push('\n');
+    };
+    line(&mut out, header);
+    let rule: Vec<String> = widths.iter().map(|&w| "-".repeat(w)).collect();
+    line(
+        &mut out,
+        &rule.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    for row in rows {
+        line(
+            &mut out,
+            &row.iter().map(String::as_str).collect::<Vec<_>>(),
+        );
+    }
+    out
+}
+
+/// An SLO window: whole days as days ("30d"), else as a duration.
+pub fn window(ns: u64) -> String {
+    const DAY: u64 = 24 * crate::units::HOURS;
+    if ns >= DAY && ns % DAY == 0 {
+        format!("{}d", ns / DAY)
+    } else {
+        crate::units::format_duration(ns)
+    }
+}
+
+/// A share as a percentage with up to three decimals ("99.9%", "37.745%").
+pub fn pct(x: f64) -> String {
+    let p = (x * 100.0 * 1000.0).round() / 1000.0;
+    format!("{p}%")
 }

@@ -12,8 +12,8 @@ use toml::Spanned;
 
 use super::error::{closest, ScenarioError};
 use super::schema::{
-    IncidentSection, Price, ProviderSection, RunSection, ScenarioFile, StrategySection,
-    TrafficSection,
+    ExpectSection, IncidentSection, Price, ProviderSection, RunSection, ScenarioFile, SloSection,
+    StrategySection, TrafficSection,
 };
 
 /// Index of a source file in [`Sources`].
@@ -59,6 +59,10 @@ pub struct Merged {
     pub traffic: Option<(FileId, TrafficSection)>,
     /// Strategies.
     pub strategies: Vec<(FileId, Spanned<StrategySection>)>,
+    /// `[slo]` and its file (taken whole, like `[run]`).
+    pub slo: Option<(FileId, Spanned<SloSection>)>,
+    /// `[[expect]]` entries, concatenated.
+    pub expect: Vec<(FileId, Spanned<ExpectSection>)>,
 }
 
 const MAX_DEPTH: usize = 8;
@@ -166,6 +170,12 @@ fn read_into(
     merged
         .strategies
         .extend(file.strategy.into_iter().map(|p| (id, p)));
+    if let Some(slo) = file.slo {
+        merged.slo = Some((id, slo));
+    }
+    merged
+        .expect
+        .extend(file.expect.into_iter().map(|p| (id, p)));
     Ok(())
 }
 

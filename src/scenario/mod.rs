@@ -7,6 +7,7 @@
 //! configurations that the world model, the core and the simulator use.
 
 pub mod error;
+mod judge;
 pub mod load;
 mod resolve;
 pub mod schema;
@@ -44,6 +45,10 @@ pub struct Scenario {
     pub strategies: Vec<Arc<StrategyConfig>>,
     /// One strategy per other tenant, in `traffic.tenants` order.
     pub tenant_strategies: Vec<Arc<StrategyConfig>>,
+    /// Service level objectives (`[slo]`), if any.
+    pub slo: Option<crate::report::slo::SloConfig>,
+    /// Thresholds for `check` (`[[expect]]`).
+    pub expect: Vec<crate::report::check::Expectation>,
     /// The merged scenario as JSON (every file's sections after includes),
     /// recorded in the report.
     pub resolved: serde_json::Value,
@@ -93,6 +98,8 @@ fn merged_json(m: &load::Merged) -> serde_json::Value {
         "incident": strip(&m.incidents),
         "traffic": m.traffic.as_ref().map(|(_, t)| serde_json::to_value(t).unwrap_or_default()),
         "strategy": strip(&m.strategies),
+        "slo": m.slo.as_ref().map(|(_, s)| serde_json::to_value(s.get_ref()).unwrap_or_default()),
+        "expect": strip(&m.expect),
     })
 }
 

@@ -684,6 +684,9 @@ pub(super) fn resolve(src: &Sources, m: Merged, default_name: &str) -> R<Scenari
         .collect();
 
     let name = run.name.clone().unwrap_or_else(|| default_name.to_owned());
+    let slo = super::judge::slo(src, m.slo.as_ref())?;
+    let strategy_names: Vec<String> = strategies.iter().map(|s| s.name.clone()).collect();
+    let expect = super::judge::expect(src, &m.expect, &strategy_names, slo.is_some())?;
     Ok(Scenario {
         name,
         path: main.clone(),
@@ -700,6 +703,8 @@ pub(super) fn resolve(src: &Sources, m: Merged, default_name: &str) -> R<Scenari
         },
         strategies,
         tenant_strategies,
+        slo,
+        expect,
         resolved: serde_json::Value::Null,
     })
 }

@@ -40,6 +40,11 @@ pub struct ScenarioFile {
     /// Policy stacks to compare.
     #[serde(default)]
     pub strategy: Vec<Spanned<StrategySection>>,
+    /// Service level objectives every strategy is judged by (default: none).
+    pub slo: Option<Spanned<SloSection>>,
+    /// Thresholds that `stormglass check` enforces, per strategy.
+    #[serde(default)]
+    pub expect: Vec<Spanned<ExpectSection>>,
 }
 
 /// `[run]`.
@@ -844,4 +849,78 @@ pub struct FallbackSection {
     pub standard: Option<Vec<Spanned<String>>>,
     /// Chain for complex tasks.
     pub complex: Option<Vec<Spanned<String>>>,
+}
+
+/// `[slo]`: what "good" means for the service; defaults after the SRE
+/// workbook's examples (99.9% available, p99 under 2 s, 0.1% errors, 30 days).
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SloSection {
+    /// Share of requests that must succeed; default 0.999.
+    pub availability: Option<Probability>,
+    /// End-to-end latency a request must meet (failures count as misses); default "2s".
+    pub latency: Option<PositiveDuration>,
+    /// Share of requests that must meet `latency` (and `ttft`); default 0.99.
+    pub latency_quantile: Option<Probability>,
+    /// Time to first token a request must also meet; default: none.
+    pub ttft: Option<PositiveDuration>,
+    /// Share of attempts that may end in an error; default 0.001.
+    pub error_rate: Option<Probability>,
+    /// The SLO window the error budget is defined over; default "30d".
+    pub window: Option<PositiveDuration>,
+    /// Multi-window burn-rate alerts; default the SRE workbook's page pair
+    /// (1h and 5m at 14.4x, 6h and 30m at 6x).
+    #[serde(default)]
+    pub alert: Vec<Spanned<BurnAlertSection>>,
+}
+
+/// `[[slo.alert]]`: fires while the burn rate over both windows is at least `burn_rate`.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BurnAlertSection {
+    /// Name in the report; default "<long>/<short> at <burn_rate>x".
+    pub name: Option<String>,
+    /// Long window.
+    pub long: PositiveDuration,
+    /// Short window (no longer than `long`).
+    pub short: PositiveDuration,
+    /// Burn rate at which it fires (1 = spending exactly the budget over the window).
+    pub burn_rate: Positive,
+}
+
+/// `[[expect]]`: thresholds for one strategy (or every strategy), each a
+/// condition string such as `"< 2s"` or `"> 0.999"`.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectSection {
+    /// The strategy these apply to; default: every strategy.
+    pub strategy: Option<Spanned<String>>,
+    /// Success rate (successes / requests).
+    pub success: Option<Spanned<String>>,
+    /// Attempts per request.
+    pub amplification: Option<Spanned<String>>,
+    /// Median latency, all requests.
+    pub p50: Option<Spanned<String>>,
+    /// 90th percentile, all requests.
+    pub p90: Option<Spanned<String>>,
+    /// 95th percentile, all requests.
+    pub p95: Option<Spanned<String>>,
+    /// 99th percentile, all requests.
+    pub p99: Option<Spanned<String>>,
+    /// 99.9th percentile, all requests.
+    pub p999: Option<Spanned<String>>,
+    /// 99th percentile of time to first token.
+    pub ttft_p99: Option<Spanned<String>>,
+    /// Median time per output token (a duration per token, e.g. "< 20ms").
+    pub tpot_p50: Option<Spanned<String>>,
+    /// Recovery time after the first incident; fails if it did not recover.
+    pub recovery: Option<Spanned<String>>,
+    /// Cost of the run in USD.
+    pub cost: Option<Spanned<String>>,
+    /// Cost per 1,000 successful requests in USD.
+    pub cost_per_1k: Option<Spanned<String>>,
+    /// Requests per second that met every SLO (needs `[slo]`).
+    pub goodput: Option<Spanned<String>>,
+    /// Share of the availability error budget spent (needs `[slo]`).
+    pub error_budget: Option<Spanned<String>>,
 }

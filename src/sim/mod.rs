@@ -19,6 +19,7 @@
 //! differences in the report come from the policies.
 
 pub mod tally;
+mod trace;
 pub mod traffic;
 
 use std::sync::Arc;
@@ -106,13 +107,47 @@ struct Sim<'a> {
     tally: Tally,
     started: Vec<Started>,
     stats: RunStats,
+    /// Records the attempts of a few requests, in a replay (see `trace`).
+    tracer: Option<trace::Tracer>,
 }
 
-/// Runs one strategy of a scenario; the unit of determinism.
+/// Runs one strategy of a scenario; the unit of determinism. The report's
+/// exemplars get their attempt timelines from a replay of the same run (see
+/// [`run_strategy_with`]).
 pub fn run_strategy(
     sc: &Scenario,
     strategy: &Arc<StrategyConfig>,
 ) -> Result<(StrategyReport, RunStats), SimError> {
+    run_strategy_with(sc, strategy, true)
+}
+
+/// Runs one strategy; with `exemplars`, replays the run (it is
+/// deterministic) recording the attempts of the few requests the collector
+/// picked as exemplars, and stops the replay once they have all finished.
+/// The first pass pays nothing for it but the collector's bounded picks.
+pub fn run_strategy_with(
+    sc: &Scenario,
+    strategy: &Arc<StrategyConfig>,
+    exemplars: bool,
+) -> Result<(StrategyReport, RunStats), SimError> {
+    let mut sim = simulate(sc, strategy, None)?;
+    let picks = sim.tally.collector.exemplar_picks();
+    let mut report = finish(sim, sc, strategy);
+    if exemplars && !picks.is_empty() {
+        let ids: Vec<u64> = picks.iter().map(|p| p.request).collect();
+        sim = simulate(sc, strategy, Some(trace::Tracer::new(&ids)))?;
+        if let Some(t) = sim.tracer.take() {
+            report.0.exemplars = t.exemplars(&picks, &sc.world);
+        }
+    }
+    Ok(report)
+}
+
+fn simulate<'a>(
+    sc: &'a Scenario,
+    strategy: &Arc<StrategyConfig>,
+    tracer: Option<trace::Tracer>,
+) -> Result<Sim<'a>, SimError> {
     let (clients, sender_of) = tally::clients_for(sc, strategy);
     let drain = sc.traffic.longest_deadline() + 10 * SECS;
     let n = clients.len();
@@ -131,6 +166,7 @@ pub fn run_strategy(
         tally: Tally::new(sc),
         started: Vec::new(),
         stats: RunStats::default(),
+        tracer,
     };
     for i in 0..sim.sources.len() {
         sim.schedule_arrival(i as u32);
@@ -148,12 +184,19 @@ pub fn run_strategy(
         if sim.in_flight == 0 && now >= sc.duration {
             break;
         }
+        if sim.tracer.as_ref().is_some_and(trace::Tracer::done) {
+            break;
+        }
     }
+    Ok(sim)
+}
+
+fn finish(sim: Sim<'_>, sc: &Scenario, strategy: &StrategyConfig) -> (StrategyReport, RunStats) {
     let stats = sim.stats;
     let report = sim
         .tally
         .into_report(sc, strategy, &sim.clients, &sim.sender_of);
-    Ok((report, stats))
+    (report, stats)
 }
 
 impl Sim<'_> {
@@ -240,6 +283,11 @@ impl Sim<'_> {
             }
             Pending::Served(tl) => {
                 let (input_tokens, output_tokens) = (rec.input_tokens, tl.output_tokens);
+                if rec.measured && matches!(tl.end, JobEnd::Complete(_)) {
+                    self.tally
+                        .collector
+                        .on_answer(tl.first_token_at, tl.end_at, tl.output_tokens);
+                }
                 let o = match tl.end {
                     JobEnd::Complete(body) => Outcome::Success {
                         input_tokens,
@@ -260,7 +308,14 @@ impl Sim<'_> {
             }
         };
         if rec.measured {
-            self.tally.on_outcome(rec.model, rec.key, &outcome);
+            self.tally.on_outcome(now, rec.model, rec.key, &outcome);
+        }
+        if let Some(t) = &mut self.tracer {
+            let status = match rec.pending {
+                Pending::Rejected(r) => Some(r.status),
+                _ => None,
+            };
+            t.on_end(h, now, tally::attempt_end(&outcome), status);
         }
         self.clients[rec.client as usize].handle_outcome(now, rec.id, outcome, limits);
         self.after_input(now, rec.client);
@@ -290,16 +345,28 @@ impl Sim<'_> {
                     }
                 }
                 Action::Finish {
+                    request,
                     result,
                     arrived,
                     first_token,
                     measured,
+                    cost,
                     ..
                 } => {
                     self.in_flight -= 1;
+                    if let Some(t) = &mut self.tracer {
+                        t.on_finish(request);
+                    }
                     let sender = self.sender_of[c as usize];
-                    self.tally
-                        .on_finish(now, sender, arrived, result, first_token, measured);
+                    self.tally.on_finish(
+                        now,
+                        sender,
+                        (request, arrived),
+                        result,
+                        first_token,
+                        cost,
+                        measured,
+                    );
                 }
             }
         }
@@ -348,6 +415,9 @@ impl Sim<'_> {
             pending: Pending::Waiting,
             measured,
         });
+        if let Some(t) = &mut self.tracer {
+            t.on_send(request, h, now, model, key);
+        }
         let table = &mut self.by_slot[c as usize];
         if table.len() <= id.slot() {
             table.resize(id.slot() + 1, (AttemptId(0), h));
@@ -402,7 +472,10 @@ impl Sim<'_> {
         if rec.measured {
             self.tally
                 .collector
-                .on_attempt_end(rec.model, AttemptEnd::Cancelled);
+                .on_attempt_end(now, rec.model, AttemptEnd::Cancelled);
+        }
+        if let Some(t) = &mut self.tracer {
+            t.on_end(h, now, AttemptEnd::Cancelled, None);
         }
         if let Some(job) = rec.job {
             let mut started = std::mem::take(&mut self.started);
@@ -450,7 +523,45 @@ fn schedule_timeline(
 /// Runs every strategy of a scenario, in parallel on up to `threads`
 /// threads, and assembles the report (strategies in file order).
 pub fn run(sc: &Scenario, threads: usize) -> Result<(Report, Vec<RunStats>), SimError> {
-    let n = sc.strategies.len();
+    run_with(sc, threads, true)
+}
+
+/// [`run`], with or without the exemplar replay (which can double the
+/// simulation time: see [`run_strategy_with`]).
+pub fn run_with(
+    sc: &Scenario,
+    threads: usize,
+    exemplars: bool,
+) -> Result<(Report, Vec<RunStats>), SimError> {
+    let mut all = run_jobs(std::slice::from_ref(sc), threads, exemplars)?;
+    Ok(all
+        .pop()
+        .unwrap_or_else(|| unreachable!("one scenario gives one report")))
+}
+
+/// Runs several copies of a scenario (typically one per seed, see
+/// [`Scenario::with_seed`]): every (scenario, strategy) pair is one job on a
+/// queue served by up to `threads` threads. Reports come back in input order.
+pub fn run_seeds(
+    scenarios: &[Scenario],
+    threads: usize,
+) -> Result<Vec<(Report, Vec<RunStats>)>, SimError> {
+    // A seed sweep reports aggregates: no exemplars (the replay would
+    // double its work).
+    run_jobs(scenarios, threads, false)
+}
+
+fn run_jobs(
+    scenarios: &[Scenario],
+    threads: usize,
+    exemplars: bool,
+) -> Result<Vec<(Report, Vec<RunStats>)>, SimError> {
+    let jobs: Vec<(usize, usize)> = scenarios
+        .iter()
+        .enumerate()
+        .flat_map(|(i, sc)| (0..sc.strategies.len()).map(move |j| (i, j)))
+        .collect();
+    let n = jobs.len();
     type Slot = std::sync::Mutex<Option<Result<(StrategyReport, RunStats), SimError>>>;
     let results: Vec<Slot> = (0..n).map(|_| std::sync::Mutex::new(None)).collect();
     let next = std::sync::atomic::AtomicUsize::new(0);
@@ -458,31 +569,40 @@ pub fn run(sc: &Scenario, threads: usize) -> Result<(Report, Vec<RunStats>), Sim
     std::thread::scope(|s| {
         for _ in 0..threads {
             s.spawn(|| loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if i >= n {
+                let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if k >= n {
                     break;
                 }
-                let r = run_strategy(sc, &sc.strategies[i]);
-                if let Ok(mut slot) = results[i].lock() {
+                let (i, j) = jobs[k];
+                let r = run_strategy_with(&scenarios[i], &scenarios[i].strategies[j], exemplars);
+                if let Ok(mut slot) = results[k].lock() {
                     *slot = Some(r);
                 }
             });
         }
     });
-    let mut strategies = Vec::with_capacity(n);
-    let mut stats = Vec::with_capacity(n);
-    for slot in results {
-        let r = slot.into_inner().ok().flatten();
-        match r {
-            Some(Ok((rep, st))) => {
-                strategies.push(rep);
-                stats.push(st);
+    let mut results = results.into_iter();
+    let mut out = Vec::with_capacity(scenarios.len());
+    for sc in scenarios {
+        let mut strategies = Vec::with_capacity(sc.strategies.len());
+        let mut stats = Vec::with_capacity(sc.strategies.len());
+        for slot in results.by_ref().take(sc.strategies.len()) {
+            match slot.into_inner().ok().flatten() {
+                Some(Ok((rep, st))) => {
+                    strategies.push(rep);
+                    stats.push(st);
+                }
+                Some(Err(e)) => return Err(e),
+                None => unreachable!("every job is taken by a thread"),
             }
-            Some(Err(e)) => return Err(e),
-            None => unreachable!("every strategy index is taken by a thread"),
         }
+        out.push((report_of(sc, strategies), stats));
     }
-    Ok((assemble(sc, "sim", strategies), stats))
+    Ok(out)
+}
+
+fn report_of(sc: &Scenario, strategies: Vec<StrategyReport>) -> Report {
+    assemble(sc, "sim", strategies)
 }
 
 /// The report of a run: what was run, and each strategy's section (file
@@ -508,8 +628,10 @@ pub fn assemble(sc: &Scenario, mode: &str, strategies: Vec<StrategyReport>) -> R
                     end_ns: i.end,
                 })
                 .collect(),
+            slo: sc.slo.clone(),
             resolved: sc.resolved.clone(),
         },
+        expect: sc.expect.clone(),
         strategies,
         live: None,
     }

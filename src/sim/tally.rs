@@ -9,7 +9,7 @@ use crate::policy::{Action, Client, Outcome, RequestResult, StrategyConfig};
 use crate::report::json::{KeyReport, TenantReport};
 use crate::report::{AttemptEnd, Collector, StrategyReport};
 use crate::scenario::Scenario;
-use crate::units::{Nanos, SECS};
+use crate::units::{NanoUsd, Nanos, SECS};
 use crate::world::draws::{rng, stream};
 
 use super::traffic::Sender;
@@ -93,8 +93,14 @@ impl Tally {
             collector: Collector::new(
                 sc.world.models.len(),
                 sc.traffic.longest_deadline() * 2,
-                sc.duration,
+                (sc.warmup, sc.duration),
                 drain,
+                sc.slo.clone(),
+                &sc.world
+                    .incidents
+                    .iter()
+                    .map(|i| (i.name.clone(), i.start, i.end))
+                    .collect::<Vec<_>>(),
             ),
             warmup: sc.warmup,
             tenants: vec![TenantCounts::default(); sc.traffic.tenants.len()],
@@ -133,9 +139,10 @@ impl Tally {
         }
     }
 
-    /// A measured attempt of `model` with `key` ended with `outcome`.
-    pub fn on_outcome(&mut self, model: u16, key: u16, outcome: &Outcome) {
-        self.collector.on_attempt_end(model, attempt_end(outcome));
+    /// A measured attempt of `model` with `key` ended with `outcome` at `now`.
+    pub fn on_outcome(&mut self, now: Nanos, model: u16, key: u16, outcome: &Outcome) {
+        self.collector
+            .on_attempt_end(now, model, attempt_end(outcome));
         let k = &mut self.keys[usize::from(key)];
         match outcome {
             Outcome::HttpError { status: 429, .. } => k.rate_limited += 1,
@@ -147,20 +154,24 @@ impl Tally {
         }
     }
 
-    /// A request of `sender` finished at `now`.
+    /// A request (`(id, arrival)`) of `sender` finished at `now`, having
+    /// cost `cost`.
+    #[allow(clippy::too_many_arguments)]
     pub fn on_finish(
         &mut self,
         now: Nanos,
         sender: Sender,
-        arrived: Nanos,
+        (request, arrived): (u64, Nanos),
         result: RequestResult,
         first_token: Option<Nanos>,
+        cost: NanoUsd,
         measured: bool,
     ) {
         match sender {
             Sender::Strategy => {
                 if measured {
-                    self.collector.on_finish(now, arrived, result, first_token);
+                    self.collector
+                        .on_finish(now, (request, arrived), result, first_token, cost);
                 }
             }
             Sender::Tenant(t) => {

@@ -33,13 +33,15 @@ pub(crate) fn strategy<'a>(r: &'a Report, name: &str) -> &'a StrategyReport {
         .unwrap_or_else(|| panic!("no strategy {name}"))
 }
 
-/// Sum of a series over [from_s, to_s) seconds.
+/// Sum of a series over [from_s, to_s) seconds of virtual time (the series
+/// starts at `series.start_ns`, the end of warm-up).
 pub(crate) fn window(s: &StrategyReport, series: &[u32], from_s: u64, to_s: u64) -> u64 {
     let w = s.series.bucket_ns / 1_000_000_000;
+    let start = s.series.start_ns / 1_000_000_000;
     series
         .iter()
         .enumerate()
-        .filter(|(i, _)| (*i as u64) * w >= from_s && (*i as u64) * w < to_s)
+        .filter(|(i, _)| start + (*i as u64) * w >= from_s && start + (*i as u64) * w < to_s)
         .map(|(_, &v)| u64::from(v))
         .sum()
 }
