@@ -3,7 +3,8 @@
 //!
 //! `POST /admin/clock` takes `{"action": "reset"}` (time zero, a fresh
 //! world: full quota pools, no work in flight, arrival counts at zero),
-//! `{"action": "set", "to": "40m"}`, `{"action": "jump", "by": "5m"}`,
+//! `{"action": "set", "to": "40m"}` (forward only: reset first to go
+//! back), `{"action": "jump", "by": "5m"}`,
 //! `{"action": "pause"}` or `{"action": "resume"}`, each optionally with
 //! `"reset_quotas": true`. `GET /admin/clock` says where the clock is.
 //! `POST /admin/fail-first` takes `{"count": 3, "fault": "503"}`.
@@ -11,11 +12,12 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::body::Bytes;
+use axum::extract::Request;
 use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use http_body_util::{BodyExt as _, Limited};
 use serde::Deserialize;
 use serde_json::json;
 use stormglass::units::{format_duration, parse_duration, MILLIS};
@@ -32,6 +34,21 @@ fn forbidden(peer: SocketAddr) -> Option<Response> {
             "forbidden",
             "the admin endpoints answer loopback clients only".into(),
         ))
+    }
+}
+
+/// Reads an admin request's small JSON body, within the server's read
+/// timeout.
+async fn body(app: &App, req: Request) -> Result<bytes::Bytes, Response> {
+    let limited = Limited::new(req.into_body(), 64 << 10);
+    match tokio::time::timeout(app.opts.read_timeout, limited.collect()).await {
+        Ok(Ok(b)) => Ok(b.to_bytes()),
+        Ok(Err(_)) => Err(bad("the body is over 64 KiB or could not be read".into())),
+        Err(_) => Err(openai_error(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            "the request body did not arrive in time".into(),
+        )),
     }
 }
 
@@ -78,11 +95,15 @@ struct ClockRequest {
 pub(crate) async fn post_clock(
     State(app): State<Arc<App>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    body: Bytes,
+    req: Request,
 ) -> Response {
     if let Some(r) = forbidden(peer) {
         return r;
     }
+    let body = match body(&app, req).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
     let req: ClockRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => {
@@ -102,6 +123,14 @@ pub(crate) async fn post_clock(
     match req.action.as_str() {
         "reset" => app.engine.reset(),
         "set" => match duration(&req.to, "to") {
+            // Back in time, the world's buckets and jobs would wait for the
+            // old times to come round again: that is what a reset is for.
+            Ok(to) if to < clock.now() => {
+                return bad(format!(
+                    "`set` only moves the clock forward (it is at {}); use {{\"action\": \"reset\"}} first, then set",
+                    format_duration(clock.now() / MILLIS * MILLIS)
+                ))
+            }
             Ok(to) => {
                 clock.set(to);
             }
@@ -143,11 +172,15 @@ struct FailFirst {
 pub(crate) async fn fail_first(
     State(app): State<Arc<App>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    body: Bytes,
+    req: Request,
 ) -> Response {
     if let Some(r) = forbidden(peer) {
         return r;
     }
+    let body = match body(&app, req).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
     let req: FailFirst = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => {

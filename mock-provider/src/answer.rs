@@ -3,8 +3,9 @@
 //! modelled time to first token and speed, coalesced into at most one chunk
 //! per `chunk_interval`. Faults are played as a client meets them: a reset
 //! closes the connection (before any header, or mid-stream), a broken
-//! stream stops mid-way (OpenAI: the connection drops; Anthropic: an
-//! `error` event), a stall sends nothing more, a hang never answers.
+//! stream stops mid-way with the provider's error event (a non-streamed
+//! answer: half the body, then the connection drops), a stall sends nothing
+//! more, a hang never answers.
 
 use std::io;
 use std::sync::Arc;
@@ -288,12 +289,13 @@ fn end_name(tl: &Timeline) -> &'static str {
 /// Answers an admitted attempt.
 pub(crate) async fn respond(app: Arc<App>, meta: Meta, a: Admitted, mut t: Tracker) -> Response {
     let clock = app.engine.clock();
+    let epoch = a.epoch;
     match a.answer {
         Answer::Reject(r) => {
             t.fault = fault_name(&r);
             tokio::select! {
                 () = clock.sleep_until(a.at.saturating_add(r.after)) => {}
-                () = app.closed() => return abort(),
+                () = app.interrupted(epoch) => return abort(),
             }
             t.status = r.status;
             let e = rejection_error(&meta, &r, &a.figures);
@@ -311,17 +313,17 @@ pub(crate) async fn respond(app: Arc<App>, meta: Meta, a: Admitted, mut t: Track
         }
         Answer::Hang => {
             t.fault = "hang";
-            app.closed().await;
+            app.interrupted(epoch).await;
             abort()
         }
-        Answer::Serve(tl) => serve(app, meta, a.figures, tl, a.job, t).await,
+        Answer::Serve(tl) => serve(app, meta, a.figures, tl, a.job, epoch, t).await,
         Answer::Queued(rx) => {
             let tl = tokio::select! {
                 tl = rx => tl,
-                () = app.closed() => return abort(),
+                () = app.interrupted(epoch) => return abort(),
             };
             match tl {
-                Ok(tl) => serve(app, meta, a.figures, tl, a.job, t).await,
+                Ok(tl) => serve(app, meta, a.figures, tl, a.job, epoch, t).await,
                 Err(_) => {
                     // The world was reset while this request waited.
                     let e = ApiError::new(
@@ -342,9 +344,21 @@ async fn serve(
     figures: PoolFigures,
     tl: Timeline,
     job: Option<JobGuard>,
+    epoch: u64,
     mut t: Tracker,
 ) -> Response {
     t.fault = end_name(&tl);
+    let clock = app.engine.clock();
+    if tl.end == JobEnd::Reset && (!meta.stream || tl.first_token_at.is_none()) {
+        // A reset before any byte of the answer: no answer at all, streamed
+        // or not.
+        tokio::select! {
+            () = clock.sleep_until(tl.end_at) => {}
+            () = app.interrupted(epoch) => {}
+        }
+        t.status = 0;
+        return abort();
+    }
     t.completion_tokens = tl.output_tokens;
     let kind = match tl.end {
         JobEnd::Complete(kind) => kind,
@@ -374,6 +388,7 @@ async fn serve(
             last: None,
             job,
             t,
+            epoch,
         };
         let stream = futures_util::stream::unfold(sse, Sse::step);
         let mut resp = Response::new(Body::from_stream(stream));
@@ -381,14 +396,13 @@ async fn serve(
         return resp;
     }
 
-    let clock = app.engine.clock();
     let wait_until = match tl.end {
         JobEnd::Stalled(last) => last,
         _ => tl.end_at,
     };
     tokio::select! {
         () = clock.sleep_until(wait_until) => {}
-        () = app.closed() => return abort(),
+        () = app.interrupted(epoch) => return abort(),
     }
     if tl.end == JobEnd::Reset {
         t.status = 0;
@@ -408,11 +422,15 @@ async fn serve(
         JobEnd::Broken | JobEnd::Stalled(_) => {
             // Half the body, then the connection drops (broken) or nothing
             // more comes (stalled).
-            let half = Bytes::from(body[..body.len() / 2].to_string());
+            let mut cut = body.len() / 2;
+            while !body.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            let half = Bytes::from(body[..cut].to_string());
             let stalled = matches!(tl.end, JobEnd::Stalled(_));
             let tail = async move {
                 if stalled {
-                    app.closed().await;
+                    app.interrupted(epoch).await;
                 }
                 drop((job, t));
                 // Let the half go out before the connection drops.
@@ -486,6 +504,8 @@ struct Sse {
     last: Option<Nanos>,
     job: Option<JobGuard>,
     t: Tracker,
+    /// The world's epoch at admission.
+    epoch: u64,
 }
 
 type Item = Result<Bytes, io::Error>;
@@ -545,7 +565,7 @@ impl Sse {
                     let clock = self.app.engine.clock();
                     tokio::select! {
                         () = clock.sleep_until(target) => {}
-                        () = self.app.closed() => return Some((Err(broken()), self)),
+                        () = self.app.interrupted(self.epoch) => return Some((Err(broken()), self)),
                     }
                     // Pacing follows elapsed time: a chunk that goes out
                     // late carries every token due by now, so a busy server
@@ -583,19 +603,33 @@ impl Sse {
                             }
                             return Some((Ok(Bytes::from(out)), self));
                         }
-                        JobEnd::Broken if self.meta.style == Style::Anthropic => {
-                            let e = json!({
-                                "type": "error",
-                                "error": { "type": "overloaded_error", "message": "Overloaded" },
-                            });
-                            let out = format!("event: error\ndata: {e}\n\n");
+                        JobEnd::Broken => {
+                            // The stream ends with the provider's error
+                            // event instead of its proper end (a reset, by
+                            // contrast, drops the connection).
+                            let out = match self.meta.style {
+                                Style::Anthropic => {
+                                    let e = json!({
+                                        "type": "error",
+                                        "error": { "type": "overloaded_error", "message": "Overloaded" },
+                                    });
+                                    format!("event: error\ndata: {e}\n\n")
+                                }
+                                Style::OpenAi => {
+                                    let e = json!({ "error": {
+                                        "message": "The server had an error while processing your request. Sorry about that!",
+                                        "type": "server_error", "param": null, "code": null,
+                                    }});
+                                    format!("data: {e}\n\n")
+                                }
+                            };
                             return Some((Ok(Bytes::from(out)), self));
                         }
                         JobEnd::Stalled(_) => {
-                            self.app.closed().await;
+                            self.app.interrupted(self.epoch).await;
                             return Some((Err(broken()), self));
                         }
-                        JobEnd::Broken | JobEnd::Reset => {
+                        JobEnd::Reset => {
                             // Let the last chunk go out before the
                             // connection drops.
                             tokio::task::yield_now().await;

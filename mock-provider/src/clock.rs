@@ -94,10 +94,17 @@ impl Clock {
         })
     }
 
-    /// Moves scenario time forward by `by`.
+    /// Moves scenario time forward by `by` (in one step: concurrent jumps
+    /// add up).
     pub fn jump(&self, by: Nanos) -> Nanos {
-        let to = self.now().saturating_add(by);
-        self.set(to)
+        self.update(|s| {
+            let to = s.now().saturating_add(by);
+            if s.paused.is_some() {
+                s.paused = Some(to);
+            }
+            s.base = Instant::now();
+            s.offset = to;
+        })
     }
 
     /// Stops scenario time where it is.

@@ -24,7 +24,7 @@ use stormglass::world::{
     Admission, AttemptInput, Force, JobId, PoolFigures, Rejection, Started, Timeline, World,
     WorldConfig,
 };
-use tokio::sync::{oneshot, Notify};
+use tokio::sync::{oneshot, watch, Notify};
 
 use crate::clock::Clock;
 
@@ -53,6 +53,8 @@ pub(crate) struct Admitted {
     pub figures: PoolFigures,
     /// The job, for a served or queued attempt.
     pub job: Option<JobGuard>,
+    /// The world's epoch at admission.
+    pub epoch: u64,
 }
 
 struct State {
@@ -119,6 +121,9 @@ pub(crate) struct Engine {
     state: Mutex<State>,
     /// Wakes the ticker when an earlier end is scheduled.
     wake: Notify,
+    /// The world's epoch, bumped by every reset: handlers of the old world
+    /// watch it and give up (their scenario times mean nothing any more).
+    resets: watch::Sender<u64>,
 }
 
 impl Engine {
@@ -138,6 +143,7 @@ impl Engine {
             cfg,
             clock: Clock::new(),
             wake: Notify::new(),
+            resets: watch::Sender::new(0),
         }
     }
 
@@ -174,8 +180,10 @@ impl Engine {
         force: Option<Force>,
         attempt: impl FnOnce(u64) -> AttemptInput,
     ) -> Admitted {
-        let now = self.clock.now();
         let mut st = self.state();
+        // Read under the lock, so that admissions reach the world in time
+        // order and none lands in a world a reset replaced.
+        let now = self.clock.now();
         let n = if anonymous {
             let n = st.arrivals[key];
             st.arrivals[key] += 1;
@@ -204,11 +212,13 @@ impl Engine {
         let guard = |job| JobGuard {
             engine: Arc::clone(self),
             job,
+            tag: a.tag,
             epoch: st.epoch,
             cancel,
             done: false,
         };
         let waiting = !st.waiters.is_empty();
+        let epoch = st.epoch;
         let (answer, job) = match admission {
             Admission::Rejected(r) => (Answer::Reject(r), None),
             Admission::Hang => (Answer::Hang, None),
@@ -237,6 +247,7 @@ impl Engine {
             answer,
             figures,
             job,
+            epoch,
         }
     }
 
@@ -250,9 +261,17 @@ impl Engine {
         st.waiters.clear();
         st.arrivals.iter_mut().for_each(|n| *n = 0);
         st.epoch += 1;
+        let epoch = st.epoch;
         self.clock.set(0);
         drop(st);
+        self.resets.send_replace(epoch);
         self.wake.notify_one();
+    }
+
+    /// Completes when the world is reset after epoch `epoch`.
+    pub(crate) async fn reset_after(&self, epoch: u64) {
+        let mut rx = self.resets.subscribe();
+        let _ = rx.wait_for(|e| *e != epoch).await;
     }
 
     /// Fills every quota pool again.
@@ -284,12 +303,15 @@ impl Engine {
         }
     }
 
-    fn abandon(&self, job: JobId, epoch: u64) {
-        let now = self.clock.now();
+    fn abandon(&self, job: JobId, tag: u64, epoch: u64) {
         let mut st = self.state();
         if st.epoch != epoch {
             return;
         }
+        let now = self.clock.now();
+        // A queued job the world drops (the provider cancels on
+        // disconnect) never starts: its waiter goes now.
+        st.waiters.remove(&tag);
         let mut wake = st.advance(now);
         let mut started = std::mem::take(&mut st.started);
         st.world.abandon(now, job, &mut started);
@@ -310,7 +332,9 @@ impl Engine {
 pub(crate) struct JobGuard {
     engine: Arc<Engine>,
     job: JobId,
-    epoch: u64,
+    tag: u64,
+    /// The world's epoch when admitted.
+    pub(crate) epoch: u64,
     /// Whether the provider cancels work on disconnect: only then does the
     /// world need to hear of a client that left.
     cancel: bool,
@@ -333,7 +357,55 @@ impl JobGuard {
 impl Drop for JobGuard {
     fn drop(&mut self) {
         if self.cancel && !self.done {
-            self.engine.abandon(self.job, self.epoch);
+            self.engine.abandon(self.job, self.tag, self.epoch);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use stormglass::world::AttemptDraws;
+
+    fn world(cancel: bool) -> Arc<WorldConfig> {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/scenarios/mock.toml");
+        let sc = stormglass::scenario::load(std::path::Path::new(path)).expect("scenario");
+        let mut cfg = (*sc.world).clone();
+        for p in &mut cfg.providers {
+            p.cancel_on_disconnect = cancel;
+        }
+        Arc::new(cfg)
+    }
+
+    #[tokio::test]
+    async fn a_queued_client_that_leaves_leaves_no_waiter_behind() {
+        let cfg = world(true);
+        let model = cfg
+            .models
+            .iter()
+            .position(|m| m.name == "one-slot")
+            .expect("model");
+        let engine = Arc::new(Engine::new(cfg, None));
+        let attempt = |n: u64| AttemptInput {
+            model,
+            key: 2,
+            input_tokens: 10,
+            max_tokens: 10,
+            output_tokens: 5,
+            draws: AttemptDraws::new(1, n, 0, 0),
+            tag: 0,
+        };
+        let served = engine.admit(2, true, Some(Force::Serve), attempt);
+        assert!(matches!(served.answer, Answer::Serve(_)));
+        let queued = engine.admit(2, true, Some(Force::Serve), attempt);
+        assert!(matches!(queued.answer, Answer::Queued(_)));
+        assert_eq!(engine.state().waiters.len(), 1);
+        drop(queued);
+        assert_eq!(
+            engine.state().waiters.len(),
+            0,
+            "the waiter went with its client"
+        );
+        drop(served);
     }
 }

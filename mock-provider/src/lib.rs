@@ -123,7 +123,10 @@ impl App {
                 world
                     .keys
                     .iter()
-                    .map(|k| metrics::redact(&k.name))
+                    .enumerate()
+                    // Redacted names can collide (every short key is
+                    // `****`): the key's index keeps the series apart.
+                    .map(|(i, k)| format!("{}#{i}", metrics::redact(&k.name)))
                     .collect(),
             )),
             logger: opts.log.then(Logger::stderr),
@@ -150,6 +153,16 @@ impl App {
     async fn closed(&self) {
         let mut rx = self.closed.subscribe();
         let _ = rx.wait_for(|c| *c).await;
+    }
+
+    /// Completes when the server shuts down or the world admitted at
+    /// `epoch` is reset: an answer of the old world ends then (its scenario
+    /// times mean nothing on the new clock).
+    async fn interrupted(&self, epoch: u64) {
+        tokio::select! {
+            () = self.closed() => {}
+            () = self.engine.reset_after(epoch) => {}
+        }
     }
 
     fn close(&self) {
@@ -301,7 +314,9 @@ where
     }
     drop(listener);
     app.close();
-    graceful.shutdown().await;
+    // Hangs and stalls end at `close`; a client that stops reading gets
+    // five seconds more, then the connections are dropped.
+    let _ = tokio::time::timeout(Duration::from_secs(5), graceful.shutdown()).await;
     ticker.abort();
     if let Some(logger) = &app.logger {
         logger.flush();

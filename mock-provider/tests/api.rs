@@ -447,7 +447,7 @@ async fn metrics_count_requests_by_model_key_status_and_fault() {
         .expect("reply");
     assert_eq!(r.status, 200);
     let text = r.text();
-    assert!(text.contains(r#"mock_provider_requests_total{endpoint="chat_completions",model="fast",key="fre...0001",status="200",fault="none"} 1"#), "{text}");
+    assert!(text.contains(r#"mock_provider_requests_total{endpoint="chat_completions",model="fast",key="fre...0001#2",status="200",fault="none"} 1"#), "{text}");
     assert!(
         text.contains(r#"status="503",fault="overloaded"} 1"#),
         "{text}"

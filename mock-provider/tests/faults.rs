@@ -90,17 +90,19 @@ async fn resets_breaks_stalls_and_hangs_look_as_they_do_on_the_wire() {
     );
     assert!(serde_json::from_slice::<Value>(&r.body).is_err());
 
-    // A broken OpenAI stream: some chunks, then the connection drops, no [DONE].
+    // A broken OpenAI stream: some chunks, then an error event, no [DONE].
     let r = forced(&s, "broken", &streaming("streamer"))
         .await
         .expect("headers");
     assert_eq!(r.status, 200);
-    assert!(
-        r.body_error.as_deref().is_some_and(|e| e != "timed out"),
-        "{:?}",
-        r.body_error
-    );
+    let events = sse_events(&r.text());
+    assert!(events.len() >= 2, "{}", r.text());
+    let last: Value = serde_json::from_str(&events[events.len() - 1].1).expect("JSON");
+    assert_eq!(last["error"]["type"], "server_error", "{}", r.text());
     assert!(!r.text().contains("[DONE]"));
+
+    // A reset of a stream before its first token: no answer at all.
+    assert!(forced(&s, "reset", &streaming("streamer")).await.is_err());
 
     // A broken Anthropic stream ends with an error event.
     let r = messages(
@@ -380,4 +382,50 @@ async fn a_serial_client_without_a_draw_key_sees_the_same_faults_every_run() {
     let (a, b) = (run().await, run().await);
     assert_eq!(a, b);
     assert!(a.contains(&500) && a.contains(&200), "{a:?}");
+}
+
+#[tokio::test]
+async fn the_clock_goes_back_only_by_a_reset_which_ends_the_old_worlds_answers() {
+    let s = Server::start(Default::default()).await;
+    let a = s.addr;
+    admin(a, "/admin/clock", &json!({ "action": "set", "to": "10m" })).await;
+    let r = send(
+        a,
+        "POST",
+        "/admin/clock",
+        &[],
+        r#"{"action":"set","to":"1m"}"#,
+        Duration::from_secs(5),
+    )
+    .await
+    .expect("reply");
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("reset"), "{}", r.text());
+
+    // A request of the old world, waiting for its modelled end (800 ms of
+    // queue-free service on `one-slot`), ends when the world is reset.
+    let waiting = tokio::spawn(async move {
+        let auth = format!("Bearer {KEY}");
+        send(
+            a,
+            "POST",
+            "/v1/chat/completions",
+            &[
+                ("authorization", auth.as_str()),
+                ("x-stormglass-fault", "hang"),
+            ],
+            ask("fast").to_string(),
+            Duration::from_secs(30),
+        )
+        .await
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    admin(a, "/admin/clock", &json!({ "action": "reset" })).await;
+    let ended = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("the old world's request ended at the reset")
+        .expect("no panic");
+    assert!(ended.is_err(), "it gets no answer: {ended:?}");
+    assert_eq!(chat(a, KEY, &ask("fast"), &[]).await.status, 200);
+    s.stop().await;
 }
