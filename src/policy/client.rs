@@ -48,7 +48,7 @@ use crate::wire::{BodyKind, ErrorType, RateLimits};
 
 use super::breaker::CircuitBreaker;
 use super::concurrency::{ConcurrencyLimit, Signal};
-use super::config::StrategyConfig;
+use super::config::{StrategyConfig, TooLongRetryAfter};
 use super::contract::{
     Action, AttemptId, CancelReason, FailReason, KeyId, ModelId, Outcome, Request, RequestResult,
 };
@@ -1179,11 +1179,13 @@ impl Client {
             let mut possible =
                 cfg.breaker_per_key || !self.breakers[model].is_open(now.saturating_add(wait));
             if let (true, Some(ra)) = (retry.honor_retry_after, retry_after) {
-                if ra > retry.max_retry_after {
-                    possible = false;
-                } else {
+                if ra <= retry.max_retry_after {
                     wait = wait.max(ra);
+                } else if retry.too_long_retry_after == TooLongRetryAfter::GiveUp {
+                    possible = false;
                 }
+                // `Backoff`: a too-long retry-after is ignored and the
+                // backoff alone decides, as openai-python 1.x does.
             }
             // A retry that could not start before the deadline is not made;
             // the fallback chain may still answer in time. Only a retry that
@@ -1340,7 +1342,9 @@ fn reason_of(c: FailureClass) -> FailReason {
         FailureClass::InsufficientQuota => FailReason::QuotaExhausted,
         FailureClass::Overloaded => FailReason::Overloaded,
         FailureClass::ServerError => FailReason::ServerError,
-        FailureClass::ClientError | FailureClass::AuthError => FailReason::ClientError,
+        FailureClass::ClientError | FailureClass::AuthError | FailureClass::Conflict => {
+            FailReason::ClientError
+        }
         FailureClass::Timeout => FailReason::Timeout,
         FailureClass::Reset => FailReason::Reset,
         FailureClass::BrokenStream => FailReason::BrokenStream,
