@@ -772,3 +772,28 @@ fn presets_retry_what_their_stacks_retry_and_explicit_fields_win() {
     assert_eq!(attempts("envoy-no-retries"), requests);
     assert_eq!(fails("envoy-no-retries", "server_error"), d500);
 }
+
+#[test]
+fn pacing_from_the_providers_figures_slows_down_before_the_429() {
+    let sc = load_test_scenario("pacing.toml");
+    let r = run(&sc);
+    let limited = |s: &stormglass::report::StrategyReport| -> u64 {
+        s.models.iter().map(|m| m.rate_limited).sum()
+    };
+    let sdk = strategy(&r, "sdk");
+    let headers = strategy(&r, "headers");
+    // The SDK meets the quota with 429s, and its retries (rejected calls
+    // count) keep the storm going; following x-ratelimit-* it never meets
+    // one, and answers everything, later.
+    assert!(limited(sdk) > 1000 && sdk.success_rate < 0.5);
+    assert_eq!(limited(headers), 0);
+    assert!(headers.success_rate > 0.999);
+    assert_eq!(headers.amplification, 1.0);
+    assert!(headers.paced > 500 && headers.shed_locally == 0);
+    assert!(headers.latency.all.max_us < 60_000_000);
+    // Four replicas each pacing at the whole announced limit send four
+    // times too much: per-replica pacing assumes it is the pool's only
+    // user (a fleet-wide scope would share one bucket; not done yet).
+    let four = strategy(&r, "headers-4-replicas");
+    assert!(limited(four) > 1000, "{}", limited(four));
+}

@@ -865,6 +865,10 @@ impl Client {
         }
         let model = usize::from(live.model);
         self.last_limits[model] = limits;
+        if let Some(l) = self.limiter.as_mut() {
+            let i = limit_index(&cfg, l, model, live.key);
+            l.observe(now, live.sent_at, i, limits);
+        }
         // Rejected for load (429, 503, 529) is the only answer the throttle
         // does not count as accepted; timeouts never get here.
         let rejected_for_load = matches!(

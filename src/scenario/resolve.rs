@@ -1244,10 +1244,11 @@ fn rate_limit(
     use super::schema::{LimitPerKind, WhenEmpty};
     use crate::policy::rate_limit::{LimitPer, RateLimitConfig};
     let v = r.get_ref();
-    if v.rpm.is_none() && v.tpm.is_none() {
+    let from_headers = v.from_headers.unwrap_or(false);
+    if v.rpm.is_none() && v.tpm.is_none() && !from_headers {
         return Err(src
             .error_at(file, r, "a rate limit with neither rpm nor tpm")
-            .hint("give rpm (requests per minute), tpm (tokens per minute) or both"));
+            .hint("give rpm (requests per minute), tpm (tokens per minute), both, or from_headers = true"));
     }
     if v.rpm == Some(0) || v.tpm == Some(0) {
         return Err(src
@@ -1272,6 +1273,7 @@ fn rate_limit(
             LimitPerKind::Key => LimitPer::Key,
         },
         wait: v.when_empty.unwrap_or(WhenEmpty::Wait) == WhenEmpty::Wait,
+        from_headers,
     })
 }
 

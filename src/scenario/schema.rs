@@ -559,6 +559,8 @@ pub struct RateLimitSection {
     pub per: Option<LimitPerKind>,
     /// `wait` (default) or `shed`.
     pub when_empty: Option<WhenEmpty>,
+    /// Follow the provider's `x-ratelimit-*` figures; default false.
+    pub from_headers: Option<bool>,
 }
 
 /// What a spend budget counts.

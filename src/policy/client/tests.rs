@@ -1042,6 +1042,7 @@ fn rate_limited(wait: bool) -> StrategyConfig {
             burst: 2 * SECS,
             per: crate::policy::rate_limit::LimitPer::Provider,
             wait,
+            from_headers: false,
         }),
         ..cfg()
     }
