@@ -793,7 +793,10 @@ fn pacing_from_the_providers_figures_slows_down_before_the_429() {
     assert!(headers.latency.all.max_us < 60_000_000);
     // Four replicas each pacing at the whole announced limit send four
     // times too much: per-replica pacing assumes it is the pool's only
-    // user (a fleet-wide scope would share one bucket; not done yet).
+    // user. With one limiter for the fleet they pace as one client.
     let four = strategy(&r, "headers-4-replicas");
     assert!(limited(four) > 1000, "{}", limited(four));
+    let fleet = strategy(&r, "headers-4-fleet");
+    assert_eq!(limited(fleet), 0);
+    assert!(fleet.success_rate > 0.999 && fleet.paced > 500);
 }

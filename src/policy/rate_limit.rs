@@ -34,6 +34,9 @@
 //! Amounts are integers: a bucket's level is kept in units x 60e9 (units of
 //! one nanosecond at one unit per minute), so refill is exact.
 
+use std::ops::{Deref, DerefMut};
+use std::sync::{Arc, Mutex, MutexGuard};
+
 use crate::units::{Nanos, SECS};
 
 const MINUTE: u128 = 60 * SECS as u128;
@@ -62,6 +65,60 @@ pub struct RateLimitConfig {
     pub wait: bool,
     /// Follow the provider's rate-limit figures.
     pub from_headers: bool,
+    /// One limiter shared by all replicas of the strategy (a central
+    /// gateway's, or a Redis bucket), instead of one per replica.
+    pub fleet: bool,
+}
+
+/// A rate limiter kept by one replica, or shared by the whole fleet.
+#[derive(Debug)]
+pub enum ScopedLimiter {
+    /// This replica's own.
+    Replica(RateLimiter),
+    /// Shared by every replica of the strategy. The simulator steps the
+    /// replicas one event at a time, so the order of their turns, and the
+    /// outcome, stay deterministic.
+    Fleet(Arc<Mutex<RateLimiter>>),
+}
+
+/// Access to a [`ScopedLimiter`]'s limiter.
+pub enum LimiterGuard<'a> {
+    /// A replica's own.
+    Replica(&'a mut RateLimiter),
+    /// The fleet's, locked.
+    Fleet(MutexGuard<'a, RateLimiter>),
+}
+
+impl ScopedLimiter {
+    /// The limiter. A poisoned lock (a replica panicked while holding it)
+    /// still holds a consistent limiter: every change is one assignment.
+    pub fn get(&mut self) -> LimiterGuard<'_> {
+        match self {
+            Self::Replica(l) => LimiterGuard::Replica(l),
+            Self::Fleet(m) => {
+                LimiterGuard::Fleet(m.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+            }
+        }
+    }
+}
+
+impl Deref for LimiterGuard<'_> {
+    type Target = RateLimiter;
+    fn deref(&self) -> &RateLimiter {
+        match self {
+            Self::Replica(l) => l,
+            Self::Fleet(g) => g,
+        }
+    }
+}
+
+impl DerefMut for LimiterGuard<'_> {
+    fn deref_mut(&mut self) -> &mut RateLimiter {
+        match self {
+            Self::Replica(l) => l,
+            Self::Fleet(g) => g,
+        }
+    }
 }
 
 /// One continuously refilling bucket, which may go into debt.
@@ -271,6 +328,7 @@ mod tests {
             per: LimitPer::Provider,
             wait,
             from_headers: false,
+            fleet: false,
         })
     }
 
@@ -282,6 +340,7 @@ mod tests {
             per: LimitPer::Key,
             wait: true,
             from_headers: true,
+            fleet: false,
         })
     }
 
@@ -330,6 +389,22 @@ mod tests {
         let mut l = following();
         l.observe(SECS, SECS, 0, figures(60, 0, 60 * SECS));
         assert_eq!(l.admit(SECS, 0, 0, u64::MAX), Admit::At(2 * SECS));
+    }
+
+    #[test]
+    fn a_fleet_limiter_is_one_bucket_for_every_replica() {
+        let shared = Arc::new(Mutex::new(limiter(Some(60), None, false)));
+        let mut a = ScopedLimiter::Fleet(Arc::clone(&shared));
+        let mut b = ScopedLimiter::Fleet(shared);
+        // 6 s of burst at 1/s: six between them, not six each.
+        for i in 0..6 {
+            let l = if i % 2 == 0 { &mut a } else { &mut b };
+            assert_eq!(l.get().admit(0, 0, 0, 0), Admit::Now);
+        }
+        assert_eq!(a.get().admit(0, 0, 0, 0), Admit::Shed);
+        assert_eq!(b.get().admit(0, 0, 0, 0), Admit::Shed);
+        let mut own = ScopedLimiter::Replica(limiter(Some(60), None, false));
+        assert_eq!(own.get().admit(0, 0, 0, 0), Admit::Now);
     }
 
     #[test]

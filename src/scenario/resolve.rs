@@ -1274,6 +1274,7 @@ fn rate_limit(
         },
         wait: v.when_empty.unwrap_or(WhenEmpty::Wait) == WhenEmpty::Wait,
         from_headers,
+        fleet: v.scope.unwrap_or_default() == super::schema::Scope::Fleet,
     })
 }
 

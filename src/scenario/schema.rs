@@ -561,6 +561,21 @@ pub struct RateLimitSection {
     pub when_empty: Option<WhenEmpty>,
     /// Follow the provider's `x-ratelimit-*` figures; default false.
     pub from_headers: Option<bool>,
+    /// `replica` (default): each replica keeps its own buckets; `fleet`:
+    /// one set shared by all replicas of the strategy.
+    pub scope: Option<Scope>,
+}
+
+/// Who keeps a stateful policy's state.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    /// Each client replica its own, as an in-process library does.
+    #[default]
+    Replica,
+    /// One state shared by every replica, as a central gateway or a Redis
+    /// bucket is.
+    Fleet,
 }
 
 /// What a spend budget counts.

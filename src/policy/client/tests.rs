@@ -1043,6 +1043,7 @@ fn rate_limited(wait: bool) -> StrategyConfig {
             per: crate::policy::rate_limit::LimitPer::Provider,
             wait,
             from_headers: false,
+            fleet: false,
         }),
         ..cfg()
     }
