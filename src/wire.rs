@@ -76,4 +76,11 @@ pub struct RateLimits {
     pub reset_requests: Option<u64>,
     /// Nanoseconds until the token limit is whole again.
     pub reset_tokens: Option<u64>,
+    /// The request limit per minute (`x-ratelimit-limit-requests`): with it
+    /// a client knows the refill rate, so it can pace before the 429.
+    #[serde(default)]
+    pub limit_requests: Option<u32>,
+    /// The token limit per minute of the bucket `remaining_tokens` is from.
+    #[serde(default)]
+    pub limit_tokens: Option<u32>,
 }

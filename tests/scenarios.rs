@@ -740,3 +740,63 @@ fn spend_budget_bounds_what_retries_cost_not_how_many_there_are() {
     // it cannot tell a cheap classification retry from a long one.
     assert!(usd.success_rate > ratio.success_rate);
 }
+
+#[test]
+fn presets_retry_what_their_stacks_retry_and_explicit_fields_win() {
+    let sc = load_test_scenario("presets.toml");
+    let r = run(&sc);
+    let fails = |name: &str, reason: &str| strategy(&r, name).failures[reason];
+    let attempts = |name: &str| strategy(&r, name).attempts;
+    let requests = strategy(&r, "defaults").requests;
+    // stormglass's defaults: a 500 goes down the (empty) chain, a 409 fails.
+    let (d500, d409) = (
+        fails("defaults", "server_error"),
+        fails("defaults", "client_error"),
+    );
+    assert!(d500 > 100 && d409 > 100, "{d500} {d409}");
+    assert_eq!(attempts("defaults"), requests);
+    // openai-python retries both twice on the same model: 0.3^3 / 0.3 of
+    // the failures are left.
+    assert!(fails("openai", "server_error") * 6 < d500);
+    assert!(fails("openai", "client_error") * 6 < d409);
+    // Envoy (retry_on 5xx, num_retries 1) retries a 500 once, not a 409.
+    let e500 = fails("envoy", "server_error");
+    assert!(e500 * 2 < d500 && e500 > fails("openai", "server_error"));
+    assert_eq!(fails("envoy", "client_error"), d409);
+    assert!(attempts("envoy") <= 2 * requests);
+    // Polly retries every failure three times, 2 s apart.
+    assert!(fails("polly", "server_error") < fails("openai", "server_error"));
+    assert!(fails("polly", "client_error") < fails("openai", "client_error"));
+    assert!(strategy(&r, "polly").latency.all.p99_us > 2_000_000);
+    // `retry.max_retries = 0` beside `preset = "envoy@1"` wins.
+    assert_eq!(attempts("envoy-no-retries"), requests);
+    assert_eq!(fails("envoy-no-retries", "server_error"), d500);
+}
+
+#[test]
+fn pacing_from_the_providers_figures_slows_down_before_the_429() {
+    let sc = load_test_scenario("pacing.toml");
+    let r = run(&sc);
+    let limited = |s: &stormglass::report::StrategyReport| -> u64 {
+        s.models.iter().map(|m| m.rate_limited).sum()
+    };
+    let sdk = strategy(&r, "sdk");
+    let headers = strategy(&r, "headers");
+    // The SDK meets the quota with 429s, and its retries (rejected calls
+    // count) keep the storm going; following x-ratelimit-* it never meets
+    // one, and answers everything, later.
+    assert!(limited(sdk) > 1000 && sdk.success_rate < 0.5);
+    assert_eq!(limited(headers), 0);
+    assert!(headers.success_rate > 0.999);
+    assert_eq!(headers.amplification, 1.0);
+    assert!(headers.paced > 500 && headers.shed_locally == 0);
+    assert!(headers.latency.all.max_us < 60_000_000);
+    // Four replicas each pacing at the whole announced limit send four
+    // times too much: per-replica pacing assumes it is the pool's only
+    // user. With one limiter for the fleet they pace as one client.
+    let four = strategy(&r, "headers-4-replicas");
+    assert!(limited(four) > 1000, "{}", limited(four));
+    let fleet = strategy(&r, "headers-4-fleet");
+    assert_eq!(limited(fleet), 0);
+    assert!(fleet.success_rate > 0.999 && fleet.paced > 500);
+}

@@ -454,6 +454,8 @@ pub fn rate_limits(style: ApiStyle, h: &HeaderMap) -> RateLimits {
             remaining_tokens: num("x-ratelimit-remaining-tokens"),
             reset_requests: get("x-ratelimit-reset-requests").and_then(go_duration),
             reset_tokens: get("x-ratelimit-reset-tokens").and_then(go_duration),
+            limit_requests: num("x-ratelimit-limit-requests"),
+            limit_tokens: num("x-ratelimit-limit-tokens"),
         },
         ApiStyle::Anthropic => {
             let reset = |n: &str| {
@@ -470,6 +472,9 @@ pub fn rate_limits(style: ApiStyle, h: &HeaderMap) -> RateLimits {
                 reset_requests: reset("anthropic-ratelimit-requests-reset"),
                 reset_tokens: reset("anthropic-ratelimit-tokens-reset")
                     .or_else(|| reset("anthropic-ratelimit-output-tokens-reset")),
+                limit_requests: num("anthropic-ratelimit-requests-limit"),
+                limit_tokens: num("anthropic-ratelimit-tokens-limit")
+                    .or_else(|| num("anthropic-ratelimit-output-tokens-limit")),
             }
         }
     }
@@ -478,6 +483,38 @@ pub fn rate_limits(style: ApiStyle, h: &HeaderMap) -> RateLimits {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn limit_figures_are_read_with_the_remaining_ones() {
+        let mut h = HeaderMap::new();
+        for (k, v) in [
+            ("x-ratelimit-limit-requests", "600"),
+            ("x-ratelimit-remaining-requests", "12"),
+            ("x-ratelimit-reset-requests", "1.5s"),
+            ("x-ratelimit-limit-tokens", "150000"),
+            ("x-ratelimit-remaining-tokens", "9000"),
+        ] {
+            h.insert(k, v.parse().unwrap());
+        }
+        let l = rate_limits(ApiStyle::Openai, &h);
+        assert_eq!(
+            (l.limit_requests, l.remaining_requests),
+            (Some(600), Some(12))
+        );
+        assert_eq!(l.reset_requests, Some(1500 * MILLIS));
+        assert_eq!(
+            (l.limit_tokens, l.remaining_tokens),
+            (Some(150_000), Some(9000))
+        );
+        let mut h = HeaderMap::new();
+        h.insert("anthropic-ratelimit-requests-limit", "50".parse().unwrap());
+        h.insert(
+            "anthropic-ratelimit-output-tokens-limit",
+            "8000".parse().unwrap(),
+        );
+        let l = rate_limits(ApiStyle::Anthropic, &h);
+        assert_eq!((l.limit_requests, l.limit_tokens), (Some(50), Some(8000)));
+    }
 
     #[test]
     fn go_durations_parse() {

@@ -48,7 +48,7 @@ use crate::wire::{BodyKind, ErrorType, RateLimits};
 
 use super::breaker::CircuitBreaker;
 use super::concurrency::{ConcurrencyLimit, Signal};
-use super::config::StrategyConfig;
+use super::config::{StrategyConfig, TooLongRetryAfter};
 use super::contract::{
     Action, AttemptId, CancelReason, FailReason, KeyId, ModelId, Outcome, Request, RequestResult,
 };
@@ -57,7 +57,7 @@ use super::cost_guard::{CostGuard, GuardAction};
 use super::fallback::{Chain, MAX_CHAIN};
 use super::hedge::{HedgeTarget, Hedger};
 use super::keys::KeyPool;
-use super::rate_limit::{Admit, LimitPer, RateLimiter};
+use super::rate_limit::{Admit, LimitPer, RateLimiter, ScopedLimiter};
 use super::retry::{Disposition, FailureClass, RetryBudget};
 use super::routing::{Router, FAILURE_PENALTY};
 use super::spend_budget::SpendBudget;
@@ -165,7 +165,7 @@ pub struct Client {
     hedge_wins: u64,
     guard: Option<CostGuard>,
     downgraded: u64,
-    limiter: Option<RateLimiter>,
+    limiter: Option<ScopedLimiter>,
     conc: Option<ConcurrencyLimit>,
     /// Requests waiting for a concurrency place, oldest first (finished
     /// ones are skipped when reached).
@@ -239,7 +239,7 @@ impl Client {
             hedge_wins: 0,
             guard: guard.map(CostGuard::new),
             downgraded: 0,
-            limiter: rate_limit.map(RateLimiter::new),
+            limiter: rate_limit.map(|r| ScopedLimiter::Replica(RateLimiter::new(r))),
             conc: concurrency.map(ConcurrencyLimit::new),
             waiting: VecDeque::new(),
             waiting_live: 0,
@@ -285,6 +285,16 @@ impl Client {
     /// Measured requests answered by their hedge.
     pub fn hedge_wins(&self) -> u64 {
         self.hedge_wins
+    }
+
+    /// Shares `limiter` with the other replicas of the strategy in place of
+    /// this replica's own (`rate_limit.scope = "fleet"`); the driver makes
+    /// one per strategy and hands it to every replica before the first
+    /// request. Does nothing for a strategy without a rate limit.
+    pub fn share_rate_limit(&mut self, limiter: std::sync::Arc<std::sync::Mutex<RateLimiter>>) {
+        if self.limiter.is_some() {
+            self.limiter = Some(ScopedLimiter::Fleet(limiter));
+        }
     }
 
     /// Attempts of measured requests the client's rate limit delayed.
@@ -553,7 +563,7 @@ impl Client {
                     go = key.is_some();
                 }
             }
-            if let (true, None, Some(l)) = (go, reserved, self.limiter.as_mut()) {
+            if let (true, None, true) = (go, reserved, self.limiter.is_some()) {
                 let k = key.unwrap_or_else(|| next_key(&self.cfg, &mut self.key_rr, m));
                 key = Some(k);
                 let latest = st
@@ -561,7 +571,13 @@ impl Client {
                     .deadline
                     .saturating_sub(self.cfg.min_attempt_time.max(1));
                 let tokens = u64::from(st.req.input_tokens) + u64::from(st.req.max_tokens);
-                match l.admit(now, limit_index(&self.cfg, l, m, k), tokens, latest) {
+                // The guard (a lock when fleet-scoped) ends with this block.
+                let admit = self.limiter.as_mut().map_or(Admit::Now, |l| {
+                    let mut l = l.get();
+                    let i = limit_index(&self.cfg, &l, m, k);
+                    l.admit(now, i, tokens, latest)
+                });
+                match admit {
                     Admit::Now => {}
                     Admit::At(t) => {
                         st.paced = Some(k);
@@ -739,10 +755,11 @@ impl Client {
             return;
         };
         let bi = if per_key { usize::from(key) } else { mi };
-        if let Some(l) = self.limiter.as_mut() {
+        if let Some(mut l) = self.limiter.as_mut().map(ScopedLimiter::get) {
             // A hedge never waits for the rate limit.
             let tokens = u64::from(st.req.input_tokens) + u64::from(st.req.max_tokens);
-            if l.admit(now, limit_index(&self.cfg, l, mi, key), tokens, now) != Admit::Now {
+            let i = limit_index(&self.cfg, &l, mi, key);
+            if l.admit(now, i, tokens, now) != Admit::Now {
                 return;
             }
         }
@@ -865,6 +882,10 @@ impl Client {
         }
         let model = usize::from(live.model);
         self.last_limits[model] = limits;
+        if let Some(mut l) = self.limiter.as_mut().map(ScopedLimiter::get) {
+            let i = limit_index(&cfg, &l, model, live.key);
+            l.observe(now, live.sent_at, i, limits);
+        }
         // Rejected for load (429, 503, 529) is the only answer the throttle
         // does not count as accepted; timeouts never get here.
         let rejected_for_load = matches!(
@@ -1179,11 +1200,13 @@ impl Client {
             let mut possible =
                 cfg.breaker_per_key || !self.breakers[model].is_open(now.saturating_add(wait));
             if let (true, Some(ra)) = (retry.honor_retry_after, retry_after) {
-                if ra > retry.max_retry_after {
-                    possible = false;
-                } else {
+                if ra <= retry.max_retry_after {
                     wait = wait.max(ra);
+                } else if retry.too_long_retry_after == TooLongRetryAfter::GiveUp {
+                    possible = false;
                 }
+                // `Backoff`: a too-long retry-after is ignored and the
+                // backoff alone decides, as openai-python 1.x does.
             }
             // A retry that could not start before the deadline is not made;
             // the fallback chain may still answer in time. Only a retry that
@@ -1340,7 +1363,9 @@ fn reason_of(c: FailureClass) -> FailReason {
         FailureClass::InsufficientQuota => FailReason::QuotaExhausted,
         FailureClass::Overloaded => FailReason::Overloaded,
         FailureClass::ServerError => FailReason::ServerError,
-        FailureClass::ClientError | FailureClass::AuthError => FailReason::ClientError,
+        FailureClass::ClientError | FailureClass::AuthError | FailureClass::Conflict => {
+            FailReason::ClientError
+        }
         FailureClass::Timeout => FailReason::Timeout,
         FailureClass::Reset => FailReason::Reset,
         FailureClass::BrokenStream => FailReason::BrokenStream,

@@ -70,6 +70,21 @@ pub struct RetryConfig {
     pub max_retry_after: u64,
     /// Obey `x-should-retry`.
     pub honor_should_retry: bool,
+    /// What a `retry-after` above `max_retry_after` leads to.
+    pub too_long_retry_after: TooLongRetryAfter,
+}
+
+/// What a `retry-after` above `max_retry_after` leads to. The SDKs differ:
+/// openai-python 1.x ignores the header and waits its own backoff, later
+/// versions do not retry at all.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TooLongRetryAfter {
+    /// No more tries on this model (as if its retries were spent).
+    #[default]
+    GiveUp,
+    /// Ignore the header: the backoff alone sets the wait.
+    Backoff,
 }
 
 /// One strategy.

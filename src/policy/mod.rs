@@ -30,7 +30,7 @@ pub mod validation;
 pub mod window;
 
 pub use client::Client;
-pub use config::{ModelInfo, RetryConfig, StrategyConfig, Tier};
+pub use config::{ModelInfo, RetryConfig, StrategyConfig, Tier, TooLongRetryAfter};
 pub use contract::{
     Action, AttemptId, CancelReason, FailReason, KeyId, ModelId, Outcome, Request, RequestResult,
 };

@@ -20,8 +20,22 @@
 //! - `shed`: when a bucket is short, the attempt is not sent: the request
 //!   moves down its fallback chain, or fails as `shed`.
 //!
+//! With `from_headers`, the buckets also follow the provider's own figures
+//! (`x-ratelimit-limit-*`, `-remaining-*`, `-reset-*`), so that the client
+//! slows down before the 429 rather than after it: a bucket learns its
+//! refill rate from the limit, and its level is brought down to what the
+//! provider says remains (refilled from when that figure was taken to now).
+//! A figure only ever lowers the level: it is an upper bound of what is left
+//! now (the pool refills no faster than its limit), while the bucket already
+//! counts this client's own attempts sent since. The remaining requests may
+//! go at once; past them, attempts are spread at the limit's pace. No
+//! gateway we know of does this (issue 3, part 12).
+//!
 //! Amounts are integers: a bucket's level is kept in units x 60e9 (units of
 //! one nanosecond at one unit per minute), so refill is exact.
+
+use std::ops::{Deref, DerefMut};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::units::{Nanos, SECS};
 
@@ -49,6 +63,62 @@ pub struct RateLimitConfig {
     pub per: LimitPer,
     /// Wait for room (bounded by the deadline) or shed at once.
     pub wait: bool,
+    /// Follow the provider's rate-limit figures.
+    pub from_headers: bool,
+    /// One limiter shared by all replicas of the strategy (a central
+    /// gateway's, or a Redis bucket), instead of one per replica.
+    pub fleet: bool,
+}
+
+/// A rate limiter kept by one replica, or shared by the whole fleet.
+#[derive(Debug)]
+pub enum ScopedLimiter {
+    /// This replica's own.
+    Replica(RateLimiter),
+    /// Shared by every replica of the strategy. The simulator steps the
+    /// replicas one event at a time, so the order of their turns, and the
+    /// outcome, stay deterministic.
+    Fleet(Arc<Mutex<RateLimiter>>),
+}
+
+/// Access to a [`ScopedLimiter`]'s limiter.
+pub enum LimiterGuard<'a> {
+    /// A replica's own.
+    Replica(&'a mut RateLimiter),
+    /// The fleet's, locked.
+    Fleet(MutexGuard<'a, RateLimiter>),
+}
+
+impl ScopedLimiter {
+    /// The limiter. A poisoned lock (a replica panicked while holding it)
+    /// still holds a consistent limiter: every change is one assignment.
+    pub fn get(&mut self) -> LimiterGuard<'_> {
+        match self {
+            Self::Replica(l) => LimiterGuard::Replica(l),
+            Self::Fleet(m) => {
+                LimiterGuard::Fleet(m.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+            }
+        }
+    }
+}
+
+impl Deref for LimiterGuard<'_> {
+    type Target = RateLimiter;
+    fn deref(&self) -> &RateLimiter {
+        match self {
+            Self::Replica(l) => l,
+            Self::Fleet(g) => g,
+        }
+    }
+}
+
+impl DerefMut for LimiterGuard<'_> {
+    fn deref_mut(&mut self) -> &mut RateLimiter {
+        match self {
+            Self::Replica(l) => l,
+            Self::Fleet(g) => g,
+        }
+    }
 }
 
 /// One continuously refilling bucket, which may go into debt.
@@ -102,6 +172,32 @@ impl Bucket {
     pub fn take(&mut self, now: Nanos, n: u64) {
         self.refill(now);
         self.level -= i128::from(n) * MINUTE as i128;
+    }
+
+    /// A bucket that follows the provider's figures: `remaining` of
+    /// `per_minute` at `at`, whole again `reset` later.
+    fn from_figures(now: Nanos, at: Nanos, per_minute: u32, remaining: u32, reset: Nanos) -> Self {
+        let rate = u128::from(per_minute.max(1));
+        let level = i128::from(remaining) * MINUTE as i128;
+        let full =
+            level.saturating_add((rate * u128::from(reset)).min(i128::MAX as u128 / 4) as i128);
+        let mut b = Self {
+            rate,
+            depth: full.max(MINUTE as i128),
+            level: level.min(full),
+            at,
+        };
+        b.refill(now);
+        b
+    }
+
+    /// Takes the provider's figures (see the module doc): the rate and depth
+    /// they imply, and the lower of the two levels.
+    fn follow(&mut self, now: Nanos, figures: Self) {
+        self.refill(now);
+        self.rate = figures.rate;
+        self.depth = figures.depth;
+        self.level = self.level.min(figures.level);
     }
 
     /// Units there at `now` (negative: debt), rounded down.
@@ -183,6 +279,41 @@ impl RateLimiter {
     }
 }
 
+impl RateLimiter {
+    /// The provider's figures for pair `i`, taken at `at` (the answered
+    /// attempt's admission, about when it was sent), seen at `now`. Does
+    /// nothing unless the limiter follows headers, or without a limit figure.
+    pub fn observe(&mut self, now: Nanos, at: Nanos, i: usize, lim: crate::wire::RateLimits) {
+        if !self.cfg.from_headers {
+            return;
+        }
+        let at = at.min(now);
+        let fig = |limit: Option<u32>, remaining: Option<u32>, reset: Option<u64>| {
+            Some(Bucket::from_figures(
+                now,
+                at,
+                limit?,
+                remaining?,
+                reset.unwrap_or(0),
+            ))
+        };
+        let req = fig(
+            lim.limit_requests,
+            lim.remaining_requests,
+            lim.reset_requests,
+        );
+        let tok = fig(lim.limit_tokens, lim.remaining_tokens, lim.reset_tokens);
+        let (r, t) = self.pair(i);
+        for (slot, f) in [(r, req), (t, tok)] {
+            match (slot.as_mut(), f) {
+                (Some(b), Some(f)) => b.follow(now, f),
+                (None, Some(f)) => *slot = Some(f),
+                (_, None) => {}
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -196,7 +327,91 @@ mod tests {
             burst: 6 * SECS,
             per: LimitPer::Provider,
             wait,
+            from_headers: false,
+            fleet: false,
         })
+    }
+
+    fn following() -> RateLimiter {
+        RateLimiter::new(RateLimitConfig {
+            rpm: None,
+            tpm: None,
+            burst: 60 * SECS,
+            per: LimitPer::Key,
+            wait: true,
+            from_headers: true,
+            fleet: false,
+        })
+    }
+
+    fn figures(limit: u32, remaining: u32, reset: Nanos) -> crate::wire::RateLimits {
+        crate::wire::RateLimits {
+            limit_requests: Some(limit),
+            remaining_requests: Some(remaining),
+            reset_requests: Some(reset),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn without_figures_a_following_limiter_lets_everything_through() {
+        let mut l = following();
+        for _ in 0..1000 {
+            assert_eq!(l.admit(0, 0, 100, u64::MAX), Admit::Now);
+        }
+    }
+
+    #[test]
+    fn the_remaining_requests_go_at_once_then_the_limit_sets_the_pace() {
+        let mut l = following();
+        // 600 per minute (one per 100 ms), 3 left at 1 s, seen at 1.2 s:
+        // 2 more have come back by then.
+        l.observe(1200 * MILLIS, SECS, 0, figures(600, 3, 10 * SECS));
+        for _ in 0..5 {
+            assert_eq!(l.admit(1200 * MILLIS, 0, 0, u64::MAX), Admit::Now);
+        }
+        assert_eq!(
+            l.admit(1200 * MILLIS, 0, 0, u64::MAX),
+            Admit::At(1300 * MILLIS)
+        );
+        // A figure with more left does not undo what this client has taken.
+        l.observe(1200 * MILLIS, 1200 * MILLIS, 0, figures(600, 50, 5 * SECS));
+        assert_eq!(
+            l.admit(1200 * MILLIS, 0, 0, u64::MAX),
+            Admit::At(1400 * MILLIS)
+        );
+        // Other keys keep their own figures.
+        assert_eq!(l.admit(1200 * MILLIS, 1, 0, u64::MAX), Admit::Now);
+    }
+
+    #[test]
+    fn a_429_with_nothing_left_paces_the_next_attempt() {
+        let mut l = following();
+        l.observe(SECS, SECS, 0, figures(60, 0, 60 * SECS));
+        assert_eq!(l.admit(SECS, 0, 0, u64::MAX), Admit::At(2 * SECS));
+    }
+
+    #[test]
+    fn a_fleet_limiter_is_one_bucket_for_every_replica() {
+        let shared = Arc::new(Mutex::new(limiter(Some(60), None, false)));
+        let mut a = ScopedLimiter::Fleet(Arc::clone(&shared));
+        let mut b = ScopedLimiter::Fleet(shared);
+        // 6 s of burst at 1/s: six between them, not six each.
+        for i in 0..6 {
+            let l = if i % 2 == 0 { &mut a } else { &mut b };
+            assert_eq!(l.get().admit(0, 0, 0, 0), Admit::Now);
+        }
+        assert_eq!(a.get().admit(0, 0, 0, 0), Admit::Shed);
+        assert_eq!(b.get().admit(0, 0, 0, 0), Admit::Shed);
+        let mut own = ScopedLimiter::Replica(limiter(Some(60), None, false));
+        assert_eq!(own.get().admit(0, 0, 0, 0), Admit::Now);
+    }
+
+    #[test]
+    fn figures_are_ignored_unless_followed() {
+        let mut l = limiter(None, None, true);
+        l.observe(0, 0, 0, figures(60, 0, 60 * SECS));
+        assert_eq!(l.admit(0, 0, 0, u64::MAX), Admit::Now);
     }
 
     #[test]

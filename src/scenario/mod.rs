@@ -9,6 +9,7 @@
 pub mod error;
 mod judge;
 pub mod load;
+mod preset;
 mod resolve;
 pub mod schema;
 pub mod traffic;

@@ -719,6 +719,7 @@ fn sdk_retry() -> RetryConfig {
         honor_retry_after: true,
         max_retry_after: 60 * SECS,
         honor_should_retry: true,
+        too_long_retry_after: crate::policy::TooLongRetryAfter::GiveUp,
     }
 }
 
@@ -783,15 +784,27 @@ fn strategy(
                 "clients is how many replicas run the strategy: 1 to {MAX_CLIENTS}"
             )));
     }
-    if sv.retry.max_retries > MAX_RETRIES {
+    let preset = match &sv.preset {
+        None => None,
+        Some(p) => Some(super::preset::find(p.get_ref()).ok_or_else(|| {
+            src.error_at(file, p, format!("unknown preset `{}`", p.get_ref()))
+                .hint(known_hint(
+                    "presets",
+                    p.get_ref(),
+                    super::preset::PRESETS.iter().map(|p| p.name),
+                ))
+        })?),
+    };
+    let max_retries = sv
+        .retry
+        .max_retries
+        .unwrap_or(preset.map_or(2, |p| p.max_retries));
+    if max_retries > MAX_RETRIES {
         return Err(src
             .error_at(
                 file,
                 s,
-                format!(
-                    "strategy `{}` has max_retries = {}",
-                    sv.name, sv.retry.max_retries
-                ),
+                format!("strategy `{}` has max_retries = {max_retries}", sv.name),
             )
             .hint(format!(
                 "at most {MAX_RETRIES} retries per model; a deadline usually ends them sooner"
@@ -890,9 +903,14 @@ fn strategy(
     ];
 
     let r = &sv.retry;
-    let base = r.base.map_or(500 * MILLIS, |d| d.0);
-    let cap = r.cap.map_or(8 * SECS, |d| d.0);
-    if cap < base && !matches!(r.backoff, BackoffKind::None | BackoffKind::Constant) {
+    let (preset_kind, preset_base, preset_cap) =
+        preset
+            .and_then(|p| p.backoff)
+            .unwrap_or((BackoffKind::FullJitter, 500 * MILLIS, 8 * SECS));
+    let kind = r.backoff.unwrap_or(preset_kind);
+    let base = r.base.map_or(preset_base, |d| d.0);
+    let cap = r.cap.map_or(preset_cap, |d| d.0);
+    if cap < base && !matches!(kind, BackoffKind::None | BackoffKind::Constant) {
         return Err(src
             .error_at(
                 file,
@@ -906,20 +924,21 @@ fn strategy(
             )
             .hint("the cap is the longest wait; make it at least the base"));
     }
-    let backoff = match r.backoff {
+    let backoff = match kind {
         BackoffKind::None => Backoff::None,
         BackoffKind::Constant => Backoff::Constant { base },
         BackoffKind::Exponential => Backoff::Exponential { base, cap },
         BackoffKind::FullJitter => Backoff::FullJitter { base, cap },
         BackoffKind::EqualJitter => Backoff::EqualJitter { base, cap },
         BackoffKind::Decorrelated => Backoff::Decorrelated { base, cap },
+        BackoffKind::SdkJitter => Backoff::SdkJitter { base, cap },
     };
 
     let t = &sv.timeouts;
     let top = Timeouts::default().overlay(Timeouts {
         first_token: t.first_token.map(|d| d.0),
         between_chunks: t.between_chunks.map(|d| d.0),
-        total: t.total.map(|d| d.0),
+        total: t.total.map(|d| d.0).or(preset.and_then(|p| p.total)),
     });
     let mut tiers = [top; 3];
     for tier in Tier::ALL {
@@ -932,6 +951,9 @@ fn strategy(
     }
 
     let mut classify = Classifier::default();
+    for &(class, d) in preset.map_or(&[][..], |p| p.on) {
+        classify.set(class, d);
+    }
     for (k, d) in &sv.on {
         let class = FailureClass::from_name(k.get_ref()).ok_or_else(|| {
             src.error_at(file, k, format!("unknown failure kind `{}`", k.get_ref()))
@@ -986,11 +1008,19 @@ fn strategy(
     }
 
     let budget = match &sv.budget {
-        None => BudgetConfig::Unlimited,
+        None => preset
+            .and_then(|p| p.budget)
+            .unwrap_or(BudgetConfig::Unlimited),
         Some(b) => budget(src, file, b)?,
     };
     let breaker = match &sv.breaker {
-        None => BreakerConfig::None,
+        None => preset.and_then(|p| p.cooldown).map_or(
+            BreakerConfig::None,
+            |(allowed_fails, cooldown)| BreakerConfig::Cooldown {
+                allowed_fails,
+                cooldown,
+            },
+        ),
         Some(b) => breaker(src, file, b)?,
     };
     let throttle = match &sv.throttle {
@@ -1090,11 +1120,21 @@ fn strategy(
         seed: seed ^ name_hash(&sv.name),
         models: model_infos(world, &keys_by_provider),
         retry: RetryConfig {
-            max_retries: r.max_retries,
+            max_retries,
             backoff,
-            honor_retry_after: r.honor_retry_after,
-            max_retry_after: r.max_retry_after.map_or(60 * SECS, |d| d.0),
-            honor_should_retry: r.honor_should_retry,
+            honor_retry_after: r
+                .honor_retry_after
+                .unwrap_or(preset.is_none_or(|p| p.honor_retry_after)),
+            max_retry_after: r
+                .max_retry_after
+                .map_or(preset.map_or(60 * SECS, |p| p.max_retry_after), |d| d.0),
+            too_long_retry_after: r
+                .too_long_retry_after
+                .or(preset.map(|p| p.too_long_retry_after))
+                .unwrap_or_default(),
+            honor_should_retry: r
+                .honor_should_retry
+                .unwrap_or(preset.is_none_or(|p| p.honor_should_retry)),
         },
         timeouts: tiers,
         min_attempt_time: sv.timeouts.min_attempt_time.map_or(0, |d| d.0),
@@ -1204,10 +1244,11 @@ fn rate_limit(
     use super::schema::{LimitPerKind, WhenEmpty};
     use crate::policy::rate_limit::{LimitPer, RateLimitConfig};
     let v = r.get_ref();
-    if v.rpm.is_none() && v.tpm.is_none() {
+    let from_headers = v.from_headers.unwrap_or(false);
+    if v.rpm.is_none() && v.tpm.is_none() && !from_headers {
         return Err(src
             .error_at(file, r, "a rate limit with neither rpm nor tpm")
-            .hint("give rpm (requests per minute), tpm (tokens per minute) or both"));
+            .hint("give rpm (requests per minute), tpm (tokens per minute), both, or from_headers = true"));
     }
     if v.rpm == Some(0) || v.tpm == Some(0) {
         return Err(src
@@ -1232,6 +1273,8 @@ fn rate_limit(
             LimitPerKind::Key => LimitPer::Key,
         },
         wait: v.when_empty.unwrap_or(WhenEmpty::Wait) == WhenEmpty::Wait,
+        from_headers,
+        fleet: v.scope.unwrap_or_default() == super::schema::Scope::Fleet,
     })
 }
 

@@ -393,6 +393,9 @@ pub struct TenantSection {
 pub struct StrategySection {
     /// Unique name.
     pub name: String,
+    /// A known stack (`"openai-python@3.54"`, ...) whose retry, timeout and
+    /// failure settings fill what the strategy leaves out; default none.
+    pub preset: Option<Spanned<String>>,
     /// Replicas of the client; requests are spread across them; default 1.
     pub clients: Option<u32>,
     /// Model per task type, and the default model.
@@ -556,6 +559,23 @@ pub struct RateLimitSection {
     pub per: Option<LimitPerKind>,
     /// `wait` (default) or `shed`.
     pub when_empty: Option<WhenEmpty>,
+    /// Follow the provider's `x-ratelimit-*` figures; default false.
+    pub from_headers: Option<bool>,
+    /// `replica` (default): each replica keeps its own buckets; `fleet`:
+    /// one set shared by all replicas of the strategy.
+    pub scope: Option<Scope>,
+}
+
+/// Who keeps a stateful policy's state.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    /// Each client replica its own, as an in-process library does.
+    #[default]
+    Replica,
+    /// One state shared by every replica, as a central gateway or a Redis
+    /// bucket is.
+    Fleet,
 }
 
 /// What a spend budget counts.
@@ -753,54 +773,34 @@ pub enum BackoffKind {
     EqualJitter,
     /// min(cap, uniform(base, previous x 3)) (AWS "decorrelated jitter").
     Decorrelated,
+    /// min(cap, base x 2^n) x (1 - 0.25 u): the Stainless SDKs' jitter.
+    SdkJitter,
 }
 
-/// `[strategy.retry]`.
-#[derive(Debug, Deserialize, Serialize)]
+/// `[strategy.retry]`. Every field left out comes from the strategy's
+/// `preset` if it has one, else from the default named here.
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RetrySection {
     /// Retries per model before moving down the fallback chain; default 2
     /// (the OpenAI and Anthropic SDKs' `max_retries`).
-    #[serde(default = "default_retries")]
-    pub max_retries: u32,
+    pub max_retries: Option<u32>,
     /// Backoff kind; default full_jitter.
-    #[serde(default)]
-    pub backoff: BackoffKind,
+    pub backoff: Option<BackoffKind>,
     /// First backoff step; default 500ms (the SDKs' initial delay).
     pub base: Option<Duration>,
     /// Largest backoff; default 8s (the SDKs' max delay).
     pub cap: Option<Duration>,
     /// Wait at least what `retry-after`/`retry-after-ms` says; default true.
-    #[serde(default = "yes")]
-    pub honor_retry_after: bool,
+    pub honor_retry_after: Option<bool>,
     /// A `retry-after` longer than this is not waited for (the error is
     /// final for this model); default 60s (the SDKs' bound).
     pub max_retry_after: Option<Duration>,
+    /// What a `retry-after` above `max_retry_after` leads to; default
+    /// `give_up`.
+    pub too_long_retry_after: Option<crate::policy::TooLongRetryAfter>,
     /// Obey `x-should-retry: true/false`; default true.
-    #[serde(default = "yes")]
-    pub honor_should_retry: bool,
-}
-
-impl Default for RetrySection {
-    fn default() -> Self {
-        Self {
-            max_retries: default_retries(),
-            backoff: BackoffKind::default(),
-            base: None,
-            cap: None,
-            honor_retry_after: true,
-            max_retry_after: None,
-            honor_should_retry: true,
-        }
-    }
-}
-
-fn default_retries() -> u32 {
-    2
-}
-
-fn yes() -> bool {
-    true
+    pub honor_should_retry: Option<bool>,
 }
 
 /// Timeouts of one attempt.

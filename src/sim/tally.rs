@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use crate::policy::rate_limit::RateLimiter;
 use crate::policy::{Action, Client, Outcome, RequestResult, StrategyConfig};
 use crate::report::json::{KeyReport, TenantReport};
 use crate::report::{AttemptEnd, Collector, StrategyReport};
@@ -19,11 +20,20 @@ use super::traffic::Sender;
 pub fn clients_for(sc: &Scenario, strategy: &Arc<StrategyConfig>) -> (Vec<Client>, Vec<Sender>) {
     let mut clients = Vec::new();
     let mut senders = Vec::new();
+    // A fleet-scoped rate limit: one limiter for all the replicas.
+    let fleet_limiter = strategy
+        .rate_limit
+        .filter(|r| r.fleet)
+        .map(|r| Arc::new(std::sync::Mutex::new(RateLimiter::new(r))));
     for replica in 0..strategy.clients {
-        clients.push(Client::new(
+        let mut client = Client::new(
             Arc::clone(strategy),
             rng(strategy.seed, stream::POLICY, u64::from(replica), 0, 0),
-        ));
+        );
+        if let Some(l) = &fleet_limiter {
+            client.share_rate_limit(Arc::clone(l));
+        }
+        clients.push(client);
         senders.push(Sender::Strategy);
     }
     for (i, t) in sc.tenant_strategies.iter().enumerate() {

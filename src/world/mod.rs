@@ -470,6 +470,10 @@ impl World {
 
     /// The seeded fault of an admitted attempt: one uniform, in a fixed
     /// order of segments. An error answer or a hang is returned as `Err`.
+    // The `Err` is an `Admission` (with its rate-limit figures, 136 bytes
+    // since they carry the limits); boxing it would allocate on the hot
+    // path of every faulted attempt, and this helper is private.
+    #[allow(clippy::result_large_err)]
     fn pick_fault(
         &self,
         a: AttemptInput,

@@ -79,6 +79,11 @@ impl Bucket {
         }
     }
 
+    /// The limit per minute a provider announces (what `figures` says).
+    fn limit(&self, factor: f64) -> u32 {
+        libm::floor(self.per_minute * factor).clamp(0.0, u32::MAX as f64) as u32
+    }
+
     fn remaining(&self) -> u32 {
         if self.level <= 0.0 {
             0
@@ -261,6 +266,7 @@ impl QuotaPool {
             b.refill(now, factor);
             out.remaining_requests = Some(b.remaining());
             out.reset_requests = Some(b.reset_ns(factor));
+            out.limit_requests = Some(b.limit(factor));
         }
         // The tightest token bucket speaks for tokens.
         for b in [
@@ -276,6 +282,7 @@ impl QuotaPool {
             if out.remaining_tokens.is_none_or(|r| rem < r) {
                 out.remaining_tokens = Some(rem);
                 out.reset_tokens = Some(b.reset_ns(factor));
+                out.limit_tokens = Some(b.limit(factor));
             }
         }
         out
@@ -376,7 +383,10 @@ mod tests {
         let l = p.limits(0, 1.0);
         assert_eq!(l.remaining_requests, Some(59));
         assert_eq!(l.reset_requests, Some(SECS));
+        assert_eq!(l.limit_requests, Some(60));
         assert_eq!(l.remaining_tokens, None);
+        // An incident's factor changes the announced limit too.
+        assert_eq!(p.limits(0, 0.5).limit_requests, Some(30));
     }
 
     #[test]
@@ -396,6 +406,8 @@ mod tests {
         let l = p.limits(0, 1.0);
         // The tightest token bucket speaks for tokens.
         assert_eq!(l.remaining_tokens, Some(0));
+        // Both are empty; the first (input) speaks, with its own limit.
+        assert_eq!(l.limit_tokens, Some(1000));
         assert_eq!(l.remaining_requests, None);
     }
 }

@@ -23,6 +23,7 @@ fn cfg() -> StrategyConfig {
             honor_retry_after: true,
             max_retry_after: 60 * SECS,
             honor_should_retry: true,
+            too_long_retry_after: crate::policy::TooLongRetryAfter::GiveUp,
         },
         timeouts: [Timeouts::default(); 3],
         min_attempt_time: 0,
@@ -139,6 +140,42 @@ fn a_retry_after_past_the_bound_moves_to_the_fallback() {
     let (id, ..) = sent(&h.request(req(1))).unwrap();
     let out = h.outcome(id, http(429, ErrorType::RateLimit, Some(120 * SECS)));
     assert_eq!(sent(&out).map(|s| s.1), Some(1));
+}
+
+#[test]
+fn a_retry_after_past_the_bound_can_be_ignored_for_the_backoff() {
+    // openai-python 1.x: a too-long retry-after is not waited for, but the
+    // retry is still made, on the same model, after the SDK's own backoff.
+    let mut c = cfg();
+    c.retry.too_long_retry_after = crate::policy::TooLongRetryAfter::Backoff;
+    let mut h = Harness::new(c, 1);
+    let (id, ..) = sent(&h.request(req(1))).unwrap();
+    assert!(h
+        .outcome(id, http(429, ErrorType::RateLimit, Some(120 * SECS)))
+        .is_empty());
+    assert_eq!(h.client.poll_timeout(), Some(SECS));
+    let out = h.next_timer().unwrap();
+    assert_eq!(sent(&out).map(|s| s.1), Some(0));
+}
+
+#[test]
+fn a_409_fails_by_default_and_retries_when_the_table_says_so() {
+    let mut h = Harness::new(cfg(), 1);
+    let (id, ..) = sent(&h.request(req(1))).unwrap();
+    let out = h.outcome(id, http(409, ErrorType::InvalidRequest, None));
+    assert_eq!(
+        result_of(finished(&out)),
+        RequestResult::Failed(FailReason::ClientError)
+    );
+    let mut c = cfg();
+    c.classify.set(FailureClass::Conflict, Disposition::Retry);
+    let mut h = Harness::new(c, 1);
+    let (id, ..) = sent(&h.request(req(1))).unwrap();
+    assert!(h
+        .outcome(id, http(409, ErrorType::InvalidRequest, None))
+        .is_empty());
+    let out = h.next_timer().unwrap();
+    assert_eq!(sent(&out).map(|s| s.1), Some(0));
 }
 
 #[test]
@@ -1005,6 +1042,8 @@ fn rate_limited(wait: bool) -> StrategyConfig {
             burst: 2 * SECS,
             per: crate::policy::rate_limit::LimitPer::Provider,
             wait,
+            from_headers: false,
+            fleet: false,
         }),
         ..cfg()
     }

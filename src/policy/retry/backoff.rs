@@ -16,6 +16,11 @@
 //! | full jitter   | u x min(cap, base x 2^n)                          |
 //! | equal jitter  | e/2 + u x e/2, e = min(cap, base x 2^n)           |
 //! | decorrelated  | min(cap, base + u x (3 x previous - base))        |
+//! | sdk jitter    | e x (1 - u/4), e = min(cap, base x 2^n)           |
+//!
+//! "sdk jitter" is not one of Brooker's: it is what the Stainless-generated
+//! SDKs (openai-python, anthropic-python) do, `sleep_seconds * (1 - 0.25 *
+//! random())`, up to 25% below the exponential step and never above it.
 //!
 //! Defaults (base 500 ms, cap 8 s) are the official OpenAI and Anthropic
 //! SDKs' (`INITIAL_RETRY_DELAY = 0.5`, `MAX_RETRY_DELAY = 8.0`).
@@ -60,6 +65,13 @@ pub enum Backoff {
         /// Largest wait.
         cap: Nanos,
     },
+    /// min(cap, base x 2^n), minus up to a quarter of it (the Stainless SDKs).
+    SdkJitter {
+        /// First step.
+        base: Nanos,
+        /// Largest step.
+        cap: Nanos,
+    },
 }
 
 fn exp(base: Nanos, cap: Nanos, n: u32) -> Nanos {
@@ -89,6 +101,10 @@ impl Backoff {
                 let wait = base + ((hi - base) as f64 * u) as Nanos;
                 wait.min(cap)
             }
+            Self::SdkJitter { base, cap } => {
+                let e = exp(base, cap, n);
+                e - ((e / 4) as f64 * u) as Nanos
+            }
         }
     }
 
@@ -97,7 +113,10 @@ impl Backoff {
     pub fn is_random(&self) -> bool {
         matches!(
             self,
-            Self::FullJitter { .. } | Self::EqualJitter { .. } | Self::Decorrelated { .. }
+            Self::FullJitter { .. }
+                | Self::EqualJitter { .. }
+                | Self::Decorrelated { .. }
+                | Self::SdkJitter { .. }
         )
     }
 
@@ -109,7 +128,8 @@ impl Backoff {
             Self::Exponential { cap, .. }
             | Self::FullJitter { cap, .. }
             | Self::EqualJitter { cap, .. }
-            | Self::Decorrelated { cap, .. } => cap,
+            | Self::Decorrelated { cap, .. }
+            | Self::SdkJitter { cap, .. } => cap,
         }
     }
 }
@@ -141,14 +161,20 @@ mod tests {
         assert_eq!(d.delay(0, 0, 0.0), B);
         assert_eq!(d.delay(1, 2 * SECS, 0.5), B + (6 * SECS - B) / 2);
         assert_eq!(d.delay(5, 7 * SECS, 0.9), C);
+        // openai-python: 0.5 s x 2^n capped at 8 s, times (1 - 0.25 u).
+        let s = Backoff::SdkJitter { base: B, cap: C };
+        assert_eq!(s.delay(0, 0, 0.0), B);
+        assert_eq!(s.delay(1, 0, 0.5), 2 * B - B / 4);
+        assert_eq!(s.delay(5, 0, 0.5), C - C / 8);
     }
 
-    fn kinds(base: Nanos, cap: Nanos) -> [Backoff; 4] {
+    fn kinds(base: Nanos, cap: Nanos) -> [Backoff; 5] {
         [
             Backoff::Exponential { base, cap },
             Backoff::FullJitter { base, cap },
             Backoff::EqualJitter { base, cap },
             Backoff::Decorrelated { base, cap },
+            Backoff::SdkJitter { base, cap },
         ]
     }
 
@@ -173,6 +199,15 @@ mod tests {
                                                prev in 0u64..100 * SECS, u in 0.0f64..1.0) {
             let d = Backoff::Decorrelated { base, cap: base + extra };
             prop_assert!(d.delay(1, prev, u) >= base);
+        }
+
+        #[test]
+        fn sdk_jitter_stays_within_a_quarter_below_the_step(base in 1u64..SECS, extra in 0u64..100 * SECS,
+                                                             n in 0u32..100, u in 0.0f64..1.0) {
+            let cap = base + extra;
+            let step = Backoff::Exponential { base, cap }.delay(n, 0, u);
+            let w = Backoff::SdkJitter { base, cap }.delay(n, 0, u);
+            prop_assert!(w <= step && w >= step - step / 4, "{w} vs {step}");
         }
     }
 }

@@ -6,8 +6,10 @@
 //! way every time, and `insufficient_quota` (a 429 that means the account is
 //! out of credit) never gets better by waiting. The defaults below follow the
 //! official SDKs' retry rules (they retry 408, 409, 429 and 5xx, timeouts and
-//! connection errors; here 408 counts as a timeout, while 409 is a client
-//! error unless the provider sends `x-should-retry: true`) and LiteLLM's
+//! connection errors; here 408 counts as a timeout, while 409 is a
+//! `conflict` that fails by default, as other 4xx do, unless the provider
+//! sends `x-should-retry: true` or the strategy says `conflict = "retry"`,
+//! as the SDK presets do) and LiteLLM's
 //! router, which sends 500s and bad output down the fallback chain rather
 //! than hammering the same deployment.
 
@@ -52,11 +54,13 @@ pub enum FailureClass {
     BrokenStream,
     /// A body that is not what was asked for.
     Malformed,
+    /// 409 (a lock timeout or a conflict), which the official SDKs retry.
+    Conflict,
 }
 
 impl FailureClass {
     /// Every class, in table order.
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 11] = [
         Self::RateLimited,
         Self::InsufficientQuota,
         Self::Overloaded,
@@ -67,6 +71,7 @@ impl FailureClass {
         Self::Reset,
         Self::BrokenStream,
         Self::Malformed,
+        Self::Conflict,
     ];
 
     /// Name in scenario files (`[strategy.on]` keys).
@@ -82,6 +87,7 @@ impl FailureClass {
             Self::Reset => "reset",
             Self::BrokenStream => "broken_stream",
             Self::Malformed => "malformed",
+            Self::Conflict => "conflict",
         }
     }
 
@@ -99,7 +105,9 @@ impl FailureClass {
             | Self::Reset
             | Self::BrokenStream => Disposition::Retry,
             Self::ServerError | Self::Malformed => Disposition::Fallback,
-            Self::ClientError | Self::AuthError | Self::InsufficientQuota => Disposition::Fail,
+            Self::ClientError | Self::AuthError | Self::InsufficientQuota | Self::Conflict => {
+                Disposition::Fail
+            }
         }
     }
 
@@ -111,6 +119,7 @@ impl FailureClass {
             (503 | 529, _) | (_, ErrorType::Overloaded) => Self::Overloaded,
             (401 | 403, _) | (_, ErrorType::Authentication) => Self::AuthError,
             (408, _) => Self::Timeout,
+            (409, _) => Self::Conflict,
             (400..=499, _) => Self::ClientError,
             _ => Self::ServerError,
         }
@@ -130,12 +139,12 @@ impl FailureClass {
 /// A table from failure class to disposition.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Classifier {
-    table: [Disposition; 10],
+    table: [Disposition; 11],
 }
 
 impl Default for Classifier {
     fn default() -> Self {
-        let mut table = [Disposition::Fail; 10];
+        let mut table = [Disposition::Fail; 11];
         for (i, c) in FailureClass::ALL.into_iter().enumerate() {
             table[i] = c.default_disposition();
         }
@@ -168,6 +177,11 @@ mod tests {
         assert_eq!(http(529, ErrorType::Overloaded), Disposition::Retry);
         assert_eq!(http(500, ErrorType::Server), Disposition::Fallback);
         assert_eq!(http(400, ErrorType::InvalidRequest), Disposition::Fail);
+        assert_eq!(http(409, ErrorType::InvalidRequest), Disposition::Fail);
+        assert_eq!(
+            FailureClass::of_http(409, ErrorType::InvalidRequest),
+            FailureClass::Conflict
+        );
         assert_eq!(http(401, ErrorType::Authentication), Disposition::Fail);
         assert_eq!(http(403, ErrorType::Authentication), Disposition::Fail);
         assert_eq!(http(429, ErrorType::InsufficientQuota), Disposition::Fail);

@@ -29,6 +29,7 @@ fn cfg(routing: RoutingConfig) -> StrategyConfig {
             honor_retry_after: true,
             max_retry_after: 0,
             honor_should_retry: true,
+            too_long_retry_after: crate::policy::TooLongRetryAfter::GiveUp,
         },
         timeouts: [Timeouts::default(); 3],
         min_attempt_time: 0,
