@@ -21,6 +21,16 @@ const MOCK: &str = concat!(
 const FIDELITY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/scenarios/fidelity.toml");
 const SCHEMA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/schema/report.v1.json");
 
+/// Live tests take turns: the fidelity test must run alone, not beside
+/// another live run's load on the same cores.
+static ALONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn alone() -> std::sync::MutexGuard<'static, ()> {
+    ALONE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn load(path: &str) -> Scenario {
     scenario::load(Path::new(path)).expect("scenario loads")
 }
@@ -47,6 +57,7 @@ fn assert_schema_valid(v: &Value) {
 
 #[test]
 fn a_live_run_reports_like_a_simulated_one() {
+    let _alone = alone();
     let sc = load(MOCK);
     let opts = LiveOptions {
         serve: true,
@@ -83,6 +94,7 @@ fn a_live_run_reports_like_a_simulated_one() {
 
 #[test]
 fn the_cost_guard_stops_a_live_run() {
+    let _alone = alone();
     let sc = load(MOCK);
     let opts = LiveOptions {
         serve: true,
@@ -107,6 +119,7 @@ fn the_cost_guard_stops_a_live_run() {
 
 #[test]
 fn live_and_simulated_runs_agree_on_a_short_storm() {
+    let _alone = alone();
     let sc = load(FIDELITY);
     let (simulated, _) = stormglass::sim::run(&sc, 1).expect("sim");
     let live = live::run(
@@ -137,36 +150,62 @@ fn live_and_simulated_runs_agree_on_a_short_storm() {
     assert_eq!(s["requests"], l["requests"]);
     // The storm is real in both: 429s from the pool, 500s from the spike.
     assert!(f(s, &["failures", "rate_limited"]) > 0.0 && f(l, &["failures", "rate_limited"]) > 0.0);
-    // Bounds: success within 5 points, retries within 10%, median latency
-    // within 20%, cost within 10%. (Measured here: 71.2% vs 73.7%, 2.21
-    // vs 2.20 attempts per request, p50 338 ms both, $0.0337 vs $0.0340.)
-    let (ss, ls) = (f(s, &["success_rate"]), f(l, &["success_rate"]));
-    assert!(
-        (ss - ls).abs() <= 0.05,
-        "success: sim {ss} vs live {ls}\nsim {s}\nlive {l}"
-    );
+    // The issue's tolerances: attempts per request and cost within 5%, p50
+    // and p90 within max(15%, 5 ms), p99 within 25%. They rest on shared
+    // draw keys: the provider's luck per try (the draw-key header) and the
+    // core's jitter per (request, attempt) (`policy::draws`), so a request
+    // that goes differently live does not reshuffle the luck of the others.
+    // Measured over six runs on a shared 2-core machine (sim: 74.07%
+    // success, 2.189 attempts/request, p50 340 ms, p90 690 ms, p99 1.54 s,
+    // $0.03455): live 72.8-75.7%, 2.165-2.243, p50 323-367 ms, p90 684-747
+    // ms, p99 1.45-1.88 s, $0.0339-0.0354.
     close(
         "attempts per request",
         f(s, &["amplification"]),
         f(l, &["amplification"]),
-        0.10,
-    );
-    close(
-        "median latency",
-        f(s, &["latency", "all", "p50_us"]),
-        f(l, &["latency", "all", "p50_us"]),
-        0.20,
+        0.05,
     );
     close(
         "cost",
         f(s, &["cost", "nano_usd"]),
         f(l, &["cost", "nano_usd"]),
-        0.10,
+        0.05,
+    );
+    let latency = |what: &str, key: &str, rel: f64, floor_us: f64| {
+        let (a, b) = (
+            f(s, &["latency", "all", key]),
+            f(l, &["latency", "all", key]),
+        );
+        let allowed = (rel * a.max(b)).max(floor_us);
+        assert!(
+            (a - b).abs() <= allowed,
+            "{what}: sim {a} us vs live {b} us (allowed {allowed} us)\nsim {s}\nlive {l}"
+        );
+    };
+    latency("p50", "p50_us", 0.15, 5_000.0);
+    latency("p90", "p90_us", 0.15, 5_000.0);
+    latency("p99", "p99_us", 0.25, 0.0);
+    // Success: the issue asks for 1 point; this holds to 2.5, and says why
+    // rather than loosening silently (FIDELITY.md has the measurements).
+    // With 243 requests one request is 0.41 points, so 1 point is two
+    // requests. Draw keys fix each try's luck, but not which of the
+    // requests that retry at the same instant (all told the same
+    // retry-after by a pool with room for one) reaches the pool first: in
+    // the simulator that is the event order, live it is the order the
+    // tasks reach the server, and tokio's timers fire up to 1 ms late. Six
+    // runs differed from the sim by -1.23 to +1.65 points (2 to 4
+    // requests), the attempts-per-request and cost figures above by at most
+    // 2.5%.
+    let (ss, ls) = (f(s, &["success_rate"]), f(l, &["success_rate"]));
+    assert!(
+        (ss - ls).abs() <= 0.025,
+        "success: sim {ss} vs live {ls}\nsim {s}\nlive {l}"
     );
 }
 
 #[test]
 fn a_live_trace_replays_through_the_core_action_for_action() {
+    let _alone = alone();
     let sc = load(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/scenarios/trace.toml"
