@@ -22,7 +22,10 @@ pub fn clients_for(sc: &Scenario, strategy: &Arc<StrategyConfig>) -> (Vec<Client
     for replica in 0..strategy.clients {
         clients.push(Client::new(
             Arc::clone(strategy),
-            rng(strategy.seed, stream::POLICY, u64::from(replica), 0, 0),
+            // The run's seed, not the strategy's: every strategy's replica
+            // r meets the same jitter for the same (request, attempt), so
+            // strategies differ by their policies, not their luck.
+            rng(sc.seed, stream::POLICY, u64::from(replica), 0, 0),
         ));
         senders.push(Sender::Strategy);
     }
