@@ -155,10 +155,10 @@ fn live_and_simulated_runs_agree_on_a_short_storm() {
     // draw keys: the provider's luck per try (the draw-key header) and the
     // core's jitter per (request, attempt) (`policy::draws`), so a request
     // that goes differently live does not reshuffle the luck of the others.
-    // Measured over six runs on a shared 2-core machine (sim: 74.07%
-    // success, 2.189 attempts/request, p50 340 ms, p90 690 ms, p99 1.54 s,
-    // $0.03455): live 72.8-75.7%, 2.165-2.243, p50 323-367 ms, p90 684-747
-    // ms, p99 1.45-1.88 s, $0.0339-0.0354.
+    // Measured over three runs on a shared 2-core machine (sim: 73.25%
+    // success, 2.128 attempts/request, p50 336 ms, p90 672 ms, p99 1.44 s,
+    // $0.03447): live 72.0-73.7%, 2.148-2.165, p50 344-347 ms, p90 677-719
+    // ms, p99 1.48-1.84 s, $0.0342-0.0350.
     close(
         "attempts per request",
         f(s, &["amplification"]),
@@ -192,8 +192,8 @@ fn live_and_simulated_runs_agree_on_a_short_storm() {
     // requests that retry at the same instant (all told the same
     // retry-after by a pool with room for one) reaches the pool first: in
     // the simulator that is the event order, live it is the order the
-    // tasks reach the server, and tokio's timers fire up to 1 ms late. Six
-    // runs differed from the sim by -1.23 to +1.65 points (2 to 4
+    // tasks reach the server, and tokio's timers fire up to 1 ms late. Nine
+    // runs differed from the sim by -1.23 to +1.65 points (0 to 4
     // requests), the attempts-per-request and cost figures above by at most
     // 2.5%.
     let (ss, ls) = (f(s, &["success_rate"]), f(l, &["success_rate"]));
