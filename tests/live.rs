@@ -262,3 +262,39 @@ fn a_live_trace_replays_through_the_core_action_for_action() {
     assert!(live::trace::replay(&sc, strategy, &tampered).is_err());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_refused_connection_ends_in_resets_and_a_report() {
+    let _alone = alone();
+    // A port nobody listens on: bind one, then let it go.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    std::env::set_var("STORMGLASS_BAD_TARGET_KEY", "not-a-real-key");
+    let sc = load(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/scenarios/bad-target.toml"
+    ));
+    let started = std::time::Instant::now();
+    let report = live::run(
+        &sc,
+        &LiveOptions {
+            target: Some(format!("http://127.0.0.1:{port}")),
+            ..Default::default()
+        },
+    )
+    .expect("a refused target still gives a report");
+    // Two seconds of arrivals with 2 s deadlines: it ends soon after.
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    let v = json(&report);
+    let s = &v["strategies"][0];
+    let requests = s["requests"].as_u64().expect("requests");
+    assert!(requests > 0);
+    // Every request failed as a reset (no answer at all), after its retry.
+    assert_eq!(s["successes"], 0);
+    assert_eq!(s["failures"]["reset"].as_u64(), Some(requests), "{s}");
+    assert_eq!(s["attempts"].as_u64(), Some(2 * requests), "{s}");
+    assert_schema_valid(&v);
+}
