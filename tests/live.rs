@@ -298,3 +298,49 @@ fn a_refused_connection_ends_in_resets_and_a_report() {
     assert_eq!(s["attempts"].as_u64(), Some(2 * requests), "{s}");
     assert_schema_valid(&v);
 }
+
+/// A loopback server that answers every request with `response` and closes
+/// the connection; it serves at most 1,000 connections.
+fn canned_server(response: &'static str) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for conn in listener.incoming().take(1000) {
+            let Ok(mut conn) = conn else { continue };
+            let mut buf = [0u8; 65536];
+            let _ = conn.read(&mut buf);
+            let _ = conn.write_all(response.as_bytes());
+        }
+    });
+    port
+}
+
+#[test]
+fn a_server_that_speaks_html_ends_in_malformed_answers() {
+    let _alone = alone();
+    let port = canned_server(
+        "HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: 27\r\nconnection: close\r\n\r\n<html><body>hi</body></html",
+    );
+    std::env::set_var("STORMGLASS_BAD_TARGET_KEY", "not-a-real-key");
+    let sc = load(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/scenarios/bad-target.toml"
+    ));
+    let report = live::run(
+        &sc,
+        &LiveOptions {
+            target: Some(format!("http://127.0.0.1:{port}")),
+            ..Default::default()
+        },
+    )
+    .expect("an HTML target still gives a report");
+    let v = json(&report);
+    let s = &v["strategies"][0];
+    let requests = s["requests"].as_u64().expect("requests");
+    assert!(requests > 0);
+    // A 200 with a web page is no answer: never counted as a success.
+    assert_eq!(s["successes"], 0, "{s}");
+    assert_eq!(s["failures"]["malformed"].as_u64(), Some(requests), "{s}");
+    assert_schema_valid(&v);
+}
