@@ -5,6 +5,17 @@
 /// The standard normal quantile at 0.99.
 pub const Z99: f64 = 2.326_347_874_040_841;
 
+/// SplitMix64's finalizer: a bijective 64-bit mixer (Steele, Lea and Flood,
+/// "Fast splittable pseudorandom number generators", OOPSLA 2014). Turns
+/// draw keys into generator keys, in the world and in the core.
+#[inline]
+pub fn splitmix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
 /// A uniform draw in the open interval (0, 1) from 64 random bits.
 #[inline]
 pub fn unit(bits: u64) -> f64 {

@@ -21,6 +21,16 @@ const MOCK: &str = concat!(
 const FIDELITY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/scenarios/fidelity.toml");
 const SCHEMA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/schema/report.v1.json");
 
+/// Live tests take turns: the fidelity test must run alone, not beside
+/// another live run's load on the same cores.
+static ALONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn alone() -> std::sync::MutexGuard<'static, ()> {
+    ALONE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn load(path: &str) -> Scenario {
     scenario::load(Path::new(path)).expect("scenario loads")
 }
@@ -47,6 +57,7 @@ fn assert_schema_valid(v: &Value) {
 
 #[test]
 fn a_live_run_reports_like_a_simulated_one() {
+    let _alone = alone();
     let sc = load(MOCK);
     let opts = LiveOptions {
         serve: true,
@@ -83,6 +94,7 @@ fn a_live_run_reports_like_a_simulated_one() {
 
 #[test]
 fn the_cost_guard_stops_a_live_run() {
+    let _alone = alone();
     let sc = load(MOCK);
     let opts = LiveOptions {
         serve: true,
@@ -107,6 +119,7 @@ fn the_cost_guard_stops_a_live_run() {
 
 #[test]
 fn live_and_simulated_runs_agree_on_a_short_storm() {
+    let _alone = alone();
     let sc = load(FIDELITY);
     let (simulated, _) = stormglass::sim::run(&sc, 1).expect("sim");
     let live = live::run(
@@ -137,36 +150,62 @@ fn live_and_simulated_runs_agree_on_a_short_storm() {
     assert_eq!(s["requests"], l["requests"]);
     // The storm is real in both: 429s from the pool, 500s from the spike.
     assert!(f(s, &["failures", "rate_limited"]) > 0.0 && f(l, &["failures", "rate_limited"]) > 0.0);
-    // Bounds: success within 5 points, retries within 10%, median latency
-    // within 20%, cost within 10%. (Measured here: 71.2% vs 73.7%, 2.21
-    // vs 2.20 attempts per request, p50 338 ms both, $0.0337 vs $0.0340.)
-    let (ss, ls) = (f(s, &["success_rate"]), f(l, &["success_rate"]));
-    assert!(
-        (ss - ls).abs() <= 0.05,
-        "success: sim {ss} vs live {ls}\nsim {s}\nlive {l}"
-    );
+    // The issue's tolerances: attempts per request and cost within 5%, p50
+    // and p90 within max(15%, 5 ms), p99 within 25%. They rest on shared
+    // draw keys: the provider's luck per try (the draw-key header) and the
+    // core's jitter per (request, attempt) (`policy::draws`), so a request
+    // that goes differently live does not reshuffle the luck of the others.
+    // Measured over three runs on a shared 2-core machine (sim: 73.25%
+    // success, 2.128 attempts/request, p50 336 ms, p90 672 ms, p99 1.44 s,
+    // $0.03447): live 72.0-73.7%, 2.148-2.165, p50 344-347 ms, p90 677-719
+    // ms, p99 1.48-1.84 s, $0.0342-0.0350.
     close(
         "attempts per request",
         f(s, &["amplification"]),
         f(l, &["amplification"]),
-        0.10,
-    );
-    close(
-        "median latency",
-        f(s, &["latency", "all", "p50_us"]),
-        f(l, &["latency", "all", "p50_us"]),
-        0.20,
+        0.05,
     );
     close(
         "cost",
         f(s, &["cost", "nano_usd"]),
         f(l, &["cost", "nano_usd"]),
-        0.10,
+        0.05,
+    );
+    let latency = |what: &str, key: &str, rel: f64, floor_us: f64| {
+        let (a, b) = (
+            f(s, &["latency", "all", key]),
+            f(l, &["latency", "all", key]),
+        );
+        let allowed = (rel * a.max(b)).max(floor_us);
+        assert!(
+            (a - b).abs() <= allowed,
+            "{what}: sim {a} us vs live {b} us (allowed {allowed} us)\nsim {s}\nlive {l}"
+        );
+    };
+    latency("p50", "p50_us", 0.15, 5_000.0);
+    latency("p90", "p90_us", 0.15, 5_000.0);
+    latency("p99", "p99_us", 0.25, 0.0);
+    // Success: the issue asks for 1 point; this holds to 2.5, and says why
+    // rather than loosening silently (FIDELITY.md has the measurements).
+    // With 243 requests one request is 0.41 points, so 1 point is two
+    // requests. Draw keys fix each try's luck, but not which of the
+    // requests that retry at the same instant (all told the same
+    // retry-after by a pool with room for one) reaches the pool first: in
+    // the simulator that is the event order, live it is the order the
+    // tasks reach the server, and tokio's timers fire up to 1 ms late. Nine
+    // runs differed from the sim by -1.23 to +1.65 points (0 to 4
+    // requests), the attempts-per-request and cost figures above by at most
+    // 2.5%.
+    let (ss, ls) = (f(s, &["success_rate"]), f(l, &["success_rate"]));
+    assert!(
+        (ss - ls).abs() <= 0.025,
+        "success: sim {ss} vs live {ls}\nsim {s}\nlive {l}"
     );
 }
 
 #[test]
 fn a_live_trace_replays_through_the_core_action_for_action() {
+    let _alone = alone();
     let sc = load(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/scenarios/trace.toml"
@@ -222,4 +261,86 @@ fn a_live_trace_replays_through_the_core_action_for_action() {
     tampered.remove(i);
     assert!(live::trace::replay(&sc, strategy, &tampered).is_err());
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_refused_connection_ends_in_resets_and_a_report() {
+    let _alone = alone();
+    // A port nobody listens on: bind one, then let it go.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    std::env::set_var("STORMGLASS_BAD_TARGET_KEY", "not-a-real-key");
+    let sc = load(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/scenarios/bad-target.toml"
+    ));
+    let started = std::time::Instant::now();
+    let report = live::run(
+        &sc,
+        &LiveOptions {
+            target: Some(format!("http://127.0.0.1:{port}")),
+            ..Default::default()
+        },
+    )
+    .expect("a refused target still gives a report");
+    // Two seconds of arrivals with 2 s deadlines: it ends soon after.
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    let v = json(&report);
+    let s = &v["strategies"][0];
+    let requests = s["requests"].as_u64().expect("requests");
+    assert!(requests > 0);
+    // Every request failed as a reset (no answer at all), after its retry.
+    assert_eq!(s["successes"], 0);
+    assert_eq!(s["failures"]["reset"].as_u64(), Some(requests), "{s}");
+    assert_eq!(s["attempts"].as_u64(), Some(2 * requests), "{s}");
+    assert_schema_valid(&v);
+}
+
+/// A loopback server that answers every request with `response` and closes
+/// the connection; it serves at most 1,000 connections.
+fn canned_server(response: &'static str) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for conn in listener.incoming().take(1000) {
+            let Ok(mut conn) = conn else { continue };
+            let mut buf = [0u8; 65536];
+            let _ = conn.read(&mut buf);
+            let _ = conn.write_all(response.as_bytes());
+        }
+    });
+    port
+}
+
+#[test]
+fn a_server_that_speaks_html_ends_in_malformed_answers() {
+    let _alone = alone();
+    let port = canned_server(
+        "HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: 27\r\nconnection: close\r\n\r\n<html><body>hi</body></html",
+    );
+    std::env::set_var("STORMGLASS_BAD_TARGET_KEY", "not-a-real-key");
+    let sc = load(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/scenarios/bad-target.toml"
+    ));
+    let report = live::run(
+        &sc,
+        &LiveOptions {
+            target: Some(format!("http://127.0.0.1:{port}")),
+            ..Default::default()
+        },
+    )
+    .expect("an HTML target still gives a report");
+    let v = json(&report);
+    let s = &v["strategies"][0];
+    let requests = s["requests"].as_u64().expect("requests");
+    assert!(requests > 0);
+    // A 200 with a web page is no answer: never counted as a success.
+    assert_eq!(s["successes"], 0, "{s}");
+    assert_eq!(s["failures"]["malformed"].as_u64(), Some(requests), "{s}");
+    assert_schema_valid(&v);
 }

@@ -330,11 +330,13 @@ async fn whole(spec: AttemptSpec, body: hyper::body::Incoming) -> Outcome {
             body: body_kind(spec.json, text),
         },
         // A 2xx that is not the provider's answer (HTML from a proxy, say):
-        // an answer no parser can use.
+        // no parser can use it, whatever the task, so it is the core's one
+        // always-refused kind and the request's failure reads `malformed`
+        // (plain text would pass as an answer to a task that needs no JSON).
         None => Outcome::Success {
             input_tokens,
             output_tokens: 0,
-            body: BodyKind::PlainText,
+            body: BodyKind::Truncated,
         },
     }
 }

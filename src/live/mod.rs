@@ -308,7 +308,7 @@ struct Driver<'a> {
     last_progress: Instant,
     trace: Option<Vec<trace::Event>>,
     /// Whether attempts stream (the strategy watches first tokens or chunk
-    /// gaps, or hedges on them).
+    /// gaps, hedges on them, or routes by them).
     stream: bool,
 }
 
@@ -364,7 +364,13 @@ impl<'a> Driver<'a> {
             stopped: false,
             last_progress: Instant::now(),
             trace: opts.trace.is_some().then(Vec::new),
+            // Latency routing learns from first tokens too: without them
+            // it would never move off a slow model.
             stream: strategy.hedge.is_some()
+                || matches!(
+                    strategy.routing,
+                    crate::policy::routing::RoutingConfig::Latency { .. }
+                )
                 || strategy
                     .timeouts
                     .iter()

@@ -41,7 +41,6 @@ use rand::RngCore;
 use rand_chacha::ChaCha8Rng;
 
 use crate::calendar::CalendarQueue;
-use crate::dist::unit;
 use crate::slab::{Handle, Slab};
 use crate::units::{NanoUsd, Nanos};
 use crate::wire::{BodyKind, ErrorType, RateLimits};
@@ -54,6 +53,7 @@ use super::contract::{
 };
 use super::cost::CostLedger;
 use super::cost_guard::{CostGuard, GuardAction};
+use super::draws::{self, purpose};
 use super::fallback::{Chain, MAX_CHAIN};
 use super::hedge::{HedgeTarget, Hedger};
 use super::keys::KeyPool;
@@ -140,7 +140,9 @@ struct ReqState {
 /// order.
 pub struct Client {
     cfg: Arc<StrategyConfig>,
-    rng: ChaCha8Rng,
+    /// Keys every random draw, with the request, attempt and purpose
+    /// (`policy::draws`).
+    draw_key: u64,
     requests: Slab<ReqState>,
     timers: CalendarQueue<Timer>,
     serial: u32,
@@ -189,9 +191,12 @@ fn slot_lane(id: AttemptId) -> (u32, usize) {
 }
 
 impl Client {
-    /// A client with its own random stream `rng` (the caller derives it from
-    /// the run seed, the strategy and the replica).
-    pub fn new(cfg: Arc<StrategyConfig>, rng: ChaCha8Rng) -> Self {
+    /// A client whose draws are keyed by the first number of `rng` (the
+    /// caller derives it from the run seed, the strategy and the replica);
+    /// each draw then depends only on that key, the request id, the attempt
+    /// and its purpose, never on how many draws came before.
+    pub fn new(cfg: Arc<StrategyConfig>, mut rng: ChaCha8Rng) -> Self {
+        let draw_key = rng.next_u64();
         let budget = cfg.budget;
         let breaker = cfg.breaker;
         let throttle = cfg.throttle;
@@ -214,7 +219,7 @@ impl Client {
         let n = cfg.models.len();
         Self {
             cfg,
-            rng,
+            draw_key,
             requests: Slab::default(),
             timers: CalendarQueue::default(),
             serial: 0,
@@ -416,7 +421,11 @@ impl Client {
 
     /// A user request arrives.
     pub fn handle_request(&mut self, now: Nanos, req: Request) {
-        let (first, candidates) = self.router.route(&self.cfg, &req, &mut self.rng);
+        let (first, candidates) = self.router.route(
+            &self.cfg,
+            &req,
+            &mut draws::stream(self.draw_key, req.id, purpose::ROUTE),
+        );
         let mut chain = Chain::build(first, candidates, &self.cfg.chains[req.tier.index()]);
         let mut reject = false;
         if let Some(g) = self.guard.as_mut() {
@@ -534,7 +543,10 @@ impl Client {
                 if let Some(t) = self.throttles.get_mut(m) {
                     let p = t.reject_probability(now);
                     t.on_request(now);
-                    if p > 0.0 && unit(self.rng.next_u64()) < p {
+                    // One coin per (attempt, chain position).
+                    let n = (u64::from(st.attempts) << 8) | st.pos as u64;
+                    let coin = draws::uniform(self.draw_key, st.req.id, n, purpose::THROTTLE);
+                    if p > 0.0 && coin < p {
                         go = false;
                         throttled = true;
                         if st.req.measured {
@@ -1191,7 +1203,8 @@ impl Client {
             retry_after.filter(|_| !(other_key && class == FailureClass::RateLimited));
         if disposition == Disposition::Retry && st.retries_here < retry.max_retries {
             let u = if retry.backoff.is_random() {
-                unit(self.rng.next_u64())
+                let n = u64::from(st.attempts);
+                draws::uniform(self.draw_key, st.req.id, n, purpose::JITTER)
             } else {
                 0.5
             };

@@ -16,6 +16,7 @@ pub mod config;
 pub mod contract;
 pub mod cost;
 pub mod cost_guard;
+pub mod draws;
 pub mod fallback;
 pub mod harness;
 pub mod hedge;

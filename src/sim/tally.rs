@@ -28,7 +28,10 @@ pub fn clients_for(sc: &Scenario, strategy: &Arc<StrategyConfig>) -> (Vec<Client
     for replica in 0..strategy.clients {
         let mut client = Client::new(
             Arc::clone(strategy),
-            rng(strategy.seed, stream::POLICY, u64::from(replica), 0, 0),
+            // The run's seed, not the strategy's: every strategy's replica
+            // r meets the same jitter for the same (request, attempt), so
+            // strategies differ by their policies, not their luck.
+            rng(sc.seed, stream::POLICY, u64::from(replica), 0, 0),
         );
         if let Some(l) = &fleet_limiter {
             client.share_rate_limit(Arc::clone(l));

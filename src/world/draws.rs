@@ -11,7 +11,7 @@
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::dist::{normal, normal_pair, unit};
+use crate::dist::{normal, normal_pair, splitmix, unit};
 
 /// Stream tags: one per purpose, never reused.
 pub mod stream {
@@ -25,14 +25,6 @@ pub mod stream {
     pub const OUTPUT_LEN: u64 = 4;
     /// A client core's own randomness (jitter).
     pub const POLICY: u64 = 5;
-}
-
-#[inline]
-fn splitmix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 /// A generator for `(seed, stream, a, b, c)`.
