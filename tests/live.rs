@@ -344,3 +344,65 @@ fn a_server_that_speaks_html_ends_in_malformed_answers() {
     assert_eq!(s["failures"]["malformed"].as_u64(), Some(requests), "{s}");
     assert_schema_valid(&v);
 }
+
+/// A loopback server that answers every request with `head_and_start`
+/// and then keeps the connection open, sending nothing more, for as long
+/// as the test runs.
+fn endless_server(head_and_start: &'static str) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let mut open = Vec::new();
+        for conn in listener.incoming().take(1000) {
+            let Ok(mut conn) = conn else { continue };
+            let mut buf = [0u8; 65536];
+            let _ = conn.read(&mut buf);
+            let _ = conn.write_all(head_and_start.as_bytes());
+            open.push(conn);
+        }
+    });
+    port
+}
+
+#[test]
+fn a_stream_that_never_ends_is_given_up_by_the_deadline() {
+    let _alone = alone();
+    let port = endless_server(
+        "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\r\ndata: {\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"lorem \"}}]}\n\n",
+    );
+    std::env::set_var("STORMGLASS_BAD_TARGET_KEY", "not-a-real-key");
+    let sc = load(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/scenarios/bad-target.toml"
+    ));
+    // Run it on a thread, so that a hang fails the test instead of CI.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let r = live::run(
+            &sc,
+            &LiveOptions {
+                target: Some(format!("http://127.0.0.1:{port}")),
+                ..Default::default()
+            },
+        );
+        let _ = tx.send(r.map(|r| json(&r)));
+    });
+    let v = rx
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("the run ended (2 s of arrivals, 1 s attempt timeouts, 2 s deadlines)")
+        .expect("an endless target still gives a report");
+    let s = &v["strategies"][0];
+    let requests = s["requests"].as_u64().expect("requests");
+    assert!(requests > 0);
+    assert_eq!(s["successes"], 0, "{s}");
+    // Each request's attempts timed out; none was counted as an answer.
+    let failed: u64 = s["failures"]
+        .as_object()
+        .expect("failures")
+        .values()
+        .filter_map(Value::as_u64)
+        .sum();
+    assert_eq!(failed, requests, "{s}");
+    assert_schema_valid(&v);
+}

@@ -20,6 +20,10 @@ use crate::units::{Nanos, MICROS, MILLIS, SECS};
 use crate::wire::{BodyKind, ErrorType, RateLimits};
 use crate::world::ApiStyle;
 
+/// The largest SSE event the driver buffers; a stream without an event
+/// boundary in this many bytes is not the provider's.
+const MAX_EVENT: usize = 1 << 20;
+
 /// The pooled keep-alive HTTP/1.1 client.
 pub type Http = HyperClient<HttpConnector, Full<Bytes>>;
 
@@ -198,6 +202,9 @@ pub async fn attempt(
     let mut first = true;
     let mut finished = false;
     let mut broken = false;
+    // The connection dropped mid-stream: a reset (a broken stream ends
+    // with the provider's error event, or simply stops short).
+    let mut dropped = false;
     let received = |text: &str, progress: &Progress| {
         let t = u32::try_from(text.len().div_ceil(4)).unwrap_or(u32::MAX);
         progress.tokens.store(t, Ordering::Relaxed);
@@ -206,7 +213,7 @@ pub async fn attempt(
         let frame = match body.frame().await {
             None => break,
             Some(Err(_)) => {
-                broken = true;
+                dropped = true;
                 break;
             }
             Some(Ok(f)) => f,
@@ -215,6 +222,11 @@ pub async fn attempt(
             continue;
         };
         buf.extend_from_slice(&data);
+        if buf.len() > MAX_EVENT {
+            // No event boundary in a megabyte: not the provider's stream.
+            broken = true;
+            break;
+        }
         while let Some(end) = find_event_end(&buf) {
             let event = buf.split_to(end);
             let event = String::from_utf8_lossy(&event);
@@ -287,6 +299,8 @@ pub async fn attempt(
             output_tokens: usage.unwrap_or(so_far),
             body: body_kind(spec.json, &text),
         }
+    } else if dropped && !broken {
+        reset(input, so_far)
     } else {
         Outcome::BrokenStream {
             input_tokens: input,
