@@ -176,43 +176,13 @@ pub fn run(opts: Opts) -> anyhow::Result<ExitCode> {
             let rep = crate::live::run(&sc, &lopts)?;
             let dir =
                 out.unwrap_or_else(|| PathBuf::from("reports").join(format!("{}-live", sc.name)));
-            let path =
-                report::write(&rep, &dir).with_context(|| format!("writing {}", dir.display()))?;
-            let mut stdout = std::io::stdout().lock();
-            if json {
-                stdout.write_all(report::to_json(&rep).as_bytes())?;
-            } else {
-                writeln!(
-                    stdout,
-                    "{} live (seed {}, {} strategies)\n",
-                    sc.name,
-                    sc.seed,
-                    rep.strategies.len()
-                )?;
-                stdout.write_all(report::table(&rep).as_bytes())?;
-                if let Some(live) = &rep.live {
-                    writeln!(
-                        stdout,
-                        "\ndriver schedule lag (how late requests were handed to the core):"
-                    )?;
-                    for s in &live.strategies {
-                        writeln!(
-                            stdout,
-                            "  {:<24} p50 {:>7}  p99 {:>7}  max {:>7}{}",
-                            s.name,
-                            crate::units::format_latency(s.schedule_lag_p50_ns),
-                            crate::units::format_latency(s.schedule_lag_p99_ns),
-                            crate::units::format_latency(s.schedule_lag_max_ns),
-                            if s.stopped_by_cost_guard {
-                                "  (stopped by --max-cost)"
-                            } else {
-                                ""
-                            }
-                        )?;
-                    }
-                }
-                writeln!(stdout, "\nreport: {}", path.display())?;
-            }
+            let heading = format!(
+                "{} live (seed {}, {} strategies)",
+                sc.name,
+                sc.seed,
+                rep.strategies.len()
+            );
+            print_report(&rep, &dir, &heading, json)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Check {
@@ -288,37 +258,72 @@ pub fn run(opts: Opts) -> anyhow::Result<ExitCode> {
                 return run_seeds(&sc, n, threads, &dir, json);
             }
             let (rep, _) = sim::run_with(&sc, threads, !no_exemplars)?;
-            let written = report::write_all(&rep, &dir)
-                .with_context(|| format!("writing {}", dir.display()))?;
-            let path = &written[0];
-            let mut stdout = std::io::stdout().lock();
-            if json {
-                stdout.write_all(report::to_json(&rep).as_bytes())?;
-            } else {
-                writeln!(
-                    stdout,
-                    "{} (seed {}, {} of arrivals, {} strategies)\n",
-                    sc.name,
-                    sc.seed,
-                    crate::units::format_duration(sc.duration),
-                    rep.strategies.len()
-                )?;
-                stdout.write_all(report::table(&rep).as_bytes())?;
-                let slo = report::slo_lines(&rep);
-                if !slo.is_empty() {
-                    writeln!(stdout)?;
-                    stdout.write_all(slo.as_bytes())?;
-                }
-                writeln!(
-                    stdout,
-                    "\nreport: {} (and report.md, report.html, {} charts)",
-                    path.display(),
-                    written.len().saturating_sub(3)
-                )?;
-            }
+            let heading = format!(
+                "{} (seed {}, {} of arrivals, {} strategies)",
+                sc.name,
+                sc.seed,
+                crate::units::format_duration(sc.duration),
+                rep.strategies.len()
+            );
+            print_report(&rep, &dir, &heading, json)?;
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Writes a report's files to `dir` and prints it (the JSON, or the
+/// heading, the comparison table, the SLO lines and, for a live run, the
+/// driver's schedule lag): `run` and `live` alike.
+fn print_report(
+    rep: &report::Report,
+    dir: &std::path::Path,
+    heading: &str,
+    json: bool,
+) -> anyhow::Result<()> {
+    let written =
+        report::write_all(rep, dir).with_context(|| format!("writing {}", dir.display()))?;
+    let mut stdout = std::io::stdout().lock();
+    if json {
+        stdout.write_all(report::to_json(rep).as_bytes())?;
+        return Ok(());
+    }
+    writeln!(stdout, "{heading}\n")?;
+    stdout.write_all(report::table(rep).as_bytes())?;
+    let slo = report::slo_lines(rep);
+    if !slo.is_empty() {
+        writeln!(stdout)?;
+        stdout.write_all(slo.as_bytes())?;
+    }
+    if let Some(live) = &rep.live {
+        writeln!(
+            stdout,
+            "\ndriver schedule lag (how late requests were handed to the core):"
+        )?;
+        for s in &live.strategies {
+            writeln!(
+                stdout,
+                "  {:<24} p50 {:>7}  p99 {:>7}  max {:>7}{}",
+                s.name,
+                crate::units::format_latency(s.schedule_lag_p50_ns),
+                crate::units::format_latency(s.schedule_lag_p99_ns),
+                crate::units::format_latency(s.schedule_lag_max_ns),
+                if s.stopped_by_cost_guard {
+                    "  (stopped by --max-cost)"
+                } else {
+                    ""
+                }
+            )?;
+        }
+    }
+    if let Some(path) = written.first() {
+        writeln!(
+            stdout,
+            "\nreport: {} (and report.md, report.html, {} charts)",
+            path.display(),
+            written.len().saturating_sub(3)
+        )?;
+    }
+    Ok(())
 }
 
 fn cli_duration(s: &str) -> Result<u64, String> {

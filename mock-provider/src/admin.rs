@@ -52,6 +52,24 @@ async fn body(app: &App, req: Request) -> Result<bytes::Bytes, Response> {
     }
 }
 
+const CLOCK_SHAPE: &str =
+    r#"{"action": "reset"|"set"|"jump"|"pause"|"resume", "to"|"by": "5m", "reset_quotas": true}"#;
+
+/// An admin request's JSON body: loopback only, read within the timeout,
+/// parsed as `T`; otherwise the error answer (naming `shape`).
+async fn parse<T: serde::de::DeserializeOwned>(
+    app: &App,
+    peer: SocketAddr,
+    req: Request,
+    shape: &str,
+) -> Result<T, Response> {
+    if let Some(r) = forbidden(peer) {
+        return Err(r);
+    }
+    let bytes = body(app, req).await?;
+    serde_json::from_slice(&bytes).map_err(|e| bad(format!("{e}; expected {shape}")))
+}
+
 fn bad(message: String) -> Response {
     openai_error(StatusCode::BAD_REQUEST, "invalid_admin_request", message)
 }
@@ -97,20 +115,9 @@ pub(crate) async fn post_clock(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     req: Request,
 ) -> Response {
-    if let Some(r) = forbidden(peer) {
-        return r;
-    }
-    let body = match body(&app, req).await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    let req: ClockRequest = match serde_json::from_slice(&body) {
+    let req: ClockRequest = match parse(&app, peer, req, CLOCK_SHAPE).await {
         Ok(r) => r,
-        Err(e) => {
-            return bad(format!(
-                "{e}; expected {{\"action\": \"reset\"|\"set\"|\"jump\"|\"pause\"|\"resume\", \"to\"|\"by\": \"5m\", \"reset_quotas\": true}}"
-            ))
-        }
+        Err(r) => return r,
     };
     let duration = |field: &Option<String>, name: &str| match field {
         Some(s) => parse_duration(s).map_err(|e| format!("`{name}`: {e}")),
@@ -174,20 +181,9 @@ pub(crate) async fn fail_first(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     req: Request,
 ) -> Response {
-    if let Some(r) = forbidden(peer) {
-        return r;
-    }
-    let body = match body(&app, req).await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    let req: FailFirst = match serde_json::from_slice(&body) {
+    let req: FailFirst = match parse(&app, peer, req, r#"{"count": 3, "fault": "503"}"#).await {
         Ok(r) => r,
-        Err(e) => {
-            return bad(format!(
-                "{e}; expected {{\"count\": 3, \"fault\": \"503\"}}"
-            ))
-        }
+        Err(r) => return r,
     };
     let fault = match crate::parse_fault(req.fault.as_deref().unwrap_or("500")) {
         Ok(f) => f,
