@@ -800,3 +800,28 @@ fn pacing_from_the_providers_figures_slows_down_before_the_429() {
     assert_eq!(limited(fleet), 0);
     assert!(fleet.success_rate > 0.999 && fleet.paced > 500);
 }
+
+#[test]
+fn a_throttle_floor_lets_a_cold_start_through_and_still_throttles_an_overload() {
+    let sc = load_test_scenario("throttle-cold-start.toml");
+    let r = run(&sc);
+    let book = strategy(&r, "book");
+    let floor = strategy(&r, "floor");
+    // Before the spike, the only rejections are the cold start's: the
+    // book's rule alone sheds many of the first seconds' requests.
+    let before = |s: &stormglass::report::StrategyReport| {
+        s.series
+            .failures
+            .get("throttled")
+            .map_or(0, |t| window(s, t, 0, 60))
+    };
+    assert!(before(book) > 100, "{}", before(book));
+    assert_eq!(before(floor), 0);
+    // During the 90% 503 spike both throttle, well past the floor.
+    assert!(
+        floor.throttled_locally > 1000,
+        "{}",
+        floor.throttled_locally
+    );
+    assert!(floor.success_rate > book.success_rate);
+}

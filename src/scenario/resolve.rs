@@ -1043,7 +1043,11 @@ fn strategy(
                 "throttle",
                 "the SRE book uses two minutes",
             )?;
-            Some(crate::policy::throttle::ThrottleConfig { k, window })
+            Some(crate::policy::throttle::ThrottleConfig {
+                k,
+                window,
+                min_requests: t.min_requests.unwrap_or(0),
+            })
         }
     };
 

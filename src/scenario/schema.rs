@@ -523,6 +523,8 @@ pub struct ThrottleSection {
     pub k: Option<Spanned<f64>>,
     /// The window (default 2m).
     pub window: Option<PositiveDuration>,
+    /// No rejection while the window holds fewer requests (default 0).
+    pub min_requests: Option<u64>,
 }
 
 /// What a client-side rate limit is kept per.

@@ -672,6 +672,7 @@ fn the_adaptive_throttle_sheds_attempts_while_the_backend_rejects() {
     c.throttle = Some(ThrottleConfig {
         k: 2.0,
         window: 120 * SECS,
+        min_requests: 0,
     });
     let mut h = Harness::new(c, 3);
     let mut throttled = 0;
