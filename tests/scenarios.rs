@@ -768,6 +768,12 @@ fn presets_retry_what_their_stacks_retry_and_explicit_fields_win() {
     assert!(fails("polly", "server_error") < fails("openai", "server_error"));
     assert!(fails("polly", "client_error") < fails("openai", "client_error"));
     assert!(strategy(&r, "polly").latency.all.p99_us > 2_000_000);
+    // async-openai retries a 500 three times and passes a 409 on; LiteLLM's
+    // router retries both twice.
+    assert!(fails("async-openai", "server_error") < fails("openai", "server_error"));
+    assert_eq!(fails("async-openai", "client_error"), d409);
+    assert!(fails("litellm", "server_error") * 6 < d500);
+    assert!(fails("litellm", "client_error") * 6 < d409);
     // `retry.max_retries = 0` beside `preset = "envoy@1"` wins.
     assert_eq!(attempts("envoy-no-retries"), requests);
     assert_eq!(fails("envoy-no-retries", "server_error"), d500);

@@ -1228,6 +1228,11 @@ impl Client {
                 .saturating_add(wait)
                 .saturating_add(cfg.min_attempt_time)
                 < st.req.deadline;
+            // The `backoff` crate's `max_elapsed_time`: no retry whose wait
+            // would end past it.
+            possible &= retry
+                .max_elapsed
+                .is_none_or(|m| now.saturating_add(wait) <= st.arrived.saturating_add(m));
             let spend_ok = self.spend.as_mut().is_none_or(|s| s.allows(now));
             if possible && !(spend_ok && self.budget.try_retry(now)) {
                 // The budget says no: this model gets no more tries.

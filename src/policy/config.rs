@@ -72,6 +72,9 @@ pub struct RetryConfig {
     pub honor_should_retry: bool,
     /// What a `retry-after` above `max_retry_after` leads to.
     pub too_long_retry_after: TooLongRetryAfter,
+    /// No retry whose wait would end later than this after the request
+    /// arrived (the `backoff` crate's `max_elapsed_time`); `None`: no limit.
+    pub max_elapsed: Option<u64>,
 }
 
 /// What a `retry-after` above `max_retry_after` leads to. The SDKs differ:

@@ -23,6 +23,7 @@ use crate::world::config::{
 
 use super::error::{known_hint, ScenarioError};
 use super::load::{FileId, Merged, Sources};
+use super::preset::PresetTimeout;
 use super::schema::{BackoffKind, IncidentKind, MalformedKind, StrategySection, TimeoutSet};
 use super::traffic::{RunawaySpec, TaskSpec, TenantSpec, TrafficSpec};
 use super::Scenario;
@@ -720,6 +721,7 @@ fn sdk_retry() -> RetryConfig {
         max_retry_after: 60 * SECS,
         honor_should_retry: true,
         too_long_retry_after: crate::policy::TooLongRetryAfter::GiveUp,
+        max_elapsed: None,
     }
 }
 
@@ -932,14 +934,23 @@ fn strategy(
         BackoffKind::EqualJitter => Backoff::EqualJitter { base, cap },
         BackoffKind::Decorrelated => Backoff::Decorrelated { base, cap },
         BackoffKind::SdkJitter => Backoff::SdkJitter { base, cap },
+        BackoffKind::Litellm => Backoff::Litellm { base, cap },
+        BackoffKind::Randomized => Backoff::Randomized { base, cap },
     };
 
     let t = &sv.timeouts;
-    let top = Timeouts::default().overlay(Timeouts {
+    let mut top = Timeouts::default().overlay(Timeouts {
         first_token: t.first_token.map(|d| d.0),
         between_chunks: t.between_chunks.map(|d| d.0),
-        total: t.total.map(|d| d.0).or(preset.and_then(|p| p.total)),
+        total: t.total.map(|d| d.0),
     });
+    if t.total.is_none() {
+        match preset.map(|p| p.total) {
+            None | Some(PresetTimeout::Keep) => {}
+            Some(PresetTimeout::Unbounded) => top.total = None,
+            Some(PresetTimeout::After(d)) => top.total = Some(d),
+        }
+    }
     let mut tiers = [top; 3];
     for tier in Tier::ALL {
         let set = match tier {
@@ -1139,6 +1150,10 @@ fn strategy(
             honor_should_retry: r
                 .honor_should_retry
                 .unwrap_or(preset.is_none_or(|p| p.honor_should_retry)),
+            max_elapsed: r
+                .max_elapsed
+                .map(|d| d.0)
+                .or(preset.and_then(|p| p.max_elapsed)),
         },
         timeouts: tiers,
         min_attempt_time: sv.timeouts.min_attempt_time.map_or(0, |d| d.0),

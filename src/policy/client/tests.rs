@@ -24,6 +24,7 @@ fn cfg() -> StrategyConfig {
             max_retry_after: 60 * SECS,
             honor_should_retry: true,
             too_long_retry_after: crate::policy::TooLongRetryAfter::GiveUp,
+            max_elapsed: None,
         },
         timeouts: [Timeouts::default(); 3],
         min_attempt_time: 0,
@@ -411,6 +412,30 @@ fn a_retry_that_could_not_start_before_the_deadline_is_not_made() {
     let mut h = Harness::new(c, 1);
     let (id, ..) = sent(&h.request(req(1))).unwrap();
     h.set_time(29_500 * MILLIS);
+    let out = h.outcome(id, http(503, ErrorType::Overloaded, None));
+    assert_eq!(
+        result_of(finished(&out)),
+        RequestResult::Failed(FailReason::Overloaded)
+    );
+}
+
+#[test]
+fn no_retry_ends_past_the_max_elapsed_time() {
+    // Backoff 1 s, at most 10 s after arrival: a failure at 8.5 s is
+    // retried at 9.5 s, one at 9.5 s would wait until 10.5 s and is not.
+    let mut c = cfg();
+    c.chains = [vec![], vec![], vec![]];
+    c.retry.max_retries = 10;
+    c.retry.max_elapsed = Some(10 * SECS);
+    let mut h = Harness::new(c, 1);
+    let (id, ..) = sent(&h.request(req(1))).unwrap();
+    h.set_time(8_500 * MILLIS);
+    assert!(h
+        .outcome(id, http(503, ErrorType::Overloaded, None))
+        .is_empty());
+    let out = h.next_timer().unwrap();
+    let (id, _, k) = sent(&out).unwrap();
+    assert_eq!((h.now, k), (9_500 * MILLIS, 1));
     let out = h.outcome(id, http(503, ErrorType::Overloaded, None));
     assert_eq!(
         result_of(finished(&out)),

@@ -30,6 +30,7 @@ fn cfg(routing: RoutingConfig) -> StrategyConfig {
             max_retry_after: 0,
             honor_should_retry: true,
             too_long_retry_after: crate::policy::TooLongRetryAfter::GiveUp,
+            max_elapsed: None,
         },
         timeouts: [Timeouts::default(); 3],
         min_attempt_time: 0,
