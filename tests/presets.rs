@@ -85,11 +85,11 @@ fn async_openai_0_43_retries_429_and_5xx_three_times_without_jitter() {
 }
 
 #[test]
-fn a_preset_without_a_timeout_has_none_and_one_that_was_not_read_keeps_ours() {
+fn a_preset_without_a_timeout_has_none_and_the_others_have_theirs() {
     let polly = resolve("polly-standard@8");
     assert!(polly.timeouts.iter().all(|t| t.total.is_none()));
     let litellm = resolve("litellm-router@1.80");
-    assert!(litellm.timeouts.iter().all(|t| t.total == Some(600 * S)));
+    assert!(litellm.timeouts.iter().all(|t| t.total == Some(6000 * S)));
     let envoy = resolve("envoy@1");
     assert!(envoy.timeouts.iter().all(|t| t.total == Some(15 * S)));
     let openai = resolve("openai-python@3.54");

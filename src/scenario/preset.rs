@@ -48,8 +48,6 @@ pub(crate) struct Preset {
 /// A preset's whole-attempt timeout.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum PresetTimeout {
-    /// Not verified: stormglass's default stays.
-    Keep,
     /// The stack sets none: only the request's deadline ends an attempt.
     Unbounded,
     /// This long.
@@ -147,7 +145,9 @@ pub(crate) const PRESETS: &[Preset] = &[
         too_long_retry_after: TooLongRetryAfter::Backoff,
         honor_should_retry: false,
         max_elapsed: None,
-        total: PresetTimeout::Keep,
+        // router.py:478 `timeout or litellm.request_timeout`, which is
+        // `REQUEST_TIMEOUT` = 6000 s (constants.py:254), per call.
+        total: PresetTimeout::After(6000 * SECS),
         // router.py `should_retry_this_error` (4474-4538), for a group of
         // one deployment: everything is retried but a 404 and a 401
         // (`AuthenticationError`), and a 429 is a `RateLimitError` whatever

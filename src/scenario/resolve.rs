@@ -946,7 +946,7 @@ fn strategy(
     });
     if t.total.is_none() {
         match preset.map(|p| p.total) {
-            None | Some(PresetTimeout::Keep) => {}
+            None => {}
             Some(PresetTimeout::Unbounded) => top.total = None,
             Some(PresetTimeout::After(d)) => top.total = Some(d),
         }
