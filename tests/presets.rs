@@ -58,8 +58,9 @@ fn async_openai_0_43_retries_429_and_5xx_three_times_without_jitter() {
     // 100 ms, 200 ms, 400 ms.
     let waits: Vec<u64> = (0..3).map(|n| s.retry.backoff.delay(n, 0, 0.5)).collect();
     assert_eq!(waits, [100 * MS, 200 * MS, 400 * MS]);
-    // Any retry-after is waited, however long; x-should-retry is not read.
-    assert!(s.retry.honor_retry_after);
+    // Any retry-after is waited, however long, instead of the backoff;
+    // x-should-retry is not read.
+    assert!(s.retry.honor_retry_after && s.retry.retry_after_replaces_backoff);
     assert_eq!(s.retry.max_retry_after, u64::MAX);
     assert!(!s.retry.honor_should_retry);
     use Disposition::{Fail, Retry};
@@ -95,6 +96,20 @@ fn a_preset_without_a_timeout_has_none_and_the_others_have_theirs() {
     let openai = resolve("openai-python@3.54");
     assert!(openai.timeouts.iter().all(|t| t.total == Some(600 * S)));
     assert_eq!(openai.retry.too_long_retry_after, TooLongRetryAfter::GiveUp);
+    // The Stainless SDKs wait the header instead of their step; stacks that
+    // do not read it, and stormglass's default, wait at least it.
+    assert!(openai.retry.retry_after_replaces_backoff);
+    assert!(
+        resolve("anthropic-python@2.12")
+            .retry
+            .retry_after_replaces_backoff
+    );
+    assert!(!envoy.retry.retry_after_replaces_backoff);
+    assert!(
+        !resolve("async-openai@0.29")
+            .retry
+            .retry_after_replaces_backoff
+    );
 }
 
 #[test]
@@ -114,6 +129,7 @@ fn litellm_1_80_waits_its_first_step_twice_plus_jitter_and_retries_nearly_everyt
     assert!(s.retry.backoff.delay(0, 0, 0.999) > 1200 * MS);
     // retry-after up to 60 s; a longer one leaves the backoff to decide.
     assert!(s.retry.honor_retry_after && !s.retry.honor_should_retry);
+    assert!(s.retry.retry_after_replaces_backoff);
     assert_eq!(s.retry.max_retry_after, 60 * S);
     assert_eq!(s.retry.too_long_retry_after, TooLongRetryAfter::Backoff);
     use Disposition::{Fail, Fallback, Retry};

@@ -1214,7 +1214,13 @@ impl Client {
                 cfg.breaker_per_key || !self.breakers[model].is_open(now.saturating_add(wait));
             if let (true, Some(ra)) = (retry.honor_retry_after, retry_after) {
                 if ra <= retry.max_retry_after {
-                    wait = wait.max(ra);
+                    // The SDKs wait the header's figure, even when shorter
+                    // than their step (but a zero one leaves the step).
+                    wait = if retry.retry_after_replaces_backoff && ra > 0 {
+                        ra
+                    } else {
+                        wait.max(ra)
+                    };
                 } else if retry.too_long_retry_after == TooLongRetryAfter::GiveUp {
                     possible = false;
                 }

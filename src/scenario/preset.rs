@@ -35,6 +35,8 @@ pub(crate) struct Preset {
     pub honor_should_retry: bool,
     /// No retry ending later than this after the request arrived.
     pub max_elapsed: Option<Nanos>,
+    /// A `retry-after` is waited instead of the backoff, not at least.
+    pub retry_after_replaces_backoff: bool,
     /// Whole-attempt timeout.
     pub total: PresetTimeout,
     /// Dispositions that differ from stormglass's default table.
@@ -93,6 +95,7 @@ const fn stainless(
         too_long_retry_after,
         honor_should_retry: true,
         max_elapsed: None,
+        retry_after_replaces_backoff: true,
         total: PresetTimeout::After(600 * SECS),
         on: STAINLESS_ON,
         cooldown: None,
@@ -145,6 +148,7 @@ pub(crate) const PRESETS: &[Preset] = &[
         too_long_retry_after: TooLongRetryAfter::Backoff,
         honor_should_retry: false,
         max_elapsed: None,
+        retry_after_replaces_backoff: true,
         // router.py:478 `timeout or litellm.request_timeout`, which is
         // `REQUEST_TIMEOUT` = 6000 s (constants.py:254), per call.
         total: PresetTimeout::After(6000 * SECS),
@@ -186,6 +190,7 @@ pub(crate) const PRESETS: &[Preset] = &[
         too_long_retry_after: TooLongRetryAfter::GiveUp,
         honor_should_retry: false,
         max_elapsed: None,
+        retry_after_replaces_backoff: false,
         total: PresetTimeout::After(15 * SECS),
         on: &[
             (F::RateLimited, Fail),
@@ -211,6 +216,7 @@ pub(crate) const PRESETS: &[Preset] = &[
         too_long_retry_after: TooLongRetryAfter::GiveUp,
         honor_should_retry: false,
         max_elapsed: None,
+        retry_after_replaces_backoff: false,
         total: PresetTimeout::Unbounded,
         on: &[
             (F::InsufficientQuota, Retry),
@@ -241,6 +247,7 @@ pub(crate) const PRESETS: &[Preset] = &[
         too_long_retry_after: TooLongRetryAfter::Backoff,
         honor_should_retry: false,
         max_elapsed: None,
+        retry_after_replaces_backoff: true,
         total: PresetTimeout::Unbounded,
         on: ASYNC_OPENAI_ON,
         cooldown: None,
@@ -264,6 +271,7 @@ pub(crate) const PRESETS: &[Preset] = &[
         too_long_retry_after: TooLongRetryAfter::GiveUp,
         honor_should_retry: false,
         max_elapsed: Some(900 * SECS),
+        retry_after_replaces_backoff: false,
         total: PresetTimeout::Unbounded,
         on: ASYNC_OPENAI_ON,
         cooldown: None,

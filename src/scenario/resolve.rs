@@ -722,6 +722,7 @@ fn sdk_retry() -> RetryConfig {
         honor_should_retry: true,
         too_long_retry_after: crate::policy::TooLongRetryAfter::GiveUp,
         max_elapsed: None,
+        retry_after_replaces_backoff: false,
     }
 }
 
@@ -1154,6 +1155,9 @@ fn strategy(
                 .max_elapsed
                 .map(|d| d.0)
                 .or(preset.and_then(|p| p.max_elapsed)),
+            retry_after_replaces_backoff: r
+                .retry_after_replaces_backoff
+                .unwrap_or(preset.is_some_and(|p| p.retry_after_replaces_backoff)),
         },
         timeouts: tiers,
         min_attempt_time: sv.timeouts.min_attempt_time.map_or(0, |d| d.0),

@@ -810,6 +810,9 @@ pub struct RetrySection {
     /// No retry whose wait ends later than this after the request arrived;
     /// default none (the `backoff` crate's `max_elapsed_time`).
     pub max_elapsed: Option<PositiveDuration>,
+    /// Wait what `retry-after` says instead of the backoff, not at least
+    /// it; default false.
+    pub retry_after_replaces_backoff: Option<bool>,
 }
 
 /// Timeouts of one attempt.

@@ -25,6 +25,7 @@ fn cfg() -> StrategyConfig {
             honor_should_retry: true,
             too_long_retry_after: crate::policy::TooLongRetryAfter::GiveUp,
             max_elapsed: None,
+            retry_after_replaces_backoff: false,
         },
         timeouts: [Timeouts::default(); 3],
         min_attempt_time: 0,
@@ -133,6 +134,21 @@ fn a_short_retry_after_does_not_shorten_the_backoff() {
     let (id, ..) = sent(&h.request(req(1))).unwrap();
     h.outcome(id, http(429, ErrorType::RateLimit, Some(20 * MILLIS)));
     assert_eq!(h.client.poll_timeout(), Some(SECS));
+}
+
+#[test]
+fn the_sdks_wait_a_short_retry_after_instead_of_the_backoff() {
+    let mut c = cfg();
+    c.retry.retry_after_replaces_backoff = true;
+    let mut h = Harness::new(c, 1);
+    let (id, ..) = sent(&h.request(req(1))).unwrap();
+    h.outcome(id, http(429, ErrorType::RateLimit, Some(20 * MILLIS)));
+    assert_eq!(h.client.poll_timeout(), Some(20 * MILLIS));
+    // A zero one leaves the backoff (1 s) to decide, as `0 < retry_after`.
+    let (id, ..) = sent(&h.next_timer().unwrap()).unwrap();
+    let at = h.now;
+    h.outcome(id, http(429, ErrorType::RateLimit, Some(0)));
+    assert_eq!(h.client.poll_timeout(), Some(at + SECS));
 }
 
 #[test]

@@ -31,6 +31,7 @@ fn cfg(routing: RoutingConfig) -> StrategyConfig {
             honor_should_retry: true,
             too_long_retry_after: crate::policy::TooLongRetryAfter::GiveUp,
             max_elapsed: None,
+            retry_after_replaces_backoff: false,
         },
         timeouts: [Timeouts::default(); 3],
         min_attempt_time: 0,
