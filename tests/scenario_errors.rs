@@ -191,14 +191,18 @@ fn unknown_top_level_section() {
 
 #[test]
 fn unknown_preset_or_version() {
-    // 2.52 is where the issue says the retry-after bound changed; it was not
-    // verified, so it is not a preset.
+    // Presets are pinned to the versions read: a version that is not one is
+    // refused, and the hint names the nearest.
     let e = err(&edit(
         "name = \"fallback\"\n",
-        "name = \"fallback\"\npreset = \"openai-python@2.52\"\n",
+        "name = \"fallback\"\npreset = \"openai-python@2.5\"\n",
     ));
-    check(&e, 50, 10, "unknown preset `openai-python@2.52`");
-    check_hint(&e, "presets: openai-python@1.95, openai-python@3.54");
+    check(&e, 50, 10, "unknown preset `openai-python@2.5`");
+    check_hint(&e, "did you mean `openai-python@2.51`?");
+    check_hint(
+        &e,
+        "presets: openai-python@1.95, openai-python@2.51, openai-python@2.52, openai-python@3.54",
+    );
 }
 
 #[test]

@@ -768,6 +768,12 @@ fn presets_retry_what_their_stacks_retry_and_explicit_fields_win() {
     assert!(fails("polly", "server_error") < fails("openai", "server_error"));
     assert!(fails("polly", "client_error") < fails("openai", "client_error"));
     assert!(strategy(&r, "polly").latency.all.p99_us > 2_000_000);
+    // async-openai retries a 500 three times and passes a 409 on; LiteLLM's
+    // router retries both twice.
+    assert!(fails("async-openai", "server_error") < fails("openai", "server_error"));
+    assert_eq!(fails("async-openai", "client_error"), d409);
+    assert!(fails("litellm", "server_error") * 6 < d500);
+    assert!(fails("litellm", "client_error") * 6 < d409);
     // `retry.max_retries = 0` beside `preset = "envoy@1"` wins.
     assert_eq!(attempts("envoy-no-retries"), requests);
     assert_eq!(fails("envoy-no-retries", "server_error"), d500);
@@ -799,4 +805,29 @@ fn pacing_from_the_providers_figures_slows_down_before_the_429() {
     let fleet = strategy(&r, "headers-4-fleet");
     assert_eq!(limited(fleet), 0);
     assert!(fleet.success_rate > 0.999 && fleet.paced > 500);
+}
+
+#[test]
+fn a_throttle_floor_lets_a_cold_start_through_and_still_throttles_an_overload() {
+    let sc = load_test_scenario("throttle-cold-start.toml");
+    let r = run(&sc);
+    let book = strategy(&r, "book");
+    let floor = strategy(&r, "floor");
+    // Before the spike, the only rejections are the cold start's: the
+    // book's rule alone sheds many of the first seconds' requests.
+    let before = |s: &stormglass::report::StrategyReport| {
+        s.series
+            .failures
+            .get("throttled")
+            .map_or(0, |t| window(s, t, 0, 60))
+    };
+    assert!(before(book) > 100, "{}", before(book));
+    assert_eq!(before(floor), 0);
+    // During the 90% 503 spike both throttle, well past the floor.
+    assert!(
+        floor.throttled_locally > 1000,
+        "{}",
+        floor.throttled_locally
+    );
+    assert!(floor.success_rate > book.success_rate);
 }

@@ -1214,7 +1214,13 @@ impl Client {
                 cfg.breaker_per_key || !self.breakers[model].is_open(now.saturating_add(wait));
             if let (true, Some(ra)) = (retry.honor_retry_after, retry_after) {
                 if ra <= retry.max_retry_after {
-                    wait = wait.max(ra);
+                    // The SDKs wait the header's figure, even when shorter
+                    // than their step (but a zero one leaves the step).
+                    wait = if retry.retry_after_replaces_backoff && ra > 0 {
+                        ra
+                    } else {
+                        wait.max(ra)
+                    };
                 } else if retry.too_long_retry_after == TooLongRetryAfter::GiveUp {
                     possible = false;
                 }
@@ -1228,6 +1234,11 @@ impl Client {
                 .saturating_add(wait)
                 .saturating_add(cfg.min_attempt_time)
                 < st.req.deadline;
+            // The `backoff` crate's `max_elapsed_time`: no retry whose wait
+            // would end past it.
+            possible &= retry
+                .max_elapsed
+                .is_none_or(|m| now.saturating_add(wait) <= st.arrived.saturating_add(m));
             let spend_ok = self.spend.as_mut().is_none_or(|s| s.allows(now));
             if possible && !(spend_ok && self.budget.try_retry(now)) {
                 // The budget says no: this model gets no more tries.

@@ -72,6 +72,12 @@ pub struct RetryConfig {
     pub honor_should_retry: bool,
     /// What a `retry-after` above `max_retry_after` leads to.
     pub too_long_retry_after: TooLongRetryAfter,
+    /// No retry whose wait would end later than this after the request
+    /// arrived (the `backoff` crate's `max_elapsed_time`); `None`: no limit.
+    pub max_elapsed: Option<u64>,
+    /// Wait what a (positive, in-bound) `retry-after` says instead of the
+    /// backoff, as the SDKs do, rather than at least it.
+    pub retry_after_replaces_backoff: bool,
 }
 
 /// What a `retry-after` above `max_retry_after` leads to. The SDKs differ:

@@ -19,6 +19,17 @@
 //!
 //! A locally rejected attempt is not sent: the request moves on down its
 //! fallback chain, or fails as `throttled` when none is left.
+//!
+//! The cold start. An attempt counts as a request when it is made but as an
+//! accept only when its answer (first token) comes back, so a fresh client
+//! holds requests and no accepts: `p = requests / (requests + 1)` rejects
+//! nearly everything it tries before its first answers, and with LLM calls
+//! a second or more long that is hundreds of attempts. The book's RPCs take
+//! milliseconds and never show it. `min_requests` lets every attempt through
+//! while the window holds fewer requests than that, as Envoy's admission
+//! control filter (which implements this rule) does with `rps_threshold`,
+//! the same floor as an average rate over its window. Envoy's default is 0,
+//! and so is ours: the book's rule unchanged.
 
 use crate::units::Nanos;
 
@@ -31,12 +42,16 @@ pub struct ThrottleConfig {
     pub k: f64,
     /// The window (the SRE book uses 2 minutes).
     pub window: Nanos,
+    /// No rejection while the window holds fewer requests than this
+    /// (Envoy's `rps_threshold` x window; default 0).
+    pub min_requests: u64,
 }
 
 /// One backend's throttle.
 #[derive(Clone, Debug)]
 pub struct AdaptiveThrottle {
     k: f64,
+    min_requests: u64,
     /// Counters: requests, accepts.
     window: SlidingWindow,
 }
@@ -46,6 +61,7 @@ impl AdaptiveThrottle {
     pub fn new(cfg: ThrottleConfig) -> Self {
         Self {
             k: cfg.k,
+            min_requests: cfg.min_requests,
             window: SlidingWindow::new(cfg.window),
         }
     }
@@ -53,6 +69,9 @@ impl AdaptiveThrottle {
     /// The probability of rejecting a request now.
     pub fn reject_probability(&mut self, now: Nanos) -> f64 {
         let [requests, accepts] = self.window.sums(now);
+        if requests < self.min_requests {
+            return 0.0;
+        }
         let (requests, accepts) = (requests as f64, accepts as f64);
         ((requests - self.k * accepts) / (requests + 1.0)).max(0.0)
     }
@@ -78,6 +97,7 @@ mod tests {
         ThrottleConfig {
             k: 2.0,
             window: 120 * SECS,
+            min_requests: 0,
         }
     }
 
@@ -107,12 +127,53 @@ mod tests {
         assert_eq!(t.reject_probability(200 * SECS), 0.0);
     }
 
+    #[test]
+    fn a_cold_start_is_not_throttled_below_the_minimum() {
+        // 500 attempts in the first second, none answered yet (a first
+        // token takes longer than that).
+        let cold = |min_requests| {
+            let mut t = AdaptiveThrottle::new(ThrottleConfig {
+                min_requests,
+                ..cfg()
+            });
+            let mut p = 0.0f64;
+            for i in 0..500 {
+                p = p.max(t.reject_probability(i * SECS / 500));
+                t.on_request(i * SECS / 500);
+            }
+            (t, p)
+        };
+        // The book's rule alone: the 500th attempt is rejected with
+        // probability 499/500.
+        let (_, p) = cold(0);
+        assert!((p - 499.0 / 500.0).abs() < 1e-12, "{p}");
+        // With a floor above the cold start's count, nothing is rejected;
+        // once answers arrive they carry the window past the floor.
+        let (mut t, p) = cold(1000);
+        assert_eq!(p, 0.0);
+        for i in 0..1000 {
+            let now = SECS + i * SECS / 500;
+            t.on_request(now);
+            t.on_accept(now);
+        }
+        assert_eq!(t.reject_probability(3 * SECS), 0.0);
+        // A backend that keeps rejecting is still throttled past the floor.
+        let mut t = AdaptiveThrottle::new(ThrottleConfig {
+            min_requests: 100,
+            ..cfg()
+        });
+        for i in 0..100 {
+            t.on_request(i * SECS / 10);
+        }
+        assert!((t.reject_probability(10 * SECS) - 100.0 / 101.0).abs() < 1e-12);
+    }
+
     proptest! {
         #[test]
         fn the_probability_is_a_probability_and_k_times_accepts_is_free(
             reqs in 0u32..500, accepted in 0u32..500, k in 1.0f64..4.0)
         {
-            let mut t = AdaptiveThrottle::new(ThrottleConfig { k, window: 120 * SECS });
+            let mut t = AdaptiveThrottle::new(ThrottleConfig { k, window: 120 * SECS, min_requests: 0 });
             let accepted = accepted.min(reqs);
             for i in 0..reqs {
                 t.on_request(u64::from(i) * 100_000_000);
@@ -124,6 +185,38 @@ mod tests {
             prop_assert!((0.0..1.0).contains(&p));
             if f64::from(reqs) <= k * f64::from(accepted) {
                 prop_assert_eq!(p, 0.0);
+            }
+        }
+
+        #[test]
+        fn below_the_minimum_nothing_is_rejected(
+            reqs in 0u32..500, accepted in 0u32..500, k in 1.0f64..4.0,
+            min_requests in 0u64..600, spread_ms in 1u64..1000, at_s in 0u64..300)
+        {
+            let mut t = AdaptiveThrottle::new(ThrottleConfig {
+                k, window: 120 * SECS, min_requests,
+            });
+            let accepted = accepted.min(reqs);
+            for i in 0..reqs {
+                let now = u64::from(i) * spread_ms * 1_000_000;
+                t.on_request(now);
+                if i < accepted {
+                    t.on_accept(now);
+                }
+            }
+            // Read at the last request: when the window still holds them all,
+            // above the floor the book's rule applies unchanged.
+            let last = u64::from(reqs.saturating_sub(1)) * spread_ms * 1_000_000;
+            let p_last = t.reject_probability(last);
+            if last < 119 * SECS && u64::from(reqs) >= min_requests {
+                let (r, a) = (f64::from(reqs), f64::from(accepted));
+                prop_assert_eq!(p_last, ((r - k * a) / (r + 1.0)).max(0.0));
+            }
+            let p = t.reject_probability(at_s * SECS);
+            prop_assert!((0.0..=1.0).contains(&p) && (0.0..=1.0).contains(&p_last));
+            // The window never holds more than every request made.
+            if u64::from(reqs) < min_requests {
+                prop_assert_eq!((p, p_last), (0.0, 0.0));
             }
         }
     }

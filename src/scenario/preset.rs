@@ -33,8 +33,12 @@ pub(crate) struct Preset {
     pub too_long_retry_after: TooLongRetryAfter,
     /// Whether `x-should-retry` is obeyed.
     pub honor_should_retry: bool,
+    /// No retry ending later than this after the request arrived.
+    pub max_elapsed: Option<Nanos>,
+    /// A `retry-after` is waited instead of the backoff, not at least.
+    pub retry_after_replaces_backoff: bool,
     /// Whole-attempt timeout.
-    pub total: Option<Nanos>,
+    pub total: PresetTimeout,
     /// Dispositions that differ from stormglass's default table.
     pub on: &'static [(FailureClass, Disposition)],
     /// LiteLLM-style cooldown: (allowed fails per minute, cooldown).
@@ -43,7 +47,16 @@ pub(crate) struct Preset {
     pub budget: Option<BudgetConfig>,
 }
 
-use Disposition::{Fail, Retry};
+/// A preset's whole-attempt timeout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PresetTimeout {
+    /// The stack sets none: only the request's deadline ends an attempt.
+    Unbounded,
+    /// This long.
+    After(Nanos),
+}
+
+use Disposition::{Fail, Fallback, Retry};
 use FailureClass as F;
 
 /// The Stainless SDKs retry 408, 409, 429, 5xx and connection errors
@@ -52,6 +65,17 @@ const STAINLESS_ON: &[(FailureClass, Disposition)] = &[
     (F::ServerError, Retry),
     (F::Malformed, Fail),
     (F::Conflict, Retry),
+];
+
+/// async-openai retries 429 (but `insufficient_quota`) and every 5xx, and
+/// hands anything else back: reqwest errors (timeouts, resets), 4xx, a
+/// body that does not parse; a stream is not retried once it has begun.
+const ASYNC_OPENAI_ON: &[(FailureClass, Disposition)] = &[
+    (F::ServerError, Retry),
+    (F::Timeout, Fail),
+    (F::Reset, Fail),
+    (F::BrokenStream, Fail),
+    (F::Malformed, Fail),
 ];
 
 /// The Stainless SDKs (openai-python, anthropic-python) share everything
@@ -70,7 +94,9 @@ const fn stainless(
         max_retry_after,
         too_long_retry_after,
         honor_should_retry: true,
-        total: Some(600 * SECS),
+        max_elapsed: None,
+        retry_after_replaces_backoff: true,
+        total: PresetTimeout::After(600 * SECS),
         on: STAINLESS_ON,
         cooldown: None,
         budget: None,
@@ -84,6 +110,14 @@ pub(crate) const PRESETS: &[Preset] = &[
     // waits a retry-after only when 0 < ra <= 60, else its own backoff, and
     // `_should_retry` does not look at retry-after.
     stainless("openai-python@1.95", 60 * SECS, TooLongRetryAfter::Backoff),
+    // openai 2.51.0 still has the 1.95 rule (_base_client.py:801,
+    // `0 < retry_after <= 60`); 2.52.0 is the first with
+    // `MAX_RETRY_AFTER_DELAY = 2 * 60` (_constants.py:15), waited up to it
+    // (_base_client.py:807) and refused above it in `_should_retry`
+    // (_base_client.py:822-828). Both wheels from PyPI were diffed: nothing
+    // else in _base_client.py or _constants.py changed between them.
+    stainless("openai-python@2.51", 60 * SECS, TooLongRetryAfter::Backoff),
+    stainless("openai-python@2.52", 120 * SECS, TooLongRetryAfter::GiveUp),
     // openai 3.54.0: `MAX_RETRY_AFTER_DELAY = 2 * 60`; `_should_retry`
     // refuses a retry whose retry-after exceeds it.
     stainless("openai-python@3.54", 120 * SECS, TooLongRetryAfter::GiveUp),
@@ -95,21 +129,50 @@ pub(crate) const PRESETS: &[Preset] = &[
         4_294_967 * SECS,
         TooLongRetryAfter::Backoff,
     ),
-    // BerriAI/litellm 1.80: litellm/constants.py `DEFAULT_MAX_RETRIES = 2`,
-    // `DEFAULT_ALLOWED_FAILS = 3`, `DEFAULT_COOLDOWN_TIME_SECONDS = 5`. The
-    // router's wait between retries was not verified: stormglass's default
-    // backoff stays.
+    // BerriAI/litellm 1.80.0 (PyPI wheel): litellm/constants.py
+    // `DEFAULT_MAX_RETRIES = 2` (line 25), `DEFAULT_ALLOWED_FAILS = 3`,
+    // `DEFAULT_COOLDOWN_TIME_SECONDS = 5`, `INITIAL_RETRY_DELAY = 0.5`,
+    // `MAX_RETRY_DELAY = 8.0`, `JITTER = 0.75` (lines 202-204). The
+    // router's wait (router.py `_time_to_sleep_before_retry`, 4586-4633,
+    // for a model group of one deployment) is utils.py
+    // `_calculate_retry_after` (5905-5928): a `retry-after` of 0 < ra <= 60
+    // s plus the jitter, else the `litellm` backoff (see backoff.rs).
+    // `retry-after` is read in seconds or as a date (5871-5902), never
+    // `retry-after-ms`; `x-should-retry` is not read.
     Preset {
         name: "litellm-router@1.80",
         max_retries: 2,
-        backoff: None,
+        backoff: Some((BackoffKind::Litellm, 500 * MILLIS, 8 * SECS)),
         honor_retry_after: true,
         max_retry_after: 60 * SECS,
-        too_long_retry_after: TooLongRetryAfter::GiveUp,
-        honor_should_retry: true,
-        total: None,
-        on: &[],
-        cooldown: Some((3, 5 * SECS)),
+        too_long_retry_after: TooLongRetryAfter::Backoff,
+        honor_should_retry: false,
+        max_elapsed: None,
+        retry_after_replaces_backoff: true,
+        // router.py:478 `timeout or litellm.request_timeout`, which is
+        // `REQUEST_TIMEOUT` = 6000 s (constants.py:254), per call.
+        total: PresetTimeout::After(6000 * SECS),
+        // router.py `should_retry_this_error` (4474-4538), for a group of
+        // one deployment: everything is retried but a 404 and a 401
+        // (`AuthenticationError`), and a 429 is a `RateLimitError` whatever
+        // its type. A stream broken off goes to the fallbacks
+        // (`_acompletion_streaming_iterator`, `MidStreamFallbackError`). A
+        // body the model got wrong is an answer to the router.
+        on: &[
+            (F::InsufficientQuota, Retry),
+            (F::ServerError, Retry),
+            (F::ClientError, Retry),
+            (F::Conflict, Retry),
+            (F::BrokenStream, Fallback),
+            (F::Malformed, Fail),
+        ],
+        // Cooldown: with `allowed_fails` at its default, 1.80 decides by
+        // failure rate (router_utils/cooldown_handlers.py
+        // `_should_cooldown_deployment`, 165-254); a one-deployment group
+        // cools down only when every call of the minute failed and there
+        // were at least 1,000 (`SINGLE_DEPLOYMENT_TRAFFIC_FAILURE_THRESHOLD`),
+        // or on a 401 or 404. Not modelled: no breaker.
+        cooldown: None,
         budget: None,
     },
     // Envoy 1.x (v3 API): route RetryPolicy `num_retries` defaults to 1;
@@ -126,7 +189,9 @@ pub(crate) const PRESETS: &[Preset] = &[
         max_retry_after: 60 * SECS,
         too_long_retry_after: TooLongRetryAfter::GiveUp,
         honor_should_retry: false,
-        total: Some(15 * SECS),
+        max_elapsed: None,
+        retry_after_replaces_backoff: false,
+        total: PresetTimeout::After(15 * SECS),
         on: &[
             (F::RateLimited, Fail),
             (F::ServerError, Retry),
@@ -150,7 +215,9 @@ pub(crate) const PRESETS: &[Preset] = &[
         max_retry_after: 60 * SECS,
         too_long_retry_after: TooLongRetryAfter::GiveUp,
         honor_should_retry: false,
-        total: None,
+        max_elapsed: None,
+        retry_after_replaces_backoff: false,
+        total: PresetTimeout::Unbounded,
         on: &[
             (F::InsufficientQuota, Retry),
             (F::ServerError, Retry),
@@ -159,6 +226,54 @@ pub(crate) const PRESETS: &[Preset] = &[
             (F::Malformed, Retry),
             (F::Conflict, Retry),
         ],
+        cooldown: None,
+        budget: None,
+    },
+    // 64bit/async-openai 0.43.0 (crates.io): the default client wraps
+    // reqwest in `OpenAIRetryLayer::default()` (src/executor.rs:143-149),
+    // 3 retries (src/middleware/retry/openai.rs:52-56). `retry_request`
+    // (openai.rs:147-239) retries a 429 unless its body says
+    // `insufficient_quota`, any 5xx, and reqwest connect errors; everything
+    // else, a 2xx body that does not parse included, goes back to the
+    // caller. The wait is `retry-after` in whole seconds when present, else
+    // 100 ms x 2^n capped at 8 s, no jitter (openai.rs:219-224, 251-257).
+    // `reqwest::Client::new()` has no timeout (src/client.rs:112).
+    Preset {
+        name: "async-openai@0.43",
+        max_retries: 3,
+        backoff: Some((BackoffKind::Exponential, 100 * MILLIS, 8 * SECS)),
+        honor_retry_after: true,
+        max_retry_after: Nanos::MAX,
+        too_long_retry_after: TooLongRetryAfter::Backoff,
+        honor_should_retry: false,
+        max_elapsed: None,
+        retry_after_replaces_backoff: true,
+        total: PresetTimeout::Unbounded,
+        on: ASYNC_OPENAI_ON,
+        cooldown: None,
+        budget: None,
+    },
+    // async-openai 0.29.0 (crates.io), before the tower layer: the client
+    // holds a `backoff::ExponentialBackoff::default()` (src/client.rs:20-26,
+    // 53) and `execute_raw` (322-386) runs `backoff::future::retry`: a 5xx
+    // (344) or a 429 that is not `insufficient_quota` (365-376) is
+    // `Transient` with `retry_after: None`, everything else `Permanent`.
+    // backoff 0.4.0: src/default.rs:4-13 (0.5 s, factor 0.5, x1.5, 60 s,
+    // 15 min), src/exponential.rs:61-136 (the draw, the growth, no retry
+    // ending past 15 min since `reset`, which future.rs:104 calls per
+    // request). No retry count: 15 minutes end it.
+    Preset {
+        name: "async-openai@0.29",
+        max_retries: 100,
+        backoff: Some((BackoffKind::Randomized, 500 * MILLIS, 60 * SECS)),
+        honor_retry_after: false,
+        max_retry_after: 60 * SECS,
+        too_long_retry_after: TooLongRetryAfter::GiveUp,
+        honor_should_retry: false,
+        max_elapsed: Some(900 * SECS),
+        retry_after_replaces_backoff: false,
+        total: PresetTimeout::Unbounded,
+        on: ASYNC_OPENAI_ON,
         cooldown: None,
         budget: None,
     },
@@ -189,5 +304,24 @@ mod tests {
         let new = find("openai-python@3.54").map(|p| (p.max_retry_after, p.too_long_retry_after));
         assert_eq!(old, Some((60 * SECS, TooLongRetryAfter::Backoff)));
         assert_eq!(new, Some((120 * SECS, TooLongRetryAfter::GiveUp)));
+        // The rule changed between 2.51.0 and 2.52.0.
+        let rule = |n| find(n).map(|p| (p.max_retry_after, p.too_long_retry_after));
+        assert_eq!(rule("openai-python@2.51"), old);
+        assert_eq!(rule("openai-python@2.52"), new);
+        let stainless = |n: &str| {
+            find(n).map(|p| {
+                (
+                    p.max_retries,
+                    p.backoff,
+                    p.total,
+                    p.on,
+                    p.honor_should_retry,
+                )
+            })
+        };
+        for v in ["2.51", "2.52", "3.54"] {
+            let name = format!("openai-python@{v}");
+            assert_eq!(stainless(&name), stainless("openai-python@1.95"));
+        }
     }
 }

@@ -23,6 +23,7 @@ use crate::world::config::{
 
 use super::error::{known_hint, ScenarioError};
 use super::load::{FileId, Merged, Sources};
+use super::preset::PresetTimeout;
 use super::schema::{BackoffKind, IncidentKind, MalformedKind, StrategySection, TimeoutSet};
 use super::traffic::{RunawaySpec, TaskSpec, TenantSpec, TrafficSpec};
 use super::Scenario;
@@ -720,6 +721,8 @@ fn sdk_retry() -> RetryConfig {
         max_retry_after: 60 * SECS,
         honor_should_retry: true,
         too_long_retry_after: crate::policy::TooLongRetryAfter::GiveUp,
+        max_elapsed: None,
+        retry_after_replaces_backoff: false,
     }
 }
 
@@ -932,14 +935,23 @@ fn strategy(
         BackoffKind::EqualJitter => Backoff::EqualJitter { base, cap },
         BackoffKind::Decorrelated => Backoff::Decorrelated { base, cap },
         BackoffKind::SdkJitter => Backoff::SdkJitter { base, cap },
+        BackoffKind::Litellm => Backoff::Litellm { base, cap },
+        BackoffKind::Randomized => Backoff::Randomized { base, cap },
     };
 
     let t = &sv.timeouts;
-    let top = Timeouts::default().overlay(Timeouts {
+    let mut top = Timeouts::default().overlay(Timeouts {
         first_token: t.first_token.map(|d| d.0),
         between_chunks: t.between_chunks.map(|d| d.0),
-        total: t.total.map(|d| d.0).or(preset.and_then(|p| p.total)),
+        total: t.total.map(|d| d.0),
     });
+    if t.total.is_none() {
+        match preset.map(|p| p.total) {
+            None => {}
+            Some(PresetTimeout::Unbounded) => top.total = None,
+            Some(PresetTimeout::After(d)) => top.total = Some(d),
+        }
+    }
     let mut tiers = [top; 3];
     for tier in Tier::ALL {
         let set = match tier {
@@ -1043,7 +1055,11 @@ fn strategy(
                 "throttle",
                 "the SRE book uses two minutes",
             )?;
-            Some(crate::policy::throttle::ThrottleConfig { k, window })
+            Some(crate::policy::throttle::ThrottleConfig {
+                k,
+                window,
+                min_requests: t.min_requests.unwrap_or(0),
+            })
         }
     };
 
@@ -1135,6 +1151,13 @@ fn strategy(
             honor_should_retry: r
                 .honor_should_retry
                 .unwrap_or(preset.is_none_or(|p| p.honor_should_retry)),
+            max_elapsed: r
+                .max_elapsed
+                .map(|d| d.0)
+                .or(preset.and_then(|p| p.max_elapsed)),
+            retry_after_replaces_backoff: r
+                .retry_after_replaces_backoff
+                .unwrap_or(preset.is_some_and(|p| p.retry_after_replaces_backoff)),
         },
         timeouts: tiers,
         min_attempt_time: sv.timeouts.min_attempt_time.map_or(0, |d| d.0),

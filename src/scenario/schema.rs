@@ -523,6 +523,8 @@ pub struct ThrottleSection {
     pub k: Option<Spanned<f64>>,
     /// The window (default 2m).
     pub window: Option<PositiveDuration>,
+    /// No rejection while the window holds fewer requests (default 0).
+    pub min_requests: Option<u64>,
 }
 
 /// What a client-side rate limit is kept per.
@@ -775,6 +777,10 @@ pub enum BackoffKind {
     Decorrelated,
     /// min(cap, base x 2^n) x (1 - 0.25 u): the Stainless SDKs' jitter.
     SdkJitter,
+    /// min(cap, base x 2^max(0, n-1)) + up to 0.75 s: LiteLLM's router.
+    Litellm,
+    /// Within 50% of min(cap, base x 1.5^n): the `backoff` crate.
+    Randomized,
 }
 
 /// `[strategy.retry]`. Every field left out comes from the strategy's
@@ -801,6 +807,12 @@ pub struct RetrySection {
     pub too_long_retry_after: Option<crate::policy::TooLongRetryAfter>,
     /// Obey `x-should-retry: true/false`; default true.
     pub honor_should_retry: Option<bool>,
+    /// No retry whose wait ends later than this after the request arrived;
+    /// default none (the `backoff` crate's `max_elapsed_time`).
+    pub max_elapsed: Option<PositiveDuration>,
+    /// Wait what `retry-after` says instead of the backoff, not at least
+    /// it; default false.
+    pub retry_after_replaces_backoff: Option<bool>,
 }
 
 /// Timeouts of one attempt.

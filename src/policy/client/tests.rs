@@ -24,6 +24,8 @@ fn cfg() -> StrategyConfig {
             max_retry_after: 60 * SECS,
             honor_should_retry: true,
             too_long_retry_after: crate::policy::TooLongRetryAfter::GiveUp,
+            max_elapsed: None,
+            retry_after_replaces_backoff: false,
         },
         timeouts: [Timeouts::default(); 3],
         min_attempt_time: 0,
@@ -132,6 +134,21 @@ fn a_short_retry_after_does_not_shorten_the_backoff() {
     let (id, ..) = sent(&h.request(req(1))).unwrap();
     h.outcome(id, http(429, ErrorType::RateLimit, Some(20 * MILLIS)));
     assert_eq!(h.client.poll_timeout(), Some(SECS));
+}
+
+#[test]
+fn the_sdks_wait_a_short_retry_after_instead_of_the_backoff() {
+    let mut c = cfg();
+    c.retry.retry_after_replaces_backoff = true;
+    let mut h = Harness::new(c, 1);
+    let (id, ..) = sent(&h.request(req(1))).unwrap();
+    h.outcome(id, http(429, ErrorType::RateLimit, Some(20 * MILLIS)));
+    assert_eq!(h.client.poll_timeout(), Some(20 * MILLIS));
+    // A zero one leaves the backoff (1 s) to decide, as `0 < retry_after`.
+    let (id, ..) = sent(&h.next_timer().unwrap()).unwrap();
+    let at = h.now;
+    h.outcome(id, http(429, ErrorType::RateLimit, Some(0)));
+    assert_eq!(h.client.poll_timeout(), Some(at + SECS));
 }
 
 #[test]
@@ -419,6 +436,30 @@ fn a_retry_that_could_not_start_before_the_deadline_is_not_made() {
 }
 
 #[test]
+fn no_retry_ends_past_the_max_elapsed_time() {
+    // Backoff 1 s, at most 10 s after arrival: a failure at 8.5 s is
+    // retried at 9.5 s, one at 9.5 s would wait until 10.5 s and is not.
+    let mut c = cfg();
+    c.chains = [vec![], vec![], vec![]];
+    c.retry.max_retries = 10;
+    c.retry.max_elapsed = Some(10 * SECS);
+    let mut h = Harness::new(c, 1);
+    let (id, ..) = sent(&h.request(req(1))).unwrap();
+    h.set_time(8_500 * MILLIS);
+    assert!(h
+        .outcome(id, http(503, ErrorType::Overloaded, None))
+        .is_empty());
+    let out = h.next_timer().unwrap();
+    let (id, _, k) = sent(&out).unwrap();
+    assert_eq!((h.now, k), (9_500 * MILLIS, 1));
+    let out = h.outcome(id, http(503, ErrorType::Overloaded, None));
+    assert_eq!(
+        result_of(finished(&out)),
+        RequestResult::Failed(FailReason::Overloaded)
+    );
+}
+
+#[test]
 fn keys_rotate_round_robin() {
     let mut h = Harness::new(cfg(), 1);
     let keys: Vec<u16> = (0..4)
@@ -672,6 +713,7 @@ fn the_adaptive_throttle_sheds_attempts_while_the_backend_rejects() {
     c.throttle = Some(ThrottleConfig {
         k: 2.0,
         window: 120 * SECS,
+        min_requests: 0,
     });
     let mut h = Harness::new(c, 3);
     let mut throttled = 0;

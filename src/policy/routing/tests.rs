@@ -30,6 +30,8 @@ fn cfg(routing: RoutingConfig) -> StrategyConfig {
             max_retry_after: 0,
             honor_should_retry: true,
             too_long_retry_after: crate::policy::TooLongRetryAfter::GiveUp,
+            max_elapsed: None,
+            retry_after_replaces_backoff: false,
         },
         timeouts: [Timeouts::default(); 3],
         min_attempt_time: 0,
