@@ -59,10 +59,18 @@ pub enum Command {
     Live {
         /// The scenario file.
         scenario: PathBuf,
-        /// The provider or gateway: http://HOST:PORT (loopback unless
-        /// --allow-remote).
+        /// The provider or gateway: http://HOST:PORT or https://HOST[:PORT]
+        /// (loopback unless --allow-remote).
         #[arg(long, value_name = "URL")]
         target: Option<String>,
+        /// Also trust the CA certificates in this PEM file for an https
+        /// target (beside the platform's roots).
+        #[arg(long, value_name = "PEM")]
+        ca_cert: Option<PathBuf>,
+        /// The most connections open to the target at once; an attempt
+        /// beyond it waits for one (default 512).
+        #[arg(long, value_name = "N")]
+        max_connections: Option<usize>,
         /// Start the mock provider for the scenario on a free loopback port.
         #[arg(long)]
         serve: bool,
@@ -157,6 +165,8 @@ pub fn run(opts: Opts) -> anyhow::Result<ExitCode> {
             out,
             json,
             trace,
+            ca_cert,
+            max_connections,
         } => {
             let mut sc = scenario::load(&scenario)?;
             if let Some(seed) = seed {
@@ -172,6 +182,8 @@ pub fn run(opts: Opts) -> anyhow::Result<ExitCode> {
                 strategies: strategy,
                 progress: true,
                 trace,
+                ca_cert,
+                max_connections,
             };
             let rep = crate::live::run(&sc, &lopts)?;
             let dir =
@@ -313,6 +325,16 @@ fn print_report(
                     ""
                 }
             )?;
+            if s.connection_waits > 0 {
+                writeln!(
+                    stdout,
+                    "  {:<24} {} attempts waited for one of {} connections (p99 {})",
+                    "",
+                    s.connection_waits,
+                    live.max_connections,
+                    crate::units::format_latency(s.connection_wait_p99_ns),
+                )?;
+            }
         }
     }
     if let Some(path) = written.first() {

@@ -4,6 +4,20 @@
 
 use serde::{Deserialize, Serialize};
 
+/// The request field that carries the output-token limit. OpenAI's
+/// reasoning models (o1, o3, gpt-5, ...) refuse `max_tokens` and want
+/// `max_completion_tokens`; other chat models and OpenAI-compatible servers
+/// take `max_tokens`, and Anthropic's API knows only `max_tokens`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MaxTokensField {
+    /// `max_tokens` (the default).
+    #[default]
+    MaxTokens,
+    /// `max_completion_tokens` (OpenAI reasoning models).
+    MaxCompletionTokens,
+}
+
 /// The shape of a successful response body, as a client's parser finds it.
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,

@@ -895,3 +895,50 @@ fn a_spend_budget_needs_its_unit() {
         "{e}"
     );
 }
+
+#[test]
+fn max_completion_tokens_is_for_openai_models_only() {
+    // On an OpenAI provider, or one of its models, it loads.
+    let sc = load_str(
+        Path::new("t.toml"),
+        &edit(
+            "name = \"gpt-4o-mini\"\n",
+            "name = \"gpt-4o-mini\"\nmax_tokens_field = \"max_completion_tokens\"\n",
+        ),
+    )
+    .expect("a reasoning model's field loads");
+    assert_eq!(
+        sc.world.models[0].max_tokens_field,
+        stormglass::wire::MaxTokensField::MaxCompletionTokens
+    );
+    assert_eq!(
+        sc.world.models[1].max_tokens_field,
+        stormglass::wire::MaxTokensField::MaxTokens
+    );
+    // The provider's field is its models' default.
+    let sc = load_str(
+        Path::new("t.toml"),
+        &edit(
+            "name = \"openai\"\n",
+            "name = \"openai\"\nmax_tokens_field = \"max_completion_tokens\"\n",
+        ),
+    )
+    .expect("a provider-wide field loads");
+    assert_eq!(
+        sc.world.models[0].max_tokens_field,
+        stormglass::wire::MaxTokensField::MaxCompletionTokens
+    );
+    // Anthropic's API has no such field.
+    let e = err(&edit(
+        "name = \"claude-sonnet-4\"\n",
+        "name = \"claude-sonnet-4\"\nmax_tokens_field = \"max_completion_tokens\"\n",
+    ));
+    check(&e, 28, 1, "max_completion_tokens");
+    check_hint(&e, "Anthropic");
+    // Unknown values are refused with the known ones.
+    let e = err(&edit(
+        "name = \"gpt-4o-mini\"\n",
+        "name = \"gpt-4o-mini\"\nmax_tokens_field = \"max_output_tokens\"\n",
+    ));
+    assert!(e.message.contains("max_output_tokens"), "{e}");
+}

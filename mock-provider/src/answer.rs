@@ -235,7 +235,7 @@ fn rejection_error(meta: &Meta, r: &Rejection, figures: &PoolFigures) -> ApiErro
                         .to_string()
                 }
                 Style::Anthropic => {
-                    "Your credit balance is too low to access the Anthropic API.".to_string()
+                    "Your credit balance is too low to access the Anthropic API. Please go to Plans & Billing to upgrade or purchase credits.".to_string()
                 }
             },
         ),

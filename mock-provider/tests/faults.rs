@@ -70,6 +70,24 @@ async fn forced_statuses_carry_the_providers_errors() {
     .await;
     assert_eq!(r.status, 529);
     assert_eq!(r.json()["error"]["type"], "overloaded_error");
+    // Out of credit, Anthropic answers 400, not OpenAI's 429.
+    let r = messages(
+        s.addr,
+        "ant-key-00001",
+        &ask("claude"),
+        &[("x-stormglass-fault", "insufficient_quota")],
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    let e = &r.json()["error"];
+    assert_eq!(e["type"], "invalid_request_error");
+    assert!(
+        e["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("credit balance is too low")),
+        "{e}"
+    );
+    assert_eq!(r.header("x-should-retry"), Some("false"));
     s.stop().await;
 }
 

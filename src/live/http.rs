@@ -3,37 +3,118 @@
 //! into the core's inputs (first token, chunks, the outcome with the
 //! rate-limit figures the provider sent).
 
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use anyhow::{bail, Context as _};
+
 use bytes::{Bytes, BytesMut};
 use http_body_util::{BodyExt as _, Full};
 use hyper::header::HeaderMap;
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{json, Value};
 
+use super::conn::Bounded;
 use crate::policy::Outcome;
 use crate::units::{Nanos, MICROS, MILLIS, SECS};
-use crate::wire::{BodyKind, ErrorType, RateLimits};
+use crate::wire::{BodyKind, ErrorType, MaxTokensField, RateLimits};
 use crate::world::ApiStyle;
 
 /// The largest SSE event the driver buffers; a stream without an event
 /// boundary in this many bytes is not the provider's.
 const MAX_EVENT: usize = 1 << 20;
 
-/// The pooled keep-alive HTTP/1.1 client.
-pub type Http = HyperClient<HttpConnector, Full<Bytes>>;
+/// The pooled keep-alive HTTP/1.1 client, for `http://` and `https://`.
+pub type Http = HyperClient<HttpsConnector<Bounded>, Full<Bytes>>;
 
-/// A client with a bounded pool of idle keep-alive connections.
-pub fn client(max_idle: usize) -> Http {
+/// A client that keeps at most `max_conns` connections open (idle ones
+/// included, at most `max_idle` of them). With `tls` it trusts the
+/// platform's root certificates plus those in `ca_cert` (a PEM file);
+/// without, it speaks plain `http://` only and loads no roots.
+pub fn client(
+    max_conns: usize,
+    max_idle: usize,
+    tls: bool,
+    ca_cert: Option<&Path>,
+) -> anyhow::Result<Http> {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
-    HyperClient::builder(TokioExecutor::new())
-        .pool_max_idle_per_host(max_idle)
-        .build(connector)
+    // The TLS layer handles the scheme; the TCP connector sees both.
+    connector.enforce_http(false);
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls_config(tls, ca_cert)?)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(Bounded::new(connector, max_conns));
+    Ok(HyperClient::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(max_idle.min(max_conns))
+        .build(https))
+}
+
+/// rustls on the `ring` provider, trusting the platform's roots (when `tls`)
+/// and every certificate of the PEM file `ca_cert`.
+fn tls_config(tls: bool, ca_cert: Option<&Path>) -> anyhow::Result<rustls::ClientConfig> {
+    use rustls_pki_types::pem::PemObject as _;
+    use rustls_pki_types::CertificateDer;
+    let mut roots = rustls::RootCertStore::empty();
+    if tls {
+        // Certificates the platform store holds but rustls cannot use are
+        // skipped, as browsers do; an empty store shows as an untrusted
+        // certificate at the first connection (see `tls_error`).
+        let native = rustls_native_certs::load_native_certs();
+        roots.add_parsable_certificates(native.certs);
+    }
+    if let Some(path) = ca_cert {
+        let shown = path.display();
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+            .with_context(|| format!("--ca-cert {shown}: cannot read it"))?
+            .collect::<Result<_, _>>()
+            .with_context(|| format!("--ca-cert {shown}: not a PEM certificate file"))?;
+        if certs.is_empty() {
+            bail!("--ca-cert {shown}: no certificate in it (expected PEM blocks `-----BEGIN CERTIFICATE-----`)");
+        }
+        for cert in certs {
+            roots
+                .add(cert)
+                .with_context(|| format!("--ca-cert {shown}: not a usable CA certificate"))?;
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("rustls has no default protocol versions")?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
+/// The TLS failure behind a request's error, if that is what it was, said
+/// the way a user can act on it.
+pub fn tls_error(err: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        if let Some(t) = e.downcast_ref::<rustls::Error>() {
+            return Some(match t {
+                rustls::Error::InvalidCertificate(c) => format!(
+                    "the server's certificate is not trusted ({c:?}): if it is signed by your own CA, pass --ca-cert PEM"
+                ),
+                other => format!("the TLS handshake failed: {other}"),
+            });
+        }
+        // io::Error hides its payload from `source()` (it gives the
+        // payload's source): step into it instead.
+        cur = match e.downcast_ref::<std::io::Error>() {
+            Some(io) => io
+                .get_ref()
+                .map(|i| i as &(dyn std::error::Error + 'static)),
+            None => e.source(),
+        };
+    }
+    None
 }
 
 /// What a live attempt has received so far, for the answer to a cancel.
@@ -48,7 +129,7 @@ pub struct Progress {
 /// Everything needed to send one attempt.
 #[derive(Clone, Debug)]
 pub struct AttemptSpec {
-    /// `http://host:port`, no trailing slash.
+    /// `http(s)://host:port`, no trailing slash.
     pub base: String,
     /// The provider's API.
     pub style: ApiStyle,
@@ -58,8 +139,11 @@ pub struct AttemptSpec {
     pub key: String,
     /// Prompt tokens to send (the prompt is sized to this).
     pub input_tokens: u32,
-    /// `max_tokens`.
+    /// The output-token limit.
     pub max_tokens: u32,
+    /// The field it goes in (`max_tokens`, or `max_completion_tokens` for
+    /// OpenAI's reasoning models).
+    pub max_tokens_field: MaxTokensField,
     /// Whether the answer must be JSON.
     pub json: bool,
     /// `x-stormglass-draw`, when the target is our mock provider.
@@ -72,6 +156,9 @@ pub struct AttemptSpec {
 /// Something the driver feeds to the core about an attempt.
 #[derive(Debug)]
 pub enum Signal {
+    /// A connection came free for an attempt that had to wait for one
+    /// (for the driver's figures; not an input of the core).
+    Connected,
     /// The first output token came.
     FirstToken,
     /// Another chunk came.
@@ -92,15 +179,20 @@ fn prompt(tokens: u32, json: bool) -> String {
     p
 }
 
-fn request(spec: &AttemptSpec) -> anyhow::Result<hyper::Request<Full<Bytes>>> {
+/// The path and JSON body of an attempt, in its provider's format.
+fn body(spec: &AttemptSpec) -> (&'static str, Value) {
     let text = prompt(spec.input_tokens, spec.json);
-    let (path, body) = match spec.style {
+    match spec.style {
         ApiStyle::Openai => {
+            let limit = match spec.max_tokens_field {
+                MaxTokensField::MaxTokens => "max_tokens",
+                MaxTokensField::MaxCompletionTokens => "max_completion_tokens",
+            };
             let mut b = json!({
                 "model": spec.model,
                 "messages": [{ "role": "user", "content": text }],
-                "max_tokens": spec.max_tokens,
             });
+            b[limit] = json!(spec.max_tokens);
             if spec.stream {
                 b["stream"] = json!(true);
                 b["stream_options"] = json!({ "include_usage": true });
@@ -119,7 +211,11 @@ fn request(spec: &AttemptSpec) -> anyhow::Result<hyper::Request<Full<Bytes>>> {
                 "stream": spec.stream,
             }),
         ),
-    };
+    }
+}
+
+fn request(spec: &AttemptSpec) -> anyhow::Result<hyper::Request<Full<Bytes>>> {
+    let (path, body) = body(spec);
     let mut req = hyper::Request::post(format!("{}{path}", spec.base))
         .header("content-type", "application/json")
         .header(
@@ -393,12 +489,28 @@ pub fn body_kind(json: bool, text: &str) -> BodyKind {
 }
 
 /// The error body's kind, by status and the provider's `type`/`code`.
+///
+/// Out of credit, OpenAI answers 429 `insufficient_quota`; Anthropic
+/// answers 400 `invalid_request_error` "Your credit balance is too low to
+/// access the Anthropic API", or "You have reached your specified API
+/// usage limits" at a spend limit (and documents 402 `billing_error`).
+/// All of them are the core's fatal `insufficient_quota`, not a rate limit
+/// to wait out nor a request to fix.
 pub fn error_type(status: u16, body: &[u8]) -> ErrorType {
     let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     let err = &v["error"];
     let kind = err["type"].as_str().unwrap_or("");
     let code = err["code"].as_str().unwrap_or("");
-    if kind == "insufficient_quota" || code == "insufficient_quota" {
+    let message = err["message"].as_str().unwrap_or("");
+    let out_of_credit = status == 400
+        && kind == "invalid_request_error"
+        && (message.contains("credit balance is too low")
+            || message.contains("reached your specified") && message.contains("API usage limits"));
+    if kind == "insufficient_quota"
+        || code == "insufficient_quota"
+        || kind == "billing_error"
+        || out_of_credit
+    {
         return ErrorType::InsufficientQuota;
     }
     match status {
@@ -533,6 +645,49 @@ mod tests {
     }
 
     #[test]
+    fn the_token_limit_goes_in_the_models_field() {
+        let mut spec = AttemptSpec {
+            base: "http://127.0.0.1:1".into(),
+            style: ApiStyle::Openai,
+            model: "o3-mini".into(),
+            key: "k".into(),
+            input_tokens: 10,
+            max_tokens: 321,
+            max_tokens_field: MaxTokensField::MaxCompletionTokens,
+            json: false,
+            draw: None,
+            stream: false,
+        };
+        let (path, b) = body(&spec);
+        assert_eq!(path, "/v1/chat/completions");
+        assert_eq!(b["max_completion_tokens"], 321);
+        assert!(b.get("max_tokens").is_none(), "{b}");
+        spec.max_tokens_field = MaxTokensField::MaxTokens;
+        let (_, b) = body(&spec);
+        assert_eq!(b["max_tokens"], 321);
+        assert!(b.get("max_completion_tokens").is_none(), "{b}");
+        spec.style = ApiStyle::Anthropic;
+        let (path, b) = body(&spec);
+        assert_eq!(path, "/v1/messages");
+        assert_eq!(b["max_tokens"], 321);
+    }
+
+    #[test]
+    fn a_certificate_error_is_found_inside_nested_io_errors() {
+        // As hyper-util reports a failed handshake: io::Error(Other) around
+        // io::Error(InvalidData) around rustls's error.
+        let tls = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        let inner = std::io::Error::new(std::io::ErrorKind::InvalidData, tls);
+        let outer = std::io::Error::other(inner);
+        let why = tls_error(&outer).expect("found");
+        assert!(
+            why.contains("not trusted") && why.contains("--ca-cert"),
+            "{why}"
+        );
+        assert!(tls_error(&std::io::Error::other("refused")).is_none());
+    }
+
+    #[test]
     fn go_durations_parse() {
         assert_eq!(go_duration("1s"), Some(SECS));
         assert_eq!(go_duration("6m0s"), Some(360 * SECS));
@@ -560,6 +715,15 @@ mod tests {
     fn errors_are_read_from_status_and_body() {
         let quota = br#"{"error":{"type":"insufficient_quota","code":"insufficient_quota"}}"#;
         assert_eq!(error_type(429, quota), ErrorType::InsufficientQuota);
+        let credit = br#"{"type":"error","error":{"type":"invalid_request_error","message":"Your credit balance is too low to access the Anthropic API. Please go to Plans & Billing to upgrade or purchase credits."}}"#;
+        assert_eq!(error_type(400, credit), ErrorType::InsufficientQuota);
+        let limit = br#"{"type":"error","error":{"type":"invalid_request_error","message":"You have reached your specified API usage limits. You will regain access on 2026-12-01 at 00:00 UTC."}}"#;
+        assert_eq!(error_type(400, limit), ErrorType::InsufficientQuota);
+        let billing =
+            br#"{"type":"error","error":{"type":"billing_error","message":"Billing error"}}"#;
+        assert_eq!(error_type(402, billing), ErrorType::InsufficientQuota);
+        let bad = br#"{"type":"error","error":{"type":"invalid_request_error","message":"max_tokens: Field required"}}"#;
+        assert_eq!(error_type(400, bad), ErrorType::InvalidRequest);
         assert_eq!(error_type(429, b"{}"), ErrorType::RateLimit);
         assert_eq!(error_type(529, b""), ErrorType::Overloaded);
         assert_eq!(error_type(500, b"not json"), ErrorType::Server);

@@ -15,6 +15,7 @@
 //! `--from`, and sends the draw key with every attempt, so the server's luck
 //! matches the simulator's attempt for attempt.
 
+pub mod conn;
 pub mod http;
 pub mod trace;
 
@@ -43,8 +44,15 @@ use http::{AttemptSpec, Http, Progress, Signal};
 /// How a live run goes (the command line's flags).
 #[derive(Clone, Debug, Default)]
 pub struct LiveOptions {
-    /// `http://host:port` of the provider (or gateway).
+    /// `http(s)://host:port` of the provider (or gateway).
     pub target: Option<String>,
+    /// A PEM file of CA certificates to trust for an `https://` target,
+    /// beside the platform's roots (a gateway's own CA, a test's).
+    pub ca_cert: Option<std::path::PathBuf>,
+    /// The most connections open to the target at once (default
+    /// [`DEFAULT_MAX_CONNECTIONS`]); an attempt beyond it waits for one,
+    /// its time still counted from its request's scheduled time.
+    pub max_connections: Option<usize>,
     /// Start our mock provider for the scenario instead of a target.
     pub serve: bool,
     /// How much of the scenario to run (default: from `from` to its end).
@@ -64,6 +72,16 @@ pub struct LiveOptions {
     pub trace: Option<std::path::PathBuf>,
 }
 
+/// The most connections the driver opens to the target by default: an
+/// open-loop run against a slow target would otherwise open one per
+/// attempt in flight until the process ran out of file descriptors (whose
+/// usual soft limit is 1,024), and the failures would look like the
+/// provider's resets.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
+
+/// Idle keep-alive connections kept for reuse, at most.
+const MAX_IDLE: usize = 256;
+
 /// Whether `host` (of a URL) is a loopback address.
 fn is_loopback(host: &str) -> bool {
     let h = host.trim_start_matches('[').trim_end_matches(']');
@@ -72,13 +90,13 @@ fn is_loopback(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
-/// Checks a target URL: `http://host[:port]`, loopback unless allowed.
+/// Checks a target URL: `http(s)://host[:port]`, loopback unless allowed.
 pub fn check_target(url: &str, allow_remote: bool, max_cost: Option<f64>) -> anyhow::Result<()> {
-    let Some(rest) = url.strip_prefix("http://") else {
-        if url.starts_with("https://") {
-            bail!("{url}: https targets are not supported yet (no TLS in this build); use a local http gateway or the mock provider");
-        }
-        bail!("{url}: the target must be an http:// URL such as http://127.0.0.1:8080");
+    let Some(rest) = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+    else {
+        bail!("{url}: the target must be an http:// or https:// URL such as http://127.0.0.1:8080 or https://api.openai.com");
     };
     let authority = rest.split('/').next().unwrap_or("");
     let host = match authority.rsplit_once(':') {
@@ -152,9 +170,17 @@ pub fn run(sc: &Scenario, opts: &LiveOptions) -> anyhow::Result<Report> {
         .enable_all()
         .build()
         .context("cannot start the tokio runtime")?;
+    let max_connections = opts.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS);
+    if max_connections == 0 {
+        bail!("--max-connections must be at least 1");
+    }
+    let tls = base.starts_with("https://");
+    if opts.ca_cert.is_some() && !tls {
+        bail!("--ca-cert is for an https:// target; {base} is plain http");
+    }
     let result = rt.block_on(async {
-        let http = http::client(256);
-        let mock = is_mock(&http, &base).await;
+        let http = http::client(max_connections, MAX_IDLE, tls, opts.ca_cert.as_deref())?;
+        let mock = is_mock(&http, &base).await?;
         let keys = keys_for(sc, mock)?;
         let mut reports = Vec::new();
         let mut infos = Vec::new();
@@ -169,10 +195,19 @@ pub fn run(sc: &Scenario, opts: &LiveOptions) -> anyhow::Result<Report> {
                     admin(&http, &base, &body).await?;
                 }
             }
-            let (rep, info, events) =
-                Driver::new(sc, strategy, &base, mock, http.clone(), &keys, opts, window)
-                    .run()
-                    .await;
+            let (rep, info, events) = Driver::new(
+                sc,
+                strategy,
+                &base,
+                mock,
+                http.clone(),
+                &keys,
+                opts,
+                window,
+                max_connections,
+            )
+            .run()
+            .await;
             if let Some(dir) = &opts.trace {
                 std::fs::create_dir_all(dir)
                     .with_context(|| format!("cannot create {}", dir.display()))?;
@@ -195,6 +230,7 @@ pub fn run(sc: &Scenario, opts: &LiveOptions) -> anyhow::Result<Report> {
         mock_provider: mock,
         from_ns: opts.from,
         duration_ns: window,
+        max_connections: max_connections as u64,
         strategies: infos,
     });
     Ok(report)
@@ -202,35 +238,42 @@ pub fn run(sc: &Scenario, opts: &LiveOptions) -> anyhow::Result<Report> {
 
 /// A GET whose whole answer (head and a body of at most 64 KiB) comes
 /// within 5 s, or nothing: a target that streams forever or never answers
-/// must not hold the run.
-async fn get(http: &Http, url: &str) -> Option<(u16, Bytes)> {
-    let req = hyper::Request::get(url)
-        .body(Full::new(Bytes::new()))
-        .ok()?;
+/// must not hold the run. A failed TLS handshake is an error: no attempt
+/// could get through, and the user can fix it (`--ca-cert`).
+async fn get(http: &Http, url: &str) -> anyhow::Result<Option<(u16, Bytes)>> {
+    let req = hyper::Request::get(url).body(Full::new(Bytes::new()))?;
     let whole = async {
-        let resp = http.request(req).await.ok()?;
+        let resp = match http.request(req).await {
+            Ok(r) => r,
+            Err(e) => {
+                return match http::tls_error(&e) {
+                    Some(why) => Err(anyhow::anyhow!("{url}: {why}")),
+                    None => Ok(None),
+                }
+            }
+        };
         let status = resp.status().as_u16();
-        let body = http_body_util::Limited::new(resp.into_body(), 64 << 10)
+        let Ok(body) = http_body_util::Limited::new(resp.into_body(), 64 << 10)
             .collect()
             .await
-            .ok()?
-            .to_bytes();
-        Some((status, body))
+        else {
+            return Ok(None);
+        };
+        Ok(Some((status, body.to_bytes())))
     };
     tokio::time::timeout(Duration::from_secs(5), whole)
         .await
-        .ok()
-        .flatten()
+        .unwrap_or(Ok(None))
 }
 
 /// Whether the target is our mock provider.
-async fn is_mock(http: &Http, base: &str) -> bool {
-    match get(http, &format!("{base}/admin/clock")).await {
+async fn is_mock(http: &Http, base: &str) -> anyhow::Result<bool> {
+    Ok(match get(http, &format!("{base}/admin/clock")).await? {
         Some((200, body)) => {
             serde_json::from_slice::<serde_json::Value>(&body).is_ok_and(|v| v["now_ns"].is_u64())
         }
         _ => false,
-    }
+    })
 }
 
 async fn admin(http: &Http, base: &str, body: &str) -> anyhow::Result<()> {
@@ -280,6 +323,8 @@ struct Slot {
     measured: bool,
     /// When its first token came (for time per output token).
     first_token: Option<Nanos>,
+    /// Since when it has been waiting for a connection (all were busy).
+    waiting_since: Option<Nanos>,
 }
 
 type Message = (u32, AttemptId, Signal);
@@ -306,6 +351,11 @@ struct Driver<'a> {
     slots: BTreeMap<(u32, AttemptId), Slot>,
     tx: mpsc::UnboundedSender<Message>,
     rx: mpsc::UnboundedReceiver<Message>,
+    /// One permit per attempt on the wire: at most `--max-connections`.
+    conns: Arc<tokio::sync::Semaphore>,
+    /// Attempts that found every connection busy, and how long they waited.
+    conn_waits: u64,
+    conn_wait: hdrhistogram::Histogram<u64>,
     in_flight: u64,
     requests: u64,
     attempts_sent: u64,
@@ -333,6 +383,7 @@ impl<'a> Driver<'a> {
         keys: &'a [String],
         opts: &'a LiveOptions,
         window: Nanos,
+        max_connections: usize,
     ) -> Self {
         let (clients, senders) = tally::clients_for(sc, strategy);
         let (tx, rx) = mpsc::unbounded_channel();
@@ -361,6 +412,9 @@ impl<'a> Driver<'a> {
             slots: BTreeMap::new(),
             tx,
             rx,
+            conns: Arc::new(tokio::sync::Semaphore::new(max_connections)),
+            conn_waits: 0,
+            conn_wait: hist(),
             in_flight: 0,
             requests: 0,
             attempts_sent: 0,
@@ -484,6 +538,12 @@ impl<'a> Driver<'a> {
             schedule_lag_p50_ns: q(&self.lag, 0.5),
             schedule_lag_p99_ns: q(&self.lag, 0.99),
             schedule_lag_max_ns: self.lag.max() * MICROS,
+            connection_waits: self.conn_waits,
+            connection_wait_p99_ns: if self.conn_waits == 0 {
+                0
+            } else {
+                q(&self.conn_wait, 0.99)
+            },
             stopped_by_cost_guard: self.stopped,
             spent_usd: self.spent().0 as f64 / 1e9,
         };
@@ -517,6 +577,16 @@ impl<'a> Driver<'a> {
         }
         let now = self.now();
         match sig {
+            Signal::Connected => {
+                if let Some(since) = self
+                    .slots
+                    .get_mut(&(c, id))
+                    .and_then(|s| s.waiting_since.take())
+                {
+                    let _ = self.conn_wait.record(((now - since) / MICROS).max(1));
+                }
+                return;
+            }
             Signal::FirstToken => {
                 if let Some(slot) = self.slots.get_mut(&(c, id)) {
                     slot.first_token = Some(now);
@@ -641,6 +711,7 @@ impl<'a> Driver<'a> {
             key: self.keys[usize::from(key)].clone(),
             input_tokens,
             max_tokens,
+            max_tokens_field: m.max_tokens_field,
             json,
             stream: self.stream,
             draw: self.mock.then(|| {
@@ -649,14 +720,31 @@ impl<'a> Driver<'a> {
         };
         let progress = Arc::new(Progress::default());
         let tx = self.tx.clone();
-        let task = tokio::spawn(http::attempt(
-            self.http.clone(),
-            spec,
-            Arc::clone(&progress),
-            move |sig| {
-                let _ = tx.send((c, attempt, sig));
-            },
-        ));
+        let report = move |sig: Signal| {
+            let _ = tx.send((c, attempt, sig));
+        };
+        // A connection for it, or a wait for one: the core's clock for the
+        // attempt runs meanwhile, as a client's pool timeout would.
+        let permit = Arc::clone(&self.conns).try_acquire_owned().ok();
+        let waiting_since = permit.is_none().then_some(now);
+        self.conn_waits += u64::from(permit.is_none());
+        let conns = Arc::clone(&self.conns);
+        let http = self.http.clone();
+        let shared = Arc::clone(&progress);
+        let task = tokio::spawn(async move {
+            let _permit = match permit {
+                Some(p) => p,
+                None => {
+                    // The driver never closes the semaphore.
+                    let Ok(p) = conns.acquire_owned().await else {
+                        return;
+                    };
+                    report(Signal::Connected);
+                    p
+                }
+            };
+            http::attempt(http, spec, shared, report).await;
+        });
         self.slots.insert(
             (c, attempt),
             Slot {
@@ -667,6 +755,7 @@ impl<'a> Driver<'a> {
                 input_tokens,
                 measured,
                 first_token: None,
+                waiting_since,
             },
         );
     }
@@ -678,6 +767,9 @@ impl<'a> Driver<'a> {
             return;
         };
         slot.task.abort();
+        if let Some(since) = slot.waiting_since {
+            let _ = self.conn_wait.record(((now - since) / MICROS).max(1));
+        }
         use std::sync::atomic::Ordering;
         let started = slot.progress.started.load(Ordering::Relaxed);
         let outcome = Outcome::Cancelled {
@@ -745,7 +837,13 @@ mod tests {
         let e = check_target("http://api.example.com", true, None).unwrap_err();
         assert!(e.to_string().contains("--max-cost"), "{e}");
         assert!(check_target("http://api.example.com", true, Some(5.0)).is_ok());
-        assert!(check_target("https://api.openai.com", true, Some(5.0)).is_err());
+        assert!(check_target("https://api.openai.com", true, Some(5.0)).is_ok());
+        assert!(check_target("https://127.0.0.1:8443", false, None).is_ok());
+        let e = check_target("https://api.openai.com", false, None).unwrap_err();
+        assert!(e.to_string().contains("--allow-remote"), "{e}");
+        let e = check_target("https://api.openai.com", true, None).unwrap_err();
+        assert!(e.to_string().contains("--max-cost"), "{e}");
+        assert!(check_target("ftp://127.0.0.1:8080", false, None).is_err());
         assert!(check_target("127.0.0.1:8080", false, None).is_err());
     }
 }

@@ -46,6 +46,8 @@ pub struct LiveInfo {
     pub from_ns: u64,
     /// Length of the arrival window.
     pub duration_ns: u64,
+    /// The most connections the driver kept open to the target.
+    pub max_connections: u64,
     /// Per strategy, in run order.
     pub strategies: Vec<LiveStrategyInfo>,
 }
@@ -66,6 +68,10 @@ pub struct LiveStrategyInfo {
     pub schedule_lag_p99_ns: u64,
     /// Largest schedule lag.
     pub schedule_lag_max_ns: u64,
+    /// Attempts that found all `max_connections` busy and waited for one.
+    pub connection_waits: u64,
+    /// 99th percentile of those waits (0 when none waited).
+    pub connection_wait_p99_ns: u64,
     /// Whether `--max-cost` stopped the arrivals.
     pub stopped_by_cost_guard: bool,
     /// What the run spent, in USD (every attempt, warm-up included).

@@ -15,9 +15,9 @@ use crate::policy::{
     Backoff, Classifier, FailureClass, ModelInfo, RetryConfig, StrategyConfig, Tier, Timeouts,
 };
 use crate::units::{pico_per_token, Nanos, MILLIS, SECS};
-use crate::wire::BodyKind;
+use crate::wire::{BodyKind, MaxTokensField};
 use crate::world::config::{
-    Effect, FaultRates, IncidentSpec, KeySpec, ModelSpec, PoolSpec, ProviderSpec, Target,
+    ApiStyle, Effect, FaultRates, IncidentSpec, KeySpec, ModelSpec, PoolSpec, ProviderSpec, Target,
     WorldConfig,
 };
 
@@ -323,7 +323,26 @@ pub(super) fn resolve(src: &Sources, m: Merged, default_name: &str) -> R<Scenari
                     )
                     .hint("the factor is how many times slower a slow attempt is"));
             }
+            let max_tokens_field = md
+                .max_tokens_field
+                .or(pv.max_tokens_field)
+                .unwrap_or_default();
+            if pv.style == ApiStyle::Anthropic
+                && max_tokens_field == MaxTokensField::MaxCompletionTokens
+            {
+                return Err(src
+                    .error_at(
+                        file,
+                        model,
+                        format!(
+                            "model `{}`: max_tokens_field = \"max_completion_tokens\" on an Anthropic provider",
+                            md.name
+                        ),
+                    )
+                    .hint("Anthropic's Messages API takes only max_tokens; max_completion_tokens is for OpenAI's reasoning models"));
+            }
             world.models.push(ModelSpec {
+                max_tokens_field,
                 name: md.name.clone(),
                 provider: pi,
                 price_in: pico_per_token(pin),

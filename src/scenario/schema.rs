@@ -102,6 +102,10 @@ pub struct ProviderSection {
     /// Models served by this provider.
     #[serde(default)]
     pub model: Vec<Spanned<ModelSection>>,
+    /// The request field of the output-token limit for its models
+    /// (`max_tokens` or `max_completion_tokens`); default `max_tokens`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens_field: Option<crate::wire::MaxTokensField>,
 }
 
 /// `[[provider.pool]]`: a quota shared by the keys that point at it.
@@ -165,6 +169,9 @@ pub struct ModelSection {
     /// Base fault rates; default none.
     #[serde(default)]
     pub faults: Faults,
+    /// The request field of the output-token limit; default the provider's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens_field: Option<crate::wire::MaxTokensField>,
 }
 
 /// A slow tail.

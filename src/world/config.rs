@@ -2,7 +2,7 @@
 
 use crate::dist::LogNormal;
 use crate::units::Nanos;
-use crate::wire::BodyKind;
+use crate::wire::{BodyKind, MaxTokensField};
 
 use serde::{Deserialize, Serialize};
 
@@ -90,6 +90,9 @@ pub struct ModelSpec {
     pub queue: u32,
     /// Base faults.
     pub faults: FaultRates,
+    /// Which field a client sends the output-token limit in (the live
+    /// driver; the simulator and the mock provider need not know).
+    pub max_tokens_field: MaxTokensField,
 }
 
 /// A quota pool: limits per minute, `None` where unlimited.

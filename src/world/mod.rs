@@ -167,7 +167,8 @@ pub enum Force {
     /// when the key's pool is whole again).
     Status(u16),
     /// A 429 (or other status) `insufficient_quota` error: out of credit,
-    /// do not retry.
+    /// do not retry. An Anthropic provider answers it with 400, as
+    /// Anthropic does (`invalid_request_error`, "credit balance is too low").
     InsufficientQuota(u16),
     /// No answer ever comes.
     Hang,
@@ -375,6 +376,13 @@ impl World {
             Some(Force::Status(status)) | Some(Force::InsufficientQuota(status)) => {
                 let limits = self.limits(a.key, now);
                 let quota = matches!(force, Some(Force::InsufficientQuota(_)));
+                // Out of credit, Anthropic answers 400 `invalid_request_error`
+                // ("Your credit balance is too low"), not OpenAI's 429.
+                let status = if quota && provider.style == ApiStyle::Anthropic {
+                    400
+                } else {
+                    status
+                };
                 let error = if quota {
                     ErrorType::InsufficientQuota
                 } else {

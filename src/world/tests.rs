@@ -4,6 +4,7 @@ use crate::units::{MILLIS, SECS};
 
 fn model(slots: u32, queue: u32) -> ModelSpec {
     ModelSpec {
+        max_tokens_field: Default::default(),
         name: "m".into(),
         provider: 0,
         price_in: 0,
