@@ -45,6 +45,10 @@ pub enum Command {
         /// replay of each strategy can double the simulation time.
         #[arg(long)]
         no_exemplars: bool,
+        /// Chart files to write: svg, png or both (report.html inlines
+        /// the SVG charts either way).
+        #[arg(long, value_enum, value_name = "FORMAT", default_value_t)]
+        charts: report::chart::ChartFormat,
         /// Print the report JSON to stdout instead of the table.
         #[arg(long)]
         json: bool,
@@ -94,6 +98,10 @@ pub enum Command {
         /// this directory, as <strategy>.trace.jsonl.
         #[arg(long, value_name = "DIR")]
         trace: Option<PathBuf>,
+        /// Chart files to write: svg, png or both (report.html inlines
+        /// the SVG charts either way).
+        #[arg(long, value_enum, value_name = "FORMAT", default_value_t)]
+        charts: report::chart::ChartFormat,
     },
     /// Serve a scenario's providers over HTTP (runs the mock-provider
     /// binary; binds 127.0.0.1:8080 unless told otherwise).
@@ -157,6 +165,7 @@ pub fn run(opts: Opts) -> anyhow::Result<ExitCode> {
             out,
             json,
             trace,
+            charts,
         } => {
             let mut sc = scenario::load(&scenario)?;
             if let Some(seed) = seed {
@@ -182,7 +191,7 @@ pub fn run(opts: Opts) -> anyhow::Result<ExitCode> {
                 sc.seed,
                 rep.strategies.len()
             );
-            print_report(&rep, &dir, &heading, json)?;
+            print_report(&rep, &dir, &heading, json, charts)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Check {
@@ -243,6 +252,7 @@ pub fn run(opts: Opts) -> anyhow::Result<ExitCode> {
             seeds,
             threads,
             no_exemplars,
+            charts,
             json,
         } => {
             let mut sc = scenario::load(&scenario)?;
@@ -265,7 +275,7 @@ pub fn run(opts: Opts) -> anyhow::Result<ExitCode> {
                 crate::units::format_duration(sc.duration),
                 rep.strategies.len()
             );
-            print_report(&rep, &dir, &heading, json)?;
+            print_report(&rep, &dir, &heading, json, charts)?;
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -279,9 +289,10 @@ fn print_report(
     dir: &std::path::Path,
     heading: &str,
     json: bool,
+    charts: report::chart::ChartFormat,
 ) -> anyhow::Result<()> {
-    let written =
-        report::write_all(rep, dir).with_context(|| format!("writing {}", dir.display()))?;
+    let written = report::write_all_as(rep, dir, charts)
+        .with_context(|| format!("writing {}", dir.display()))?;
     let mut stdout = std::io::stdout().lock();
     if json {
         stdout.write_all(report::to_json(rep).as_bytes())?;
@@ -318,7 +329,7 @@ fn print_report(
     if let Some(path) = written.first() {
         writeln!(
             stdout,
-            "\nreport: {} (and report.md, report.html, {} charts)",
+            "\nreport: {} (and report.md, report.html, {} chart files)",
             path.display(),
             written.len().saturating_sub(3)
         )?;
