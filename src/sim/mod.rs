@@ -24,7 +24,7 @@ pub mod traffic;
 
 use std::sync::Arc;
 
-use crate::policy::{Action, AttemptId, Client, Outcome, StrategyConfig};
+use crate::policy::{Action, AttemptId, CancelReason, Client, Outcome, StrategyConfig};
 use crate::report::json::{IncidentInfo, Report, ScenarioInfo};
 use crate::report::{AttemptEnd, StrategyReport, SCHEMA_VERSION};
 use crate::scenario::Scenario;
@@ -338,7 +338,7 @@ impl Sim<'_> {
         while let Some(a) = self.clients[c as usize].poll_action() {
             match a {
                 Action::Send { .. } => self.send(now, c, a),
-                Action::Cancel { attempt, .. } => self.cancel(now, c, attempt),
+                Action::Cancel { attempt, reason } => self.cancel(now, c, attempt, reason),
                 Action::Alert { at, alert } => {
                     if self.sender_of[c as usize] == Sender::Strategy {
                         self.tally.collector.on_alert(at, c, alert);
@@ -459,7 +459,8 @@ impl Sim<'_> {
         }
     }
 
-    fn cancel(&mut self, now: Nanos, c: u32, id: AttemptId) {
+    fn cancel(&mut self, now: Nanos, c: u32, id: AttemptId, reason: CancelReason) {
+        let end = AttemptEnd::cancelled(reason);
         let Some(&(known, h)) = self.by_slot[c as usize].get(id.slot()) else {
             return;
         };
@@ -470,12 +471,10 @@ impl Sim<'_> {
             return;
         };
         if rec.measured {
-            self.tally
-                .collector
-                .on_attempt_end(now, rec.model, AttemptEnd::Cancelled);
+            self.tally.collector.on_attempt_end(now, rec.model, end);
         }
         if let Some(t) = &mut self.tracer {
-            t.on_end(h, now, AttemptEnd::Cancelled, None);
+            t.on_end(h, now, end, None);
         }
         if let Some(job) = rec.job {
             let mut started = std::mem::take(&mut self.started);

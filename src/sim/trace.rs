@@ -137,6 +137,9 @@ fn describe(end: Option<(AttemptEnd, Option<u16>)>) -> String {
         AttemptEnd::Error => "error",
         AttemptEnd::Broken => "connection reset or stream broken",
         AttemptEnd::Cancelled => "cancelled by the client (timeout or deadline)",
+        AttemptEnd::HedgeLost => {
+            "cancelled: the other attempt of its hedged request answered first"
+        }
     };
     match status {
         Some(s) => format!("{s} {what}"),
