@@ -41,8 +41,8 @@ pub enum Command {
         /// Worker threads (default: all cores).
         #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
         threads: Option<u16>,
-        /// Skip the exemplars (attempt timelines of a few requests), whose
-        /// replay of each strategy can double the simulation time.
+        /// Skip the exemplars (attempt timelines of a few requests) and the
+        /// recording of attempts they need.
         #[arg(long)]
         no_exemplars: bool,
         /// Chart files to write: svg, png or both (report.html inlines

@@ -291,7 +291,8 @@ impl Collector {
         }
     }
 
-    /// A measured request finished at `now`.
+    /// A measured request finished at `now`; true if it became an exemplar
+    /// candidate (see [`Self::is_candidate`]).
     #[inline]
     pub fn on_finish(
         &mut self,
@@ -300,9 +301,10 @@ impl Collector {
         result: RequestResult,
         first_token: Option<Nanos>,
         cost: NanoUsd,
-    ) {
+    ) -> bool {
         self.requests += 1;
         let latency = now - arrived;
+        let mut picked = false;
         // Bounded exemplar picks: slowest first, ties by request id.
         if self.slowest.len() < SLOWEST
             || self.slowest.last().is_some_and(|&(l, r, _, _)| {
@@ -314,11 +316,13 @@ impl Collector {
             });
             self.slowest.insert(at, (latency, request, arrived, result));
             self.slowest.truncate(SLOWEST);
+            picked = true;
         }
         if let RequestResult::Failed(reason) = result {
             let slot = &mut self.first_failed[reason.index()];
             if slot.is_none() {
                 *slot = Some((request, arrived, latency));
+                picked = true;
             }
         }
         self.all.record(latency);
@@ -349,6 +353,14 @@ impl Collector {
                 self.failed[b][r.index()] += 1;
             }
         }
+        picked
+    }
+
+    /// Whether `request` is, for now, among the exemplar candidates (the
+    /// slowest so far, or the first failure of its reason).
+    pub fn is_candidate(&self, request: u64) -> bool {
+        self.slowest.iter().any(|s| s.1 == request)
+            || self.first_failed.iter().flatten().any(|f| f.0 == request)
     }
 
     /// The strategy's report section.
