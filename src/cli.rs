@@ -41,10 +41,14 @@ pub enum Command {
         /// Worker threads (default: all cores).
         #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
         threads: Option<u16>,
-        /// Skip the exemplars (attempt timelines of a few requests), whose
-        /// replay of each strategy can double the simulation time.
+        /// Skip the exemplars (attempt timelines of a few requests) and the
+        /// recording of attempts they need.
         #[arg(long)]
         no_exemplars: bool,
+        /// Chart files to write: svg, png or both (report.html inlines
+        /// the SVG charts either way).
+        #[arg(long, value_enum, value_name = "FORMAT", default_value_t)]
+        charts: report::chart::ChartFormat,
         /// Print the report JSON to stdout instead of the table.
         #[arg(long)]
         json: bool,
@@ -102,6 +106,10 @@ pub enum Command {
         /// this directory, as <strategy>.trace.jsonl.
         #[arg(long, value_name = "DIR")]
         trace: Option<PathBuf>,
+        /// Chart files to write: svg, png or both (report.html inlines
+        /// the SVG charts either way).
+        #[arg(long, value_enum, value_name = "FORMAT", default_value_t)]
+        charts: report::chart::ChartFormat,
     },
     /// Serve a scenario's providers over HTTP (runs the mock-provider
     /// binary; binds 127.0.0.1:8080 unless told otherwise).
@@ -167,6 +175,7 @@ pub fn run(opts: Opts) -> anyhow::Result<ExitCode> {
             trace,
             ca_cert,
             max_connections,
+            charts,
         } => {
             let mut sc = scenario::load(&scenario)?;
             if let Some(seed) = seed {
@@ -194,7 +203,7 @@ pub fn run(opts: Opts) -> anyhow::Result<ExitCode> {
                 sc.seed,
                 rep.strategies.len()
             );
-            print_report(&rep, &dir, &heading, json)?;
+            print_report(&rep, &dir, &heading, json, charts)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Check {
@@ -255,6 +264,7 @@ pub fn run(opts: Opts) -> anyhow::Result<ExitCode> {
             seeds,
             threads,
             no_exemplars,
+            charts,
             json,
         } => {
             let mut sc = scenario::load(&scenario)?;
@@ -277,7 +287,7 @@ pub fn run(opts: Opts) -> anyhow::Result<ExitCode> {
                 crate::units::format_duration(sc.duration),
                 rep.strategies.len()
             );
-            print_report(&rep, &dir, &heading, json)?;
+            print_report(&rep, &dir, &heading, json, charts)?;
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -291,9 +301,10 @@ fn print_report(
     dir: &std::path::Path,
     heading: &str,
     json: bool,
+    charts: report::chart::ChartFormat,
 ) -> anyhow::Result<()> {
-    let written =
-        report::write_all(rep, dir).with_context(|| format!("writing {}", dir.display()))?;
+    let written = report::write_all_as(rep, dir, charts)
+        .with_context(|| format!("writing {}", dir.display()))?;
     let mut stdout = std::io::stdout().lock();
     if json {
         stdout.write_all(report::to_json(rep).as_bytes())?;
@@ -340,7 +351,7 @@ fn print_report(
     if let Some(path) = written.first() {
         writeln!(
             stdout,
-            "\nreport: {} (and report.md, report.html, {} charts)",
+            "\nreport: {} (and report.md, report.html, {} chart files)",
             path.display(),
             written.len().saturating_sub(3)
         )?;

@@ -130,3 +130,33 @@ fn the_exemplar_replay_changes_no_other_figure() {
         assert_eq!(a, b, "{}", st.name);
     }
 }
+
+#[test]
+fn an_incident_still_running_when_arrivals_stop_had_not_ended() {
+    use stormglass::report::incident::Recovery;
+    let mut sc = load("retry-storm.toml");
+    // Stop arrivals in the middle of the quota cut.
+    let (start, end) = (sc.world.incidents[0].start, sc.world.incidents[0].end);
+    sc.duration = (start + end) / 2;
+    let r = run(&sc);
+    for s in &r.strategies {
+        let i = &s.incidents[0];
+        assert_eq!(i.recovery, Recovery::NotEnded, "{}", s.name);
+        assert!(!i.recovered && i.recovery_ns.is_none(), "{}", s.name);
+        assert!(i.before_success_rate.unwrap() > 0.99, "{}", s.name);
+    }
+    let dir = std::env::temp_dir().join(format!("stormglass-not-ended-{}", std::process::id()));
+    stormglass::report::write_all(&r, &dir).unwrap();
+    let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    assert!(
+        md.contains("| had not ended by the end of the run |"),
+        "{md}"
+    );
+    assert!(!md.contains("did not recover |"), "{md}");
+    // The full run: the cut ends, and the fixed strategy did not recover.
+    let full = run(&load("retry-storm.toml"));
+    let fixed = &strategy(&full, "fixed-no-jitter").incidents[0];
+    assert_eq!(fixed.recovery, Recovery::DidNotRecover);
+    let jitter = &strategy(&full, "full-jitter").incidents[0];
+    assert_eq!(jitter.recovery, Recovery::Recovered);
+}

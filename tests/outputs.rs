@@ -109,3 +109,110 @@ fn the_markdown_marks_the_best_value_and_gives_the_slo_and_alerts() {
     assert!(md.contains("## Thresholds") && md.contains(" full-jitter: success > 0.75: "));
     assert!(md.contains("(latency.svg)"));
 }
+
+/// Width and height from a PNG's IHDR chunk, after checking the signature.
+fn png_size(bytes: &[u8]) -> (u32, u32) {
+    assert!(bytes.len() > 33, "too short for a PNG");
+    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "PNG signature");
+    assert_eq!(&bytes[8..16], b"\0\0\0\x0dIHDR", "IHDR first");
+    let be = |i: usize| u32::from_be_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
+    (be(16), be(20))
+}
+
+#[test]
+fn png_charts_on_request_decode_and_are_byte_identical() {
+    use stormglass::report::chart::ChartFormat;
+    use stormglass::report::write_all_as;
+    let mut sc = load("retry-storm.toml");
+    sc.duration = 300 * stormglass::units::SECS;
+    let r = run(&sc);
+    let (a, b) = (temp_dir("png-a"), temp_dir("png-b"));
+    let written = write_all_as(&r, &a, ChartFormat::Both).unwrap();
+    write_all_as(&r, &b, ChartFormat::Both).unwrap();
+    let charts = 5 + r.strategies.len();
+    assert_eq!(written.len(), 1 + 2 * charts + 2, "{written:?}");
+    let pngs: Vec<_> = written
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "png"))
+        .collect();
+    assert_eq!(pngs.len(), charts);
+    for p in &pngs {
+        let bytes = std::fs::read(p).unwrap();
+        let name = p.file_name().unwrap();
+        assert_eq!(
+            bytes,
+            std::fs::read(b.join(name)).unwrap(),
+            "{name:?} differs between two writes"
+        );
+        let size = png_size(&bytes);
+        let expected = if name == "comparison.png" {
+            (960, 560)
+        } else {
+            (960, 480)
+        };
+        assert_eq!(size, expected, "{name:?}");
+        // It decodes whole, and something beside the white background was
+        // drawn (axes, lines, text).
+        let mut reader = png::Decoder::new(std::io::Cursor::new(&bytes))
+            .read_info()
+            .unwrap();
+        let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+        let info = reader.next_frame(&mut buf).unwrap();
+        assert_eq!((info.width, info.height), expected);
+        let inked = buf[..info.buffer_size()]
+            .chunks(3)
+            .filter(|px| px.iter().any(|&c| c < 128))
+            .count();
+        assert!(inked > 2_000, "{name:?}: only {inked} dark pixels");
+    }
+    // PNG only: no SVG files, and report.md links the PNGs.
+    let c = temp_dir("png-only");
+    let written = write_all_as(&r, &c, ChartFormat::Png).unwrap();
+    assert!(!written
+        .iter()
+        .any(|p| p.extension().is_some_and(|e| e == "svg")));
+    let md = read(&c.join("report.md"));
+    assert!(md.contains("(latency.png)") && !md.contains("(latency.svg)"));
+    // The HTML still inlines every chart as SVG.
+    assert_eq!(read(&c.join("report.html")).matches("<svg").count(), charts);
+}
+
+#[test]
+fn the_charts_flag_is_parsed_on_run_and_live() {
+    use clap::Parser as _;
+    use stormglass::cli::{Command, Opts};
+    use stormglass::report::chart::ChartFormat;
+    let run = Opts::try_parse_from(["stormglass", "run", "x.toml", "--charts", "png"]).unwrap();
+    assert!(matches!(
+        run.command,
+        Command::Run {
+            charts: ChartFormat::Png,
+            ..
+        }
+    ));
+    let default = Opts::try_parse_from(["stormglass", "run", "x.toml"]).unwrap();
+    assert!(matches!(
+        default.command,
+        Command::Run {
+            charts: ChartFormat::Svg,
+            ..
+        }
+    ));
+    let live = Opts::try_parse_from([
+        "stormglass",
+        "live",
+        "x.toml",
+        "--serve",
+        "--charts",
+        "both",
+    ])
+    .unwrap();
+    assert!(matches!(
+        live.command,
+        Command::Live {
+            charts: ChartFormat::Both,
+            ..
+        }
+    ));
+    assert!(Opts::try_parse_from(["stormglass", "run", "x.toml", "--charts", "gif"]).is_err());
+}

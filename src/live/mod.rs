@@ -30,7 +30,9 @@ use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
 use tokio::sync::mpsc;
 
-use crate::policy::{Action, AttemptId, Client, Outcome, RequestResult, StrategyConfig};
+use crate::policy::{
+    Action, AttemptId, CancelReason, Client, Outcome, RequestResult, StrategyConfig,
+};
 use crate::report::json::{LiveInfo, LiveStrategyInfo, Report};
 use crate::report::{AttemptEnd, StrategyReport};
 use crate::scenario::Scenario;
@@ -640,7 +642,7 @@ impl<'a> Driver<'a> {
             let sender = self.senders[c as usize];
             match a {
                 Action::Send { .. } => self.send(now, c, a),
-                Action::Cancel { attempt, .. } => self.cancel(now, c, attempt),
+                Action::Cancel { attempt, reason } => self.cancel(now, c, attempt, reason),
                 Action::Finish {
                     request,
                     result,
@@ -762,7 +764,8 @@ impl<'a> Driver<'a> {
 
     /// Stops an attempt and gives the core its answer at once, as the
     /// contract asks: what had arrived by now still bills.
-    fn cancel(&mut self, now: Nanos, c: u32, id: AttemptId) {
+    fn cancel(&mut self, now: Nanos, c: u32, id: AttemptId, reason: CancelReason) {
+        let end = AttemptEnd::cancelled(reason);
         let Some(slot) = self.slots.remove(&(c, id)) else {
             return;
         };
@@ -777,9 +780,7 @@ impl<'a> Driver<'a> {
             output_tokens: slot.progress.tokens.load(Ordering::Relaxed),
         };
         if slot.measured {
-            self.tally
-                .collector
-                .on_attempt_end(now, slot.model, AttemptEnd::Cancelled);
+            self.tally.collector.on_attempt_end(now, slot.model, end);
         }
         self.input(
             c,

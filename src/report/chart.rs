@@ -1,12 +1,17 @@
-//! Charts drawn with plotters, as SVG strings: latency percentile curves on
-//! a log "1/(1-q)" axis (after HdrHistogram's plotter), throughput and
-//! outcome mix over time with incident windows shaded, offered load against
-//! quota, cost over time and by model, and a strategy comparison.
+//! Charts drawn with plotters: latency percentile curves on a log
+//! "1/(1-q)" axis (after HdrHistogram's plotter), throughput and outcome mix
+//! over time with incident windows shaded, offered load against quota, cost
+//! over time and by model, and a strategy comparison.
 //!
 //! Everything is drawn from a [`Report`], so the charts show exactly what
-//! `report.json` says. Only plotters' SVG backend is used: text is written
-//! as SVG `<text>` and laid out with plotters' built-in estimate, so no font
-//! library or system font is needed to build or to draw.
+//! `report.json` says. Each chart is one function generic over plotters'
+//! [`DrawingBackend`]: the SVG (always drawn, the HTML report inlines it)
+//! and the PNG (on request) come from the same code. Text is laid out, and
+//! drawn into bitmaps, with DejaVu Sans, bundled in `assets/fonts/` and
+//! registered with plotters' `ab_glyph` font table, so no system font or
+//! font library is needed and a PNG is the same bytes on every machine.
+
+use std::sync::OnceLock;
 
 use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
@@ -28,6 +33,8 @@ const COLORS: [RGBColor; 8] = [
 
 const INCIDENT: RGBColor = RGBColor(230, 80, 80);
 const FONT: &str = "sans-serif";
+/// DejaVu Sans (Bitstream Vera licence, `assets/fonts/LICENSE-DejaVu.txt`).
+static FONT_DATA: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
 /// Room above the data for the legend.
 const HEADROOM: f64 = 1.45;
 const SIZE: (u32, u32) = (960, 480);
@@ -36,7 +43,32 @@ fn color(i: usize) -> RGBColor {
     COLORS[i % COLORS.len()]
 }
 
-/// A chart's file stem and SVG text.
+/// Which image files `run` and `live` write for the charts. The HTML
+/// report inlines the SVG whatever is chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ChartFormat {
+    /// `<chart>.svg` (the default).
+    #[default]
+    Svg,
+    /// `<chart>.png`.
+    Png,
+    /// Both.
+    Both,
+}
+
+impl ChartFormat {
+    /// Whether SVG files are written.
+    pub fn svg(self) -> bool {
+        matches!(self, Self::Svg | Self::Both)
+    }
+
+    /// Whether PNG files are written.
+    pub fn png(self) -> bool {
+        matches!(self, Self::Png | Self::Both)
+    }
+}
+
+/// A chart: its file stem, title, SVG text and, on request, PNG bytes.
 pub struct Chart {
     /// File stem, e.g. `latency`.
     pub name: String,
@@ -44,52 +76,108 @@ pub struct Chart {
     pub title: String,
     /// SVG document.
     pub svg: String,
+    /// PNG file, when asked for.
+    pub png: Option<Vec<u8>>,
 }
 
 type Res<T> = Result<T, String>;
-type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
+type Area<DB> = DrawingArea<DB, Shift>;
 
 fn err<E: std::fmt::Display>(e: E) -> String {
     e.to_string()
 }
 
-/// Every chart of a report, in the order the HTML report shows them.
-pub fn all(r: &Report) -> Res<Vec<Chart>> {
-    let mut out = vec![
-        Chart {
-            name: "comparison".into(),
-            title: "Strategies compared".into(),
-            svg: draw(|a| comparison(a, r), (960, 560))?,
-        },
-        Chart {
-            name: "latency".into(),
-            title: "Latency percentiles (all requests)".into(),
-            svg: draw(|a| latency(a, r), SIZE)?,
-        },
-        Chart {
-            name: "offered-load".into(),
-            title: "Offered load against quota".into(),
-            svg: draw(|a| offered(a, r), SIZE)?,
-        },
-        Chart {
-            name: "cost-over-time".into(),
-            title: "Cost over time".into(),
-            svg: draw(|a| cost_over_time(a, r), SIZE)?,
-        },
-        Chart {
-            name: "cost-by-model".into(),
-            title: "Cost by model".into(),
-            svg: draw(|a| cost_by_model(a, r), SIZE)?,
-        },
+/// The charts a report has, each drawn by one generic function.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Comparison,
+    Latency,
+    Offered,
+    CostOverTime,
+    CostByModel,
+    /// Strategy `i`'s throughput and outcomes.
+    Timeline(usize),
+}
+
+impl Kind {
+    fn size(self) -> (u32, u32) {
+        match self {
+            Self::Comparison => (960, 560),
+            _ => SIZE,
+        }
+    }
+
+    fn paint<DB: DrawingBackend>(self, root: &Area<DB>, r: &Report) -> Res<()> {
+        match self {
+            Self::Comparison => comparison(root, r),
+            Self::Latency => latency(root, r),
+            Self::Offered => offered(root, r),
+            Self::CostOverTime => cost_over_time(root, r),
+            Self::CostByModel => cost_by_model(root, r),
+            Self::Timeline(i) => timeline(root, r, i),
+        }
+    }
+}
+
+/// Registers the bundled font with plotters, once per process.
+fn register_font() -> Res<()> {
+    static DONE: OnceLock<Res<()>> = OnceLock::new();
+    DONE.get_or_init(|| {
+        plotters::style::register_font(FONT, FontStyle::Normal, FONT_DATA)
+            .map_err(|_| "the bundled font (DejaVu Sans) could not be read".to_string())
+    })
+    .clone()
+}
+
+/// Every chart of a report, in the order the HTML report shows them; with
+/// `png`, each also as a PNG file.
+pub fn all(r: &Report, png: bool) -> Res<Vec<Chart>> {
+    register_font()?;
+    let mut kinds = vec![
+        (
+            "comparison".to_string(),
+            "Strategies compared".to_string(),
+            Kind::Comparison,
+        ),
+        (
+            "latency".into(),
+            "Latency percentiles (all requests)".into(),
+            Kind::Latency,
+        ),
+        (
+            "offered-load".into(),
+            "Offered load against quota".into(),
+            Kind::Offered,
+        ),
+        (
+            "cost-over-time".into(),
+            "Cost over time".into(),
+            Kind::CostOverTime,
+        ),
+        (
+            "cost-by-model".into(),
+            "Cost by model".into(),
+            Kind::CostByModel,
+        ),
     ];
     for (i, s) in r.strategies.iter().enumerate() {
-        out.push(Chart {
-            name: format!("timeline-{}", slug(&s.name)),
-            title: format!("Throughput and outcomes over time: {}", s.name),
-            svg: draw(|a| timeline(a, r, i), SIZE)?,
-        });
+        kinds.push((
+            format!("timeline-{}", slug(&s.name)),
+            format!("Throughput and outcomes over time: {}", s.name),
+            Kind::Timeline(i),
+        ));
     }
-    Ok(out)
+    kinds
+        .into_iter()
+        .map(|(name, title, kind)| {
+            Ok(Chart {
+                name,
+                title,
+                svg: svg(kind, r)?,
+                png: if png { Some(png_file(kind, r)?) } else { None },
+            })
+        })
+        .collect()
 }
 
 /// A file-name-safe form of a strategy name.
@@ -105,15 +193,45 @@ pub fn slug(s: &str) -> String {
         .collect()
 }
 
-fn draw(f: impl FnOnce(&Area<'_>) -> Res<()>, size: (u32, u32)) -> Res<String> {
+fn render<DB: DrawingBackend>(root: &Area<DB>, kind: Kind, r: &Report) -> Res<()> {
+    root.fill(&WHITE).map_err(err)?;
+    kind.paint(root, r)?;
+    root.present().map_err(err)
+}
+
+fn svg(kind: Kind, r: &Report) -> Res<String> {
     let mut buf = String::new();
     {
-        let root = SVGBackend::with_string(&mut buf, size).into_drawing_area();
-        root.fill(&WHITE).map_err(err)?;
-        f(&root)?;
-        root.present().map_err(err)?;
+        let root = SVGBackend::with_string(&mut buf, kind.size()).into_drawing_area();
+        render(&root, kind, r)?;
     }
     Ok(buf)
+}
+
+/// Draws into an RGB buffer and encodes it as PNG. The encoder writes no
+/// time or other varying chunk, so the same report gives the same bytes.
+fn png_file(kind: Kind, r: &Report) -> Res<Vec<u8>> {
+    let (w, h) = kind.size();
+    let mut rgb = vec![0u8; w as usize * h as usize * 3];
+    {
+        let root = BitMapBackend::with_buffer(&mut rgb, (w, h)).into_drawing_area();
+        render(&root, kind, r)?;
+    }
+    encode_png(&rgb, w, h).map_err(err)
+}
+
+fn encode_png(rgb: &[u8], w: u32, h: u32) -> Result<Vec<u8>, png::EncodingError> {
+    let mut out = Vec::new();
+    {
+        let mut enc = png::Encoder::new(&mut out, w, h);
+        enc.set_color(png::ColorType::Rgb);
+        enc.set_depth(png::BitDepth::Eight);
+        enc.set_compression(png::Compression::Balanced);
+        let mut writer = enc.write_header()?;
+        writer.write_image_data(rgb)?;
+        writer.finish()?;
+    }
+    Ok(out)
 }
 
 /// Time of bucket `i`'s middle, in minutes of virtual time.
@@ -158,7 +276,11 @@ fn rate_line(s: &StrategyReport, count: impl Fn(usize) -> u64) -> Vec<(f64, f64)
 }
 
 /// Shades every incident's window over `0..ymax`.
-fn shade_incidents(chart: &mut TimeChart<'_, '_>, r: &Report, ymax: f64) -> Res<()> {
+fn shade_incidents<DB: DrawingBackend>(
+    chart: &mut TimeChart<'_, DB>,
+    r: &Report,
+    ymax: f64,
+) -> Res<()> {
     for (k, inc) in r.scenario.incidents.iter().enumerate() {
         let (a, b) = (inc.start_ns as f64 / 60e9, inc.end_ns as f64 / 60e9);
         let s = chart
@@ -176,19 +298,18 @@ fn shade_incidents(chart: &mut TimeChart<'_, '_>, r: &Report, ymax: f64) -> Res<
     Ok(())
 }
 
-type TimeChart<'a, 'b> =
-    ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+type TimeChart<'a, DB> = ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
 
 /// A chart over virtual time (minutes), its axes described and its
 /// incident windows shaded.
-fn time_chart<'a, 'b: 'a>(
-    root: &'a Area<'b>,
+fn time_chart<'a, DB: DrawingBackend>(
+    root: &'a Area<DB>,
     r: &Report,
     caption: &str,
     y_desc: &str,
     ytop: f64,
     y_fmt: &dyn Fn(&f64) -> String,
-) -> Res<TimeChart<'a, 'b>> {
+) -> Res<TimeChart<'a, DB>> {
     let (t0, t1) = time_range(r);
     let mut chart = ChartBuilder::on(root)
         .caption(caption, (FONT, 18))
@@ -211,8 +332,8 @@ fn time_chart<'a, 'b: 'a>(
 }
 
 /// One line per strategy, in the strategy's colour, named in the legend.
-fn strategy_lines(
-    chart: &mut TimeChart<'_, '_>,
+fn strategy_lines<DB: DrawingBackend>(
+    chart: &mut TimeChart<'_, DB>,
     r: &Report,
     lines: Vec<Vec<(f64, f64)>>,
 ) -> Res<()> {
@@ -227,8 +348,8 @@ fn strategy_lines(
     Ok(())
 }
 
-fn legend<'a, 'b: 'a, CT: CoordTranslate>(
-    chart: &mut ChartContext<'a, SVGBackend<'b>, CT>,
+fn legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
     pos: SeriesLabelPosition,
 ) -> Res<()> {
     chart
@@ -241,7 +362,7 @@ fn legend<'a, 'b: 'a, CT: CoordTranslate>(
         .map_err(err)
 }
 
-fn latency(root: &Area<'_>, r: &Report) -> Res<()> {
+fn latency<DB: DrawingBackend>(root: &Area<DB>, r: &Report) -> Res<()> {
     let ymax = r
         .strategies
         .iter()
@@ -307,7 +428,7 @@ fn latency(root: &Area<'_>, r: &Report) -> Res<()> {
     legend(&mut chart, SeriesLabelPosition::UpperLeft)
 }
 
-fn timeline(root: &Area<'_>, r: &Report, i: usize) -> Res<()> {
+fn timeline<DB: DrawingBackend>(root: &Area<DB>, r: &Report, i: usize) -> Res<()> {
     let s = &r.strategies[i];
     let n = s.series.successes.len();
     let failed: Vec<u64> = (0..n)
@@ -380,7 +501,7 @@ fn quotas(r: &Report) -> Vec<(String, f64)> {
     out
 }
 
-fn offered(root: &Area<'_>, r: &Report) -> Res<()> {
+fn offered<DB: DrawingBackend>(root: &Area<DB>, r: &Report) -> Res<()> {
     let quotas = quotas(r);
     let lines: Vec<Vec<(f64, f64)>> = r
         .strategies
@@ -419,7 +540,7 @@ fn offered(root: &Area<'_>, r: &Report) -> Res<()> {
     legend(&mut chart, SeriesLabelPosition::UpperRight)
 }
 
-fn cost_over_time(root: &Area<'_>, r: &Report) -> Res<()> {
+fn cost_over_time<DB: DrawingBackend>(root: &Area<DB>, r: &Report) -> Res<()> {
     let cumulative: Vec<Vec<(f64, f64)>> = r
         .strategies
         .iter()
@@ -454,8 +575,8 @@ fn cost_over_time(root: &Area<'_>, r: &Report) -> Res<()> {
 
 /// Horizontal bars. Grouped: one group per category, one bar per strategy
 /// in each. Not grouped (`categories` empty): one bar per strategy, named.
-fn grouped_bars(
-    area: &Area<'_>,
+fn grouped_bars<DB: DrawingBackend>(
+    area: &Area<DB>,
     r: &Report,
     caption: &str,
     axis: &str,
@@ -547,7 +668,7 @@ fn grouped_bars(
     Ok(())
 }
 
-fn cost_by_model(root: &Area<'_>, r: &Report) -> Res<()> {
+fn cost_by_model<DB: DrawingBackend>(root: &Area<DB>, r: &Report) -> Res<()> {
     let mut models: Vec<String> = Vec::new();
     for s in &r.strategies {
         for m in &s.models {
@@ -572,7 +693,7 @@ fn cost_by_model(root: &Area<'_>, r: &Report) -> Res<()> {
     )
 }
 
-fn comparison(root: &Area<'_>, r: &Report) -> Res<()> {
+fn comparison<DB: DrawingBackend>(root: &Area<DB>, r: &Report) -> Res<()> {
     let panels = root.split_evenly((2, 2));
     let one: [String; 0] = [];
     let slo = r.scenario.slo.is_some();

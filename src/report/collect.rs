@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use crate::policy::cost_guard::Alert;
-use crate::policy::{CostLedger, FailReason, ModelId, RequestResult};
+use crate::policy::{CancelReason, CostLedger, FailReason, ModelId, RequestResult};
 use crate::units::{NanoUsd, Nanos, MICROS, SECS};
 
 use super::hist::LatencyHist;
@@ -30,12 +30,30 @@ pub enum AttemptEnd {
     Broken,
     /// Cancelled by the client (timeout, deadline).
     Cancelled,
+    /// Cancelled by the client because the other attempt of its hedged
+    /// request answered first: a deliberate cancel, not a failure.
+    HedgeLost,
 }
 
 impl AttemptEnd {
     /// Whether the attempt counts as an error for the error-rate objective.
     pub fn is_error(self) -> bool {
-        self != Self::Answered
+        !matches!(self, Self::Answered | Self::HedgeLost)
+    }
+
+    /// Whether the attempt counts at all for the error-rate objective: a
+    /// hedge loser was stopped before it had an outcome, so it is neither
+    /// an error nor a success (as for a half-open breaker).
+    pub fn has_outcome(self) -> bool {
+        self != Self::HedgeLost
+    }
+
+    /// How an attempt the client cancelled for `reason` ended.
+    pub fn cancelled(reason: CancelReason) -> Self {
+        match reason {
+            CancelReason::HedgeLost => Self::HedgeLost,
+            _ => Self::Cancelled,
+        }
     }
 }
 
@@ -48,6 +66,7 @@ struct ModelCounts {
     errors: u64,
     broken: u64,
     cancelled: u64,
+    hedge_lost: u64,
 }
 
 /// Width and count of time-series buckets: width max(1 s, (duration + drain)
@@ -254,7 +273,9 @@ impl Collector {
     #[inline]
     pub fn on_attempt_end(&mut self, now: Nanos, model: ModelId, end: AttemptEnd) {
         let b = self.bucket(now);
-        self.attempt_ends[b] += 1;
+        if end.has_outcome() {
+            self.attempt_ends[b] += 1;
+        }
         if end.is_error() {
             self.attempt_errors[b] += 1;
         }
@@ -266,10 +287,12 @@ impl Collector {
             AttemptEnd::Error => m.errors += 1,
             AttemptEnd::Broken => m.broken += 1,
             AttemptEnd::Cancelled => m.cancelled += 1,
+            AttemptEnd::HedgeLost => m.hedge_lost += 1,
         }
     }
 
-    /// A measured request finished at `now`.
+    /// A measured request finished at `now`; true if it became an exemplar
+    /// candidate (see [`Self::is_candidate`]).
     #[inline]
     pub fn on_finish(
         &mut self,
@@ -278,9 +301,10 @@ impl Collector {
         result: RequestResult,
         first_token: Option<Nanos>,
         cost: NanoUsd,
-    ) {
+    ) -> bool {
         self.requests += 1;
         let latency = now - arrived;
+        let mut picked = false;
         // Bounded exemplar picks: slowest first, ties by request id.
         if self.slowest.len() < SLOWEST
             || self.slowest.last().is_some_and(|&(l, r, _, _)| {
@@ -292,11 +316,13 @@ impl Collector {
             });
             self.slowest.insert(at, (latency, request, arrived, result));
             self.slowest.truncate(SLOWEST);
+            picked = true;
         }
         if let RequestResult::Failed(reason) = result {
             let slot = &mut self.first_failed[reason.index()];
             if slot.is_none() {
                 *slot = Some((request, arrived, latency));
+                picked = true;
             }
         }
         self.all.record(latency);
@@ -327,6 +353,14 @@ impl Collector {
                 self.failed[b][r.index()] += 1;
             }
         }
+        picked
+    }
+
+    /// Whether `request` is, for now, among the exemplar candidates (the
+    /// slowest so far, or the first failure of its reason).
+    pub fn is_candidate(&self, request: u64) -> bool {
+        self.slowest.iter().any(|s| s.1 == request)
+            || self.first_failed.iter().flatten().any(|f| f.0 == request)
     }
 
     /// The strategy's report section.
@@ -382,6 +416,7 @@ impl Collector {
                     errors: m.errors,
                     broken: m.broken,
                     cancelled: m.cancelled,
+                    hedge_lost: m.hedge_lost,
                     tokens: Tokens {
                         input: c.input_tokens,
                         output: c.output_tokens,
@@ -517,6 +552,7 @@ impl Collector {
                 super::incident::figures(
                     &w.name,
                     (w.start, w.end),
+                    self.start + self.measured,
                     &self.ok,
                     &total,
                     axis,

@@ -6,9 +6,12 @@
 //! pre-incident level *and stays there for [`HOLD`]*, counting only windows
 //! with at least [`MIN_REQUESTS`] requests. If that never happens before the
 //! series ends, the strategy "did not recover": that is how a metastable
-//! retry storm shows, the trigger gone and the failure still there. The
-//! pre-incident level is the success rate over the [`BEFORE`] before the
-//! incident started (after warm-up).
+//! retry storm shows, the trigger gone and the failure still there. An
+//! incident that had not ended when arrivals stopped is neither: there was
+//! no traffic after it to recover with, so it reads "had not ended by the
+//! end of the run" ([`Recovery::NotEnded`]). The pre-incident level is the
+//! success rate over the [`BEFORE`] before the incident started (after
+//! warm-up).
 //!
 //! Requests are counted when they finish, so requests that arrived during
 //! the incident and failed at their deadline after it count against the
@@ -39,6 +42,21 @@ pub struct Axis {
     pub width: Nanos,
 }
 
+/// How a strategy came out of an incident.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Recovery {
+    /// Back to the level before, and stayed there ([`IncidentReport::recovery_ns`]).
+    Recovered,
+    /// The incident ended but the success rate never came back before the
+    /// series ended: a metastable failure.
+    DidNotRecover,
+    /// The incident still ran when arrivals stopped: nothing to recover with.
+    NotEnded,
+    /// Too few requests before the incident to know the level to return to.
+    NoLevelBefore,
+}
+
 /// One incident, for one strategy.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct IncidentReport {
@@ -56,6 +74,9 @@ pub struct IncidentReport {
     pub before_success_rate: Option<f64>,
     /// Whether the strategy recovered before the series ended.
     pub recovered: bool,
+    /// Recovered, did not recover, the incident had not ended by the end
+    /// of the run, or no level before it to recover to.
+    pub recovery: Recovery,
     /// Time from the incident's end to recovery, in nanoseconds (`null` if
     /// it did not recover or there is no pre-incident level).
     pub recovery_ns: Option<u64>,
@@ -70,10 +91,11 @@ fn sum(v: &[u32], from: usize, to: usize) -> u64 {
 }
 
 /// Figures of one incident from per-bucket successes and totals (requests
-/// by the time they finished).
+/// by the time they finished); arrivals stop at `run_end`.
 pub fn figures(
     name: &str,
     (start, end): (Nanos, Nanos),
+    run_end: Nanos,
     ok: &[u32],
     total: &[u32],
     axis: Axis,
@@ -99,7 +121,8 @@ pub fn figures(
         sum(total, from, e) >= MIN_REQUESTS
             && rate(from, e).is_some_and(|r| r >= level - TOLERANCE - 1e-12)
     };
-    let recovery = before.and_then(|level| {
+    let ended = end < run_end;
+    let recovery = before.filter(|_| ended).and_then(|level| {
         // The first window end at or after the incident's end from which
         // every window for HOLD is good.
         let first = bucket(axis, end, n).max(1);
@@ -126,6 +149,12 @@ pub fn figures(
         latency,
         before_success_rate: before.map(round),
         recovered: recovery.is_some(),
+        recovery: match (recovery, before) {
+            (Some(_), _) => Recovery::Recovered,
+            (None, _) if !ended => Recovery::NotEnded,
+            (None, Some(_)) => Recovery::DidNotRecover,
+            (None, None) => Recovery::NoLevelBefore,
+        },
         recovery_ns: recovery,
     }
 }
@@ -155,6 +184,7 @@ mod tests {
         let r = figures(
             "cut",
             (100 * SECS, 160 * SECS),
+            400 * SECS,
             &ok,
             &total,
             axis(),
@@ -164,6 +194,7 @@ mod tests {
         assert_eq!(r.success_rate, Some(0.0));
         assert_eq!(r.before_success_rate, Some(1.0));
         assert!(r.recovered);
+        assert_eq!(r.recovery, Recovery::Recovered);
         // Windows of 10 s are clean from 170 to 175 (not for 30 s), then
         // again from the window ending at 190 s on: recovery at 190 s, 30 s
         // after the end.
@@ -177,18 +208,21 @@ mod tests {
         let r = figures(
             "cut",
             (100 * SECS, 160 * SECS),
+            400 * SECS,
             &ok,
             &total,
             axis(),
             LatencySummary::default(),
         );
         assert!(!r.recovered);
+        assert_eq!(r.recovery, Recovery::DidNotRecover);
         assert_eq!(r.recovery_ns, None);
         // Too few requests before the incident: no level, no recovery time.
         let sparse = vec![0u32; 400];
         let r = figures(
             "cut",
             (100 * SECS, 160 * SECS),
+            400 * SECS,
             &sparse,
             &sparse,
             axis(),
@@ -198,5 +232,41 @@ mod tests {
             (r.before_success_rate, r.recovered, r.success_rate),
             (None, false, None)
         );
+        assert_eq!(r.recovery, Recovery::NoLevelBefore);
+    }
+
+    #[test]
+    fn an_incident_still_running_when_arrivals_stop_had_not_ended() {
+        // All fine before 100 s, nothing succeeds from then on; the incident
+        // runs from 100 s to 500 s, arrivals stop at 300 s and the series
+        // (with its drain) at 400 s.
+        let total = vec![20u32; 400];
+        let ok: Vec<u32> = (0..400).map(|i| if i < 100 { 20 } else { 0 }).collect();
+        for end in [300 * SECS, 500 * SECS] {
+            let r = figures(
+                "to the end",
+                (100 * SECS, end),
+                300 * SECS,
+                &ok,
+                &total,
+                axis(),
+                LatencySummary::default(),
+            );
+            assert_eq!(r.before_success_rate, Some(1.0));
+            assert_eq!(r.recovery, Recovery::NotEnded, "end {end}");
+            assert!(!r.recovered);
+            assert_eq!(r.recovery_ns, None);
+        }
+        // The same incident ending before arrivals stop did not recover.
+        let r = figures(
+            "to the end",
+            (100 * SECS, 200 * SECS),
+            300 * SECS,
+            &ok,
+            &total,
+            axis(),
+            LatencySummary::default(),
+        );
+        assert_eq!(r.recovery, Recovery::DidNotRecover);
     }
 }

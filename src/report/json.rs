@@ -182,6 +182,9 @@ pub struct ModelReport {
     pub broken: u64,
     /// Attempts the client cancelled (timeouts, deadlines).
     pub cancelled: u64,
+    /// Attempts the client cancelled because the other attempt of their
+    /// hedged request answered first (not errors).
+    pub hedge_lost: u64,
     /// Tokens billed.
     pub tokens: Tokens,
     /// Cost.

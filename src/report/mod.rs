@@ -39,17 +39,35 @@ pub fn write(r: &Report, dir: &Path) -> std::io::Result<std::path::PathBuf> {
 /// Writes `report.json`, `report.md`, `report.html` and one SVG per chart
 /// into `dir`; returns the paths written, `report.json` first.
 pub fn write_all(r: &Report, dir: &Path) -> anyhow::Result<Vec<std::path::PathBuf>> {
+    write_all_as(r, dir, chart::ChartFormat::Svg)
+}
+
+/// [`write_all`], with the charts written as SVG, PNG or both.
+pub fn write_all_as(
+    r: &Report,
+    dir: &Path,
+    format: chart::ChartFormat,
+) -> anyhow::Result<Vec<std::path::PathBuf>> {
     let mut paths = vec![write(r, dir)?];
-    let charts = chart::all(r).map_err(|e| anyhow::anyhow!("drawing the charts: {e}"))?;
+    let charts =
+        chart::all(r, format.png()).map_err(|e| anyhow::anyhow!("drawing the charts: {e}"))?;
     let value = serde_json::to_value(r)?;
     let verdicts = check::check(&value, None, 0.0);
     let mut listed = Vec::new();
     for c in &charts {
-        let file = format!("{}.svg", c.name);
-        let path = dir.join(&file);
-        std::fs::write(&path, &c.svg)?;
-        listed.push((file, c.title.clone()));
-        paths.push(path);
+        let mut files: Vec<(String, &[u8])> = Vec::new();
+        if format.svg() {
+            files.push((format!("{}.svg", c.name), c.svg.as_bytes()));
+        }
+        if let Some(png) = &c.png {
+            files.push((format!("{}.png", c.name), png));
+        }
+        for (file, bytes) in files {
+            let path = dir.join(&file);
+            std::fs::write(&path, bytes)?;
+            listed.push((file, c.title.clone()));
+            paths.push(path);
+        }
     }
     let md = dir.join("report.md");
     std::fs::write(&md, summary::markdown(r, &verdicts, &listed))?;

@@ -8,6 +8,7 @@ use crate::units::{format_duration, format_latency, MICROS};
 
 use super::chart::Chart;
 use super::check::CheckResult;
+use super::incident::Recovery;
 use super::json::{Report, StrategyReport};
 use super::pct;
 
@@ -265,10 +266,11 @@ fn incident_rows(r: &Report) -> Option<Table> {
                     format_latency(i.latency.p99_us * MICROS)
                 },
                 i.before_success_rate.map_or("-".into(), pct),
-                match (i.recovery_ns, i.before_success_rate) {
-                    (Some(ns), _) => format_latency(ns),
-                    (None, Some(_)) => "did not recover".into(),
-                    (None, None) => "no level before".into(),
+                match (i.recovery, i.recovery_ns) {
+                    (Recovery::Recovered, Some(ns)) => format_latency(ns),
+                    (Recovery::Recovered | Recovery::DidNotRecover, _) => "did not recover".into(),
+                    (Recovery::NotEnded, _) => "had not ended by the end of the run".into(),
+                    (Recovery::NoLevelBefore, _) => "no level before".into(),
                 },
             ]);
         }
@@ -352,7 +354,7 @@ fn exemplar_lines(r: &Report) -> Vec<(String, Vec<String>)> {
 
 const EXEMPLAR_NOTE: &str = "Exemplars: the slowest requests and the first failure of each reason, attempt by attempt (time from arrival, model/key, outcome, how long it took, the wait before the next).";
 
-const RECOVERY_NOTE: &str = "Recovery: until the success rate over a sliding 10 s is back within 1 point of its level in the 5 minutes before the incident and stays there 30 s (windows of 10 requests or more). Requests count when they finish.";
+const RECOVERY_NOTE: &str = "Recovery: until the success rate over a sliding 10 s is back within 1 point of its level in the 5 minutes before the incident and stays there 30 s (windows of 10 requests or more). Requests count when they finish. An incident still running when arrivals stopped \"had not ended by the end of the run\": there was no traffic after it to recover with.";
 
 fn intro(r: &Report) -> String {
     let sc = &r.scenario;

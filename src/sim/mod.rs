@@ -24,7 +24,7 @@ pub mod traffic;
 
 use std::sync::Arc;
 
-use crate::policy::{Action, AttemptId, Client, Outcome, StrategyConfig};
+use crate::policy::{Action, AttemptId, CancelReason, Client, Outcome, StrategyConfig};
 use crate::report::json::{IncidentInfo, Report, ScenarioInfo};
 use crate::report::{AttemptEnd, StrategyReport, SCHEMA_VERSION};
 use crate::scenario::Scenario;
@@ -62,6 +62,9 @@ enum Pending {
 struct AttemptRec {
     client: u32,
     id: AttemptId,
+    request: u64,
+    /// Its index in the tracer's timeline of the request.
+    trace: u32,
     model: u16,
     key: u16,
     input_tokens: u32,
@@ -107,7 +110,7 @@ struct Sim<'a> {
     tally: Tally,
     started: Vec<Started>,
     stats: RunStats,
-    /// Records the attempts of a few requests, in a replay (see `trace`).
+    /// Records attempt timelines for the exemplars (see `trace`).
     tracer: Option<trace::Tracer>,
 }
 
@@ -121,26 +124,44 @@ pub fn run_strategy(
     run_strategy_with(sc, strategy, true)
 }
 
-/// Runs one strategy; with `exemplars`, replays the run (it is
-/// deterministic) recording the attempts of the few requests the collector
-/// picked as exemplars, and stops the replay once they have all finished.
-/// The first pass pays nothing for it but the collector's bounded picks.
+/// Runs one strategy; with `exemplars`, records the attempt timelines of
+/// the requests in flight in a fixed-size table and keeps those of the
+/// requests the collector picks as exemplars (see `trace`). Only if a
+/// pick's timeline was overwritten (more requests in flight than the table
+/// holds) is the run replayed (it is deterministic), following the picked
+/// requests alone and stopping once they have all finished.
 pub fn run_strategy_with(
     sc: &Scenario,
     strategy: &Arc<StrategyConfig>,
     exemplars: bool,
 ) -> Result<(StrategyReport, RunStats), SimError> {
-    let mut sim = simulate(sc, strategy, None)?;
+    run_traced(sc, strategy, exemplars.then(trace::Tracer::recording)).map(|(r, _)| r)
+}
+
+/// [`run_strategy_with`] with the given recorder; also says whether the
+/// run had to be replayed.
+fn run_traced(
+    sc: &Scenario,
+    strategy: &Arc<StrategyConfig>,
+    tracer: Option<trace::Tracer>,
+) -> Result<((StrategyReport, RunStats), bool), SimError> {
+    let mut sim = simulate(sc, strategy, tracer)?;
     let picks = sim.tally.collector.exemplar_picks();
+    let tracer = sim.tracer.take();
     let mut report = finish(sim, sc, strategy);
-    if exemplars && !picks.is_empty() {
-        let ids: Vec<u64> = picks.iter().map(|p| p.request).collect();
-        sim = simulate(sc, strategy, Some(trace::Tracer::new(&ids)))?;
-        if let Some(t) = sim.tracer.take() {
-            report.0.exemplars = t.exemplars(&picks, &sc.world);
+    let mut replayed = false;
+    if let Some(mut t) = tracer.filter(|_| !picks.is_empty()) {
+        if !t.has_all(&picks) {
+            let ids: Vec<u64> = picks.iter().map(|p| p.request).collect();
+            let mut replay = simulate(sc, strategy, Some(trace::Tracer::only(&ids)))?;
+            if let Some(r) = replay.tracer.take() {
+                t = r;
+                replayed = true;
+            }
         }
+        report.0.exemplars = t.exemplars(&picks, &sc.world);
     }
-    Ok(report)
+    Ok((report, replayed))
 }
 
 fn simulate<'a>(
@@ -315,7 +336,13 @@ impl Sim<'_> {
                 Pending::Rejected(r) => Some(r.status),
                 _ => None,
             };
-            t.on_end(h, now, tally::attempt_end(&outcome), status);
+            t.on_end(
+                rec.request,
+                rec.trace,
+                now,
+                tally::attempt_end(&outcome),
+                status,
+            );
         }
         self.clients[rec.client as usize].handle_outcome(now, rec.id, outcome, limits);
         self.after_input(now, rec.client);
@@ -338,7 +365,7 @@ impl Sim<'_> {
         while let Some(a) = self.clients[c as usize].poll_action() {
             match a {
                 Action::Send { .. } => self.send(now, c, a),
-                Action::Cancel { attempt, .. } => self.cancel(now, c, attempt),
+                Action::Cancel { attempt, reason } => self.cancel(now, c, attempt, reason),
                 Action::Alert { at, alert } => {
                     if self.sender_of[c as usize] == Sender::Strategy {
                         self.tally.collector.on_alert(at, c, alert);
@@ -351,14 +378,12 @@ impl Sim<'_> {
                     first_token,
                     measured,
                     cost,
+                    attempts,
                     ..
                 } => {
                     self.in_flight -= 1;
-                    if let Some(t) = &mut self.tracer {
-                        t.on_finish(request);
-                    }
                     let sender = self.sender_of[c as usize];
-                    self.tally.on_finish(
+                    let picked = self.tally.on_finish(
                         now,
                         sender,
                         (request, arrived),
@@ -367,6 +392,12 @@ impl Sim<'_> {
                         cost,
                         measured,
                     );
+                    if let Some(t) = &mut self.tracer {
+                        if measured && sender == Sender::Strategy {
+                            let collector = &self.tally.collector;
+                            t.on_finish(request, attempts, picked, |r| collector.is_candidate(r));
+                        }
+                    }
                 }
             }
         }
@@ -387,6 +418,7 @@ impl Sim<'_> {
             measured,
             model,
             key,
+            attempt_no,
             try_on_model,
             input_tokens,
             max_tokens,
@@ -405,9 +437,17 @@ impl Sim<'_> {
         );
         let output = traffic::output_tokens_at(self.sc, usize::from(task), d.output_z);
         let draws = d.attempt;
+        let trace = match &mut self.tracer {
+            Some(t) if measured && self.sender_of[c as usize] == Sender::Strategy => {
+                t.on_send(request, attempt_no == 1, now, model, key)
+            }
+            _ => trace::NOT_RECORDED,
+        };
         let h = self.attempts.insert(AttemptRec {
             client: c,
             id,
+            request,
+            trace,
             model,
             key,
             input_tokens,
@@ -415,9 +455,6 @@ impl Sim<'_> {
             pending: Pending::Waiting,
             measured,
         });
-        if let Some(t) = &mut self.tracer {
-            t.on_send(request, h, now, model, key);
-        }
         let table = &mut self.by_slot[c as usize];
         if table.len() <= id.slot() {
             table.resize(id.slot() + 1, (AttemptId(0), h));
@@ -459,7 +496,8 @@ impl Sim<'_> {
         }
     }
 
-    fn cancel(&mut self, now: Nanos, c: u32, id: AttemptId) {
+    fn cancel(&mut self, now: Nanos, c: u32, id: AttemptId, reason: CancelReason) {
+        let end = AttemptEnd::cancelled(reason);
         let Some(&(known, h)) = self.by_slot[c as usize].get(id.slot()) else {
             return;
         };
@@ -470,12 +508,10 @@ impl Sim<'_> {
             return;
         };
         if rec.measured {
-            self.tally
-                .collector
-                .on_attempt_end(now, rec.model, AttemptEnd::Cancelled);
+            self.tally.collector.on_attempt_end(now, rec.model, end);
         }
         if let Some(t) = &mut self.tracer {
-            t.on_end(h, now, AttemptEnd::Cancelled, None);
+            t.on_end(rec.request, rec.trace, now, end, None);
         }
         if let Some(job) = rec.job {
             let mut started = std::mem::take(&mut self.started);
@@ -526,8 +562,8 @@ pub fn run(sc: &Scenario, threads: usize) -> Result<(Report, Vec<RunStats>), Sim
     run_with(sc, threads, true)
 }
 
-/// [`run`], with or without the exemplar replay (which can double the
-/// simulation time: see [`run_strategy_with`]).
+/// [`run`], with or without the exemplars' attempt timelines (see
+/// [`run_strategy_with`]).
 pub fn run_with(
     sc: &Scenario,
     threads: usize,
@@ -634,5 +670,60 @@ pub fn assemble(sc: &Scenario, mode: &str, strategies: Vec<StrategyReport>) -> R
         expect: sc.expect.clone(),
         strategies,
         live: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The timelines recorded during the run are the replay's, and a table
+    /// too small for the requests in flight falls back to the replay.
+    #[test]
+    fn recorded_exemplars_equal_the_replays() {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/retry-storm.toml");
+        let mut sc = crate::scenario::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        sc.duration = 400 * SECS;
+        let mut any_replayed = false;
+        for st in &sc.strategies {
+            let ((recorded, _), replayed) =
+                run_traced(&sc, st, Some(trace::Tracer::recording())).unwrap();
+            assert!(!replayed, "{}: the table lost a timeline", st.name);
+            assert!(!recorded.exemplars.is_empty());
+            let recorded = serde_json::to_value(&recorded.exemplars).unwrap();
+            // The replay alone, as `run` did before it recorded.
+            let picks = simulate(&sc, st, None)
+                .unwrap()
+                .tally
+                .collector
+                .exemplar_picks();
+            let ids: Vec<u64> = picks.iter().map(|p| p.request).collect();
+            let mut replay = simulate(&sc, st, Some(trace::Tracer::only(&ids))).unwrap();
+            let replayed_exemplars = replay
+                .tracer
+                .take()
+                .map(|t| t.exemplars(&picks, &sc.world))
+                .unwrap_or_default();
+            assert_eq!(
+                recorded,
+                serde_json::to_value(&replayed_exemplars).unwrap(),
+                "{}",
+                st.name
+            );
+            // A table that cannot grow past 16 slots loses timelines of
+            // requests in flight beside many others: the replay takes over,
+            // with the same result.
+            let ((tiny, _), replayed) =
+                run_traced(&sc, st, Some(trace::Tracer::recording_in(16, 16))).unwrap();
+            any_replayed |= replayed;
+            assert_eq!(
+                recorded,
+                serde_json::to_value(&tiny.exemplars).unwrap(),
+                "{}",
+                st.name
+            );
+        }
+        assert!(any_replayed, "no strategy needed the replay");
     }
 }

@@ -168,7 +168,7 @@ impl Tally {
     }
 
     /// A request (`(id, arrival)`) of `sender` finished at `now`, having
-    /// cost `cost`.
+    /// cost `cost`; true if it became an exemplar candidate.
     #[allow(clippy::too_many_arguments)]
     pub fn on_finish(
         &mut self,
@@ -179,18 +179,19 @@ impl Tally {
         first_token: Option<Nanos>,
         cost: NanoUsd,
         measured: bool,
-    ) {
+    ) -> bool {
         match sender {
             Sender::Strategy => {
-                if measured {
-                    self.collector
-                        .on_finish(now, (request, arrived), result, first_token, cost);
-                }
+                measured
+                    && self
+                        .collector
+                        .on_finish(now, (request, arrived), result, first_token, cost)
             }
             Sender::Tenant(t) => {
                 if result == RequestResult::Success && arrived >= self.warmup {
                     self.tenants[t].successes += 1;
                 }
+                false
             }
         }
     }
