@@ -12,6 +12,7 @@ use super::keys::KeyPoolConfig;
 use super::rate_limit::RateLimitConfig;
 use super::retry::{Backoff, BudgetConfig, Classifier};
 use super::routing::RoutingConfig;
+use super::scope::FleetScopes;
 use super::spend_budget::SpendBudgetConfig;
 use super::throttle::ThrottleConfig;
 use super::timeout::Timeouts;
@@ -114,7 +115,7 @@ pub struct StrategyConfig {
     pub chains: [Vec<ModelId>; 3],
     /// Failure classification.
     pub classify: Classifier,
-    /// Retry budget (per replica).
+    /// Retry budget (per replica unless `fleet.budget`).
     pub budget: BudgetConfig,
     /// Circuit breaker (per model and replica).
     pub breaker: BreakerConfig,
@@ -136,4 +137,6 @@ pub struct StrategyConfig {
     pub validation: ValidationConfig,
     /// A retry budget counted in tokens or dollars (default: none).
     pub spend_budget: Option<SpendBudgetConfig>,
+    /// Which policies keep one state for all replicas (default: none).
+    pub fleet: FleetScopes,
 }

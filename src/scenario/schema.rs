@@ -468,6 +468,10 @@ pub struct BudgetSection {
     pub max_tokens: Option<Positive>,
     /// `token_bucket`: tokens a success gives back (default 0.1).
     pub token_ratio: Option<Positive>,
+    /// `replica` (default): each replica keeps its own; `fleet`: one state
+    /// shared by all replicas of the strategy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<Scope>,
 }
 
 /// Circuit breaker kinds.
@@ -502,6 +506,10 @@ pub struct BreakerSection {
     pub cooldown: Option<PositiveDuration>,
     /// `model` (default) or `key`: what each breaker watches.
     pub per: Option<BreakerPer>,
+    /// `replica` (default): each replica keeps its own; `fleet`: one state
+    /// shared by all replicas of the strategy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<Scope>,
 }
 
 /// What a breaker watches.
@@ -523,6 +531,10 @@ pub struct ThrottleSection {
     pub k: Option<Spanned<f64>>,
     /// The window (default 2m).
     pub window: Option<PositiveDuration>,
+    /// `replica` (default): each replica keeps its own; `fleet`: one state
+    /// shared by all replicas of the strategy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<Scope>,
 }
 
 /// What a client-side rate limit is kept per.
@@ -600,6 +612,10 @@ pub struct SpendBudgetSection {
     pub floor: Option<NonNegative>,
     /// Sliding window; default 1m.
     pub window: Option<PositiveDuration>,
+    /// `replica` (default): each replica keeps its own; `fleet`: one state
+    /// shared by all replicas of the strategy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<Scope>,
 }
 
 /// `[strategy.validation]`.
@@ -633,6 +649,10 @@ pub struct KeyPoolSection {
     pub select: Option<KeySelectKind>,
     /// Rest after a 429 without `retry-after`; default 1s.
     pub rest: Option<PositiveDuration>,
+    /// `replica` (default): each replica keeps its own; `fleet`: one state
+    /// shared by all replicas of the strategy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<Scope>,
 }
 
 /// Concurrency limit kinds.
@@ -663,6 +683,10 @@ pub struct ConcurrencySection {
     pub max: Option<u32>,
     /// `aimd`: factor on a drop (default 0.9).
     pub backoff: Option<Probability>,
+    /// `replica` (default): each replica keeps its own; `fleet`: one state
+    /// shared by all replicas of the strategy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<Scope>,
 }
 
 /// What a cost guard does at its limit.
@@ -690,6 +714,10 @@ pub struct CostGuardSection {
     pub alerts_usd: Vec<Positive>,
     /// At a limit: `alert`, `downgrade` or `reject` (default `reject`).
     pub action: Option<GuardActionKind>,
+    /// `replica` (default): each replica keeps its own; `fleet`: one state
+    /// shared by all replicas of the strategy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<Scope>,
 }
 
 /// Where a hedge goes.

@@ -49,6 +49,7 @@ fn cfg(routing: RoutingConfig) -> StrategyConfig {
         key_pool: None,
         validation: Default::default(),
         spend_budget: None,
+        fleet: Default::default(),
     }
 }
 
