@@ -526,29 +526,27 @@ impl Client {
                 .as_ref()
                 .and_then(|c| c.with_ref(|c| (!c.has_room()).then(|| c.queue())));
             if let Some(queue) = full {
-                {
-                    if self.waiting_live < queue {
-                        st.queued = true;
-                        self.waiting_live += 1;
-                        self.waiting.push_back(h);
-                        if st.req.measured {
-                            self.queued += 1;
-                        }
-                        // The wait ends with the time an attempt may start.
-                        let at = (st.req.deadline.saturating_sub(self.cfg.min_attempt_time) + 1)
-                            .min(st.req.deadline);
-                        st.wake_at = Some(at);
-                        let serial = self.next_serial();
-                        self.arm(h, MAIN, serial);
-                        self.push_timer(at, h, MAIN, serial, TimerKind::Wake);
-                    } else {
-                        if st.req.measured {
-                            self.shed += 1;
-                        }
-                        self.finish(h, RequestResult::Failed(FailReason::Shed), None);
+                if self.waiting_live < queue {
+                    st.queued = true;
+                    self.waiting_live += 1;
+                    self.waiting.push_back(h);
+                    if st.req.measured {
+                        self.queued += 1;
                     }
-                    return;
+                    // The wait ends with the time an attempt may start.
+                    let at = (st.req.deadline.saturating_sub(self.cfg.min_attempt_time) + 1)
+                        .min(st.req.deadline);
+                    st.wake_at = Some(at);
+                    let serial = self.next_serial();
+                    self.arm(h, MAIN, serial);
+                    self.push_timer(at, h, MAIN, serial, TimerKind::Wake);
+                } else {
+                    if st.req.measured {
+                        self.shed += 1;
+                    }
+                    self.finish(h, RequestResult::Failed(FailReason::Shed), None);
                 }
+                return;
             }
             let m = usize::from(m);
             let per_key = self.cfg.breaker_per_key;
