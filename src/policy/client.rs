@@ -47,7 +47,7 @@ use crate::wire::{BodyKind, ErrorType, RateLimits};
 
 use super::breaker::CircuitBreaker;
 use super::concurrency::{ConcurrencyLimit, Signal};
-use super::config::{StrategyConfig, TooLongRetryAfter};
+use super::config::{StrategyConfig, TooLongRetryAfter, MAX_LAYERS};
 use super::contract::{
     Action, AttemptId, CancelReason, FailReason, KeyId, ModelId, Outcome, Request, RequestResult,
 };
@@ -135,6 +135,8 @@ struct ReqState {
     paced: Option<KeyId>,
     /// Waiting in the concurrency limit's queue.
     queued: bool,
+    /// Retries each outer layer has made in its current pass.
+    outer: [u8; MAX_LAYERS],
 }
 
 /// One client replica of one strategy. See the module docs for the driving
@@ -183,6 +185,8 @@ pub struct Client {
     /// Whether this replica reports the counts of fleet-scoped state
     /// (breaker openings, key events), so the fleet's are counted once.
     reports_shared: bool,
+    /// Retries of measured requests made by each outer layer.
+    layer_retries: [u64; MAX_LAYERS],
 }
 
 fn attempt_id(req: Handle, lane: usize, serial: u32) -> AttemptId {
@@ -244,6 +248,7 @@ impl Client {
             validated: ValidationCounts::default(),
             spend: spend_budget.map(|s| Scoped::Replica(SpendBudget::new(s))),
             reports_shared: true,
+            layer_retries: [0; MAX_LAYERS],
         }
     }
 
@@ -344,6 +349,12 @@ impl Client {
     /// defaults given.
     pub fn validation(&self) -> ValidationCounts {
         self.validated
+    }
+
+    /// Retries of measured requests made by each outer layer, outermost
+    /// first (see [`StrategyConfig::layers`]).
+    pub fn layer_retries(&self) -> [u64; MAX_LAYERS] {
+        self.layer_retries
     }
 
     /// Measured requests the cost guard sent to the cheapest model.
@@ -472,6 +483,7 @@ impl Client {
             budgeted: false,
             paced: None,
             queued: false,
+            outer: [0; MAX_LAYERS],
         });
         self.budget.with(|x| x.on_request(now));
         if req.deadline <= now {
@@ -1310,7 +1322,74 @@ impl Client {
             return;
         }
         let r = st.last_fail;
+        if !cfg.layers.is_empty() && self.outer_retry(now, h, class, retry_after) {
+            return;
+        }
         self.finish(h, RequestResult::Failed(r), None);
+    }
+
+    /// The request's own loop gave up on a failure of `class`: the
+    /// innermost outer layer that retries it and has retries left starts
+    /// a fresh pass of every loop inside it, after its own backoff.
+    fn outer_retry(
+        &mut self,
+        now: Nanos,
+        h: Handle,
+        class: FailureClass,
+        retry_after: Option<Nanos>,
+    ) -> bool {
+        let cfg = Arc::clone(&self.cfg);
+        let Some(st) = self.requests.get_mut(h) else {
+            return false;
+        };
+        for (i, layer) in cfg.layers.iter().enumerate().rev() {
+            let retry = layer.retry;
+            let done = u32::from(st.outer[i]);
+            if layer.classify.get(class) != Disposition::Retry || done >= retry.max_retries {
+                continue;
+            }
+            let u = if retry.backoff.is_random() {
+                // Keyed apart from the inner loop's jitter for the same attempt.
+                let n = u64::from(st.attempts) | ((i as u64 + 1) << 40);
+                draws::uniform(self.draw_key, st.req.id, n, purpose::JITTER)
+            } else {
+                0.5
+            };
+            let mut wait = retry.backoff.delay(done, 0, u);
+            if let (true, Some(ra)) = (retry.honor_retry_after, retry_after) {
+                if ra <= retry.max_retry_after {
+                    wait = wait.max(ra);
+                }
+            }
+            if now
+                .saturating_add(wait)
+                .saturating_add(cfg.min_attempt_time)
+                >= st.req.deadline
+            {
+                // No layer further out could start in time either.
+                return false;
+            }
+            st.outer[i] += 1;
+            for o in &mut st.outer[i + 1..] {
+                *o = 0;
+            }
+            st.pos = 0;
+            st.retries_here = 0;
+            st.prev_wait = 0;
+            if st.req.measured {
+                self.layer_retries[i] += 1;
+            }
+            if wait == 0 {
+                self.send(now, h);
+            } else {
+                st.wake_at = Some(now + wait);
+                let serial = self.next_serial();
+                self.arm(h, MAIN, serial);
+                self.push_timer(now + wait, h, MAIN, serial, TimerKind::Wake);
+            }
+            return true;
+        }
+        false
     }
 
     fn finish(&mut self, h: Handle, result: RequestResult, first_token: Option<Nanos>) {

@@ -88,6 +88,22 @@ pub enum TooLongRetryAfter {
     Backoff,
 }
 
+/// Most retry loops around a strategy's own.
+pub const MAX_LAYERS: usize = 4;
+
+/// A retry loop around the strategy's own (an application loop around a
+/// gateway around an SDK): it retries, after its own backoff, a failure
+/// the loops inside it gave up on, by starting them afresh.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LayerConfig {
+    /// Name, for the report.
+    pub name: String,
+    /// This layer's retries and backoff.
+    pub retry: RetryConfig,
+    /// Which failures this layer retries.
+    pub classify: Classifier,
+}
+
 /// One strategy.
 #[derive(Clone, Debug)]
 pub struct StrategyConfig {
@@ -139,4 +155,7 @@ pub struct StrategyConfig {
     pub spend_budget: Option<SpendBudgetConfig>,
     /// Which policies keep one state for all replicas (default: none).
     pub fleet: FleetScopes,
+    /// Retry loops around the strategy's own, outermost first (default:
+    /// none; at most [`MAX_LAYERS`]).
+    pub layers: Vec<LayerConfig>,
 }

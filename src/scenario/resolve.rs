@@ -667,6 +667,7 @@ pub(super) fn resolve(src: &Sources, m: Merged, default_name: &str) -> R<Scenari
             validation: Default::default(),
             spend_budget: None,
             fleet: Default::default(),
+            layers: Vec::new(),
         }));
         tenants.push(TenantSpec {
             name: tv.name.clone(),
@@ -1159,6 +1160,7 @@ fn strategy(
         validation,
         spend_budget,
         fleet: fleet_scopes(sv),
+        layers: Vec::new(),
     })
 }
 

@@ -44,6 +44,7 @@ fn cfg() -> StrategyConfig {
         validation: Default::default(),
         spend_budget: None,
         fleet: Default::default(),
+        layers: Vec::new(),
     }
 }
 
@@ -1417,4 +1418,59 @@ proptest::proptest! {
             );
         }
     }
+}
+
+fn layered(layers: &[(&str, u32)], own_retries: u32) -> StrategyConfig {
+    let mut c = cfg();
+    c.chains = [vec![], vec![], vec![]];
+    c.retry.max_retries = own_retries;
+    c.retry.backoff = Backoff::None;
+    c.classify.set(FailureClass::Overloaded, Disposition::Retry);
+    c.layers = layers
+        .iter()
+        .map(|&(name, max_retries)| crate::policy::config::LayerConfig {
+            name: name.into(),
+            retry: RetryConfig {
+                max_retries,
+                ..c.retry
+            },
+            classify: c.classify,
+        })
+        .collect();
+    c
+}
+
+#[test]
+fn retries_multiply_across_layers() {
+    // An app loop (2 retries) around a gateway (2) around an SDK (2): a
+    // request that always fails makes 3 x 3 x 3 = 27 attempts; one loop
+    // with the same six retries makes 7.
+    let mut nested = fleet_of(layered(&[("app", 2), ("gateway", 2)], 2), 1);
+    let mut attempts = 0;
+    nested[0].handle_request(0, req(1));
+    while let Some(a) = nested[0].poll_action() {
+        if let Action::Send { attempt, .. } = a {
+            attempts += 1;
+            nested[0].handle_outcome(
+                0,
+                attempt,
+                http(503, ErrorType::Overloaded, None),
+                RateLimits::default(),
+            );
+        } else if let Action::Finish { attempts: n, .. } = a {
+            assert_eq!(n, 27);
+        }
+    }
+    assert_eq!(attempts, 27);
+    // The app retried twice; the gateway twice in each of the app's 3 passes.
+    assert_eq!(nested[0].layer_retries(), [2, 6, 0, 0]);
+    let mut flat = fleet_of(layered(&[], 6), 1);
+    assert_eq!(fail_everything(&mut flat[0], 0, 1), 6);
+    // A failure the outer layers do not retry ends the request as before.
+    let mut c = layered(&[("app", 2)], 2);
+    c.layers[0]
+        .classify
+        .set(FailureClass::Overloaded, Disposition::Fail);
+    let mut one = fleet_of(c, 1);
+    assert_eq!(fail_everything(&mut one[0], 0, 1), 2);
 }

@@ -50,6 +50,7 @@ fn cfg(routing: RoutingConfig) -> StrategyConfig {
         validation: Default::default(),
         spend_budget: None,
         fleet: Default::default(),
+        layers: Vec::new(),
     }
 }
 
