@@ -833,3 +833,76 @@ fn a_throttle_floor_lets_a_cold_start_through_and_still_throttles_an_overload() 
     );
     assert!(floor.success_rate > book.success_rate);
 }
+
+#[test]
+fn fleet_scope_shares_one_state_across_replicas_for_every_stateful_policy() {
+    let sc = load_test_scenario("fleet.toml");
+    let r = run(&sc);
+    let s = |name: &str| strategy(&r, name);
+    let model = |name: &str, m: &str| {
+        s(name)
+            .models
+            .iter()
+            .find(|x| x.model == m)
+            .map_or((0, 0), |x| (x.attempts, x.overloaded + x.errors))
+    };
+    let retries = |name: &str| s(name).attempts - s(name).requests;
+    // Every pair meets the same traffic and the same outage.
+    assert_eq!(s("ratio-replica").requests, s("ratio-fleet").requests);
+
+    // A count-based breaker (3 failures a minute) opens in each of the 8
+    // replicas only after each has met its own failures: the dead model
+    // takes several times the failed attempts, and the breakers open many
+    // more times (each replica's opening counts). Both fall back in time.
+    let (_, failed_replica) = model("breaker-replica", "gpt-4o-mini");
+    let (_, failed_fleet) = model("breaker-fleet", "gpt-4o-mini");
+    assert!(
+        failed_fleet * 4 < failed_replica,
+        "{failed_fleet} vs {failed_replica}"
+    );
+    assert!(s("breaker-fleet").breaker_opens * 4 < s("breaker-replica").breaker_opens);
+    assert!(s("breaker-fleet").success_rate > 0.999);
+
+    // A ratio budget of 10% + 2/s: 8 replica budgets have 8 floors
+    // (4 + 16 = 20 retries/s during the 60 s outage), the fleet's one
+    // (4 + 2 = 6/s): the fleet lets fewer through, about its ratio of all
+    // requests plus one floor.
+    let (rr, rf) = (retries("ratio-replica"), retries("ratio-fleet"));
+    assert!(rf * 2 < rr, "{rf} vs {rr}");
+    assert!(rf <= 60 * 6 + 20, "{rf}");
+    assert!(rr > 60 * 16, "{rr}");
+    assert!(s("ratio-fleet").retries_denied > s("ratio-replica").retries_denied);
+
+    // Envoy's concurrent budget: 3 retries in flight per replica is 24 in
+    // all; for the fleet, 3 (or 5% of its active requests).
+    let (cr, cf) = (retries("concurrent-replica"), retries("concurrent-fleet"));
+    assert!(cf * 3 < cr, "{cf} vs {cr}");
+
+    // gRPC's token bucket: each replica's bucket of 10 lets about 5 retries
+    // through before it is half empty; the fleet's one bucket, 5 in all.
+    let (tr, tf) = (retries("token-replica"), retries("token-fleet"));
+    assert!(tf <= 6 && tr >= 8 * 3, "{tf} vs {tr}");
+
+    // A cost guard of $0.20 an hour: 8 replica guards allow $1.60, more
+    // than the run spends; the fleet's stops everything at $0.20 (the
+    // warm-up spent part of it, unmeasured).
+    assert_eq!(s("guard-replica").failures["cost_limit"], 0);
+    assert!(s("guard-fleet").failures["cost_limit"] > 5000);
+    assert!(s("guard-fleet").cost.nano_usd < 200_000_000);
+    assert!(s("guard-replica").cost.nano_usd > 3 * s("guard-fleet").cost.nano_usd);
+
+    // A revoked key is disabled by each replica's pool after its own 401,
+    // or once for the fleet.
+    assert_eq!(s("keys-replica").keys_disabled, 8);
+    assert_eq!(s("keys-fleet").keys_disabled, 1);
+    let auth = |name: &str| s(name).keys.iter().map(|k| k.auth_errors).sum::<u64>();
+    assert!(auth("keys-fleet") < auth("keys-replica"));
+
+    // A bulkhead of 5 per replica is 40 places; for the fleet, 5.
+    assert!(s("bulkhead-fleet").shed_locally > 2 * s("bulkhead-replica").shed_locally);
+
+    // The SRE throttle over the fleet's requests and accepts: each replica
+    // alone sees an eighth of the evidence (and its +1 weighs 8 times as
+    // much), so the fleet's throttle rejects more during the outage.
+    assert!(s("throttle-fleet").throttled_locally > s("throttle-replica").throttled_locally);
+}

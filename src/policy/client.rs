@@ -47,7 +47,7 @@ use crate::wire::{BodyKind, ErrorType, RateLimits};
 
 use super::breaker::CircuitBreaker;
 use super::concurrency::{ConcurrencyLimit, Signal};
-use super::config::{StrategyConfig, TooLongRetryAfter};
+use super::config::{StrategyConfig, TooLongRetryAfter, MAX_LAYERS};
 use super::contract::{
     Action, AttemptId, CancelReason, FailReason, KeyId, ModelId, Outcome, Request, RequestResult,
 };
@@ -60,6 +60,7 @@ use super::keys::KeyPool;
 use super::rate_limit::{Admit, LimitPer, RateLimiter, ScopedLimiter};
 use super::retry::{Disposition, FailureClass, RetryBudget};
 use super::routing::{Router, FAILURE_PENALTY};
+use super::scope::{self as scope, FleetState, Scoped};
 use super::spend_budget::SpendBudget;
 use super::throttle::AdaptiveThrottle;
 use super::validation::{ValidationConfig, ValidationCounts};
@@ -134,6 +135,8 @@ struct ReqState {
     paced: Option<KeyId>,
     /// Waiting in the concurrency limit's queue.
     queued: bool,
+    /// Retries each outer layer has made in its current pass.
+    outer: [u8; MAX_LAYERS],
 }
 
 /// One client replica of one strategy. See the module docs for the driving
@@ -156,19 +159,19 @@ pub struct Client {
     /// request state.
     armed: Vec<[u32; LANES]>,
     last_limits: Vec<RateLimits>,
-    budget: RetryBudget,
+    budget: Scoped<RetryBudget>,
     retries_denied: u64,
-    breakers: Vec<CircuitBreaker>,
-    throttles: Vec<AdaptiveThrottle>,
+    breakers: Scoped<Vec<CircuitBreaker>>,
+    throttles: Scoped<Vec<AdaptiveThrottle>>,
     throttled: u64,
     router: Router,
     hedger: Option<Hedger>,
     hedges: u64,
     hedge_wins: u64,
-    guard: Option<CostGuard>,
+    guard: Option<Scoped<CostGuard>>,
     downgraded: u64,
     limiter: Option<ScopedLimiter>,
-    conc: Option<ConcurrencyLimit>,
+    conc: Option<Scoped<ConcurrencyLimit>>,
     /// Requests waiting for a concurrency place, oldest first (finished
     /// ones are skipped when reached).
     waiting: VecDeque<Handle>,
@@ -176,9 +179,14 @@ pub struct Client {
     paced: u64,
     shed: u64,
     queued: u64,
-    keys: Option<KeyPool>,
+    keys: Option<Scoped<KeyPool>>,
     validated: ValidationCounts,
-    spend: Option<SpendBudget>,
+    spend: Option<Scoped<SpendBudget>>,
+    /// Whether this replica reports the counts of fleet-scoped state
+    /// (breaker openings, key events), so the fleet's are counted once.
+    reports_shared: bool,
+    /// Retries of measured requests made by each outer layer.
+    layer_retries: [u64; MAX_LAYERS],
 }
 
 fn attempt_id(req: Handle, lane: usize, serial: u32) -> AttemptId {
@@ -198,25 +206,14 @@ impl Client {
     pub fn new(cfg: Arc<StrategyConfig>, mut rng: ChaCha8Rng) -> Self {
         let draw_key = rng.next_u64();
         let budget = cfg.budget;
-        let breaker = cfg.breaker;
-        let throttle = cfg.throttle;
         let hedge = cfg.hedge;
         let guard = cfg.cost_guard.clone();
         let (rate_limit, concurrency) = (cfg.rate_limit, cfg.concurrency);
         let key_pool = cfg.key_pool;
         let spend_budget = cfg.spend_budget;
-        // Per key, one breaker for each key id any model may use.
-        let n_breakers = if cfg.breaker_per_key {
-            cfg.models
-                .iter()
-                .flat_map(|m| m.keys.iter())
-                .map(|&k| usize::from(k) + 1)
-                .max()
-                .unwrap_or(0)
-        } else {
-            cfg.models.len()
-        };
         let n = cfg.models.len();
+        let breakers = scope::breakers_for(&cfg);
+        let throttles = scope::throttles_for(&cfg);
         Self {
             cfg,
             draw_key,
@@ -228,32 +225,30 @@ impl Client {
             ledger: CostLedger::new(n),
             cancelled: BTreeMap::new(),
             armed: Vec::new(),
-            budget: RetryBudget::new(budget),
+            budget: Scoped::Replica(RetryBudget::new(budget)),
             retries_denied: 0,
-            breakers: (0..n_breakers)
-                .map(|_| CircuitBreaker::new(breaker))
-                .collect(),
-            throttles: throttle.map_or_else(Vec::new, |t| {
-                (0..n).map(|_| AdaptiveThrottle::new(t)).collect()
-            }),
+            breakers: Scoped::Replica(breakers),
+            throttles: Scoped::Replica(throttles),
             throttled: 0,
             router: Router::new(n),
             last_limits: vec![RateLimits::default(); n],
             hedger: hedge.map(|c| Hedger::new(c, n)),
             hedges: 0,
             hedge_wins: 0,
-            guard: guard.map(CostGuard::new),
+            guard: guard.map(|g| Scoped::Replica(CostGuard::new(g))),
             downgraded: 0,
             limiter: rate_limit.map(|r| ScopedLimiter::Replica(RateLimiter::new(r))),
-            conc: concurrency.map(ConcurrencyLimit::new),
+            conc: concurrency.map(|c| Scoped::Replica(ConcurrencyLimit::new(c))),
             waiting: VecDeque::new(),
             waiting_live: 0,
             paced: 0,
             shed: 0,
             queued: 0,
-            keys: key_pool.map(KeyPool::new),
+            keys: key_pool.map(|k| Scoped::Replica(KeyPool::new(k))),
             validated: ValidationCounts::default(),
-            spend: spend_budget.map(SpendBudget::new),
+            spend: spend_budget.map(|s| Scoped::Replica(SpendBudget::new(s))),
+            reports_shared: true,
+            layer_retries: [0; MAX_LAYERS],
         }
     }
 
@@ -292,14 +287,30 @@ impl Client {
         self.hedge_wins
     }
 
-    /// Shares `limiter` with the other replicas of the strategy in place of
-    /// this replica's own (`rate_limit.scope = "fleet"`); the driver makes
-    /// one per strategy and hands it to every replica before the first
-    /// request. Does nothing for a strategy without a rate limit.
-    pub fn share_rate_limit(&mut self, limiter: std::sync::Arc<std::sync::Mutex<RateLimiter>>) {
-        if self.limiter.is_some() {
-            self.limiter = Some(ScopedLimiter::Fleet(limiter));
+    /// Shares the fleet-scoped state of `fleet` with the other replicas of
+    /// the strategy, in place of this replica's own (see
+    /// [`super::scope`]); the driver makes one [`FleetState`] per strategy
+    /// and hands it to every replica before the first request. The first
+    /// replica (`reports_shared`) alone reports the counts kept in shared
+    /// state, so that they are counted once.
+    pub fn join_fleet(&mut self, fleet: &FleetState, reports_shared: bool) {
+        fn join<T>(
+            mine: Option<&mut Scoped<T>>,
+            shared: Option<&std::rc::Rc<std::cell::RefCell<T>>>,
+        ) {
+            if let (Some(m), Some(s)) = (mine, shared) {
+                m.share(s);
+            }
         }
+        join(Some(&mut self.budget), fleet.budget.as_ref());
+        join(Some(&mut self.breakers), fleet.breakers.as_ref());
+        join(Some(&mut self.throttles), fleet.throttles.as_ref());
+        join(self.guard.as_mut(), fleet.guard.as_ref());
+        join(self.keys.as_mut(), fleet.keys.as_ref());
+        join(self.spend.as_mut(), fleet.spend.as_ref());
+        join(self.conc.as_mut(), fleet.conc.as_ref());
+        join(self.limiter.as_mut(), fleet.limiter.as_ref());
+        self.reports_shared = reports_shared;
     }
 
     /// Attempts of measured requests the client's rate limit delayed.
@@ -320,21 +331,30 @@ impl Client {
 
     /// The concurrency limit now (adaptive ones move), if there is one.
     pub fn concurrency_limit(&self) -> Option<u32> {
-        self.conc.as_ref().map(ConcurrencyLimit::limit)
+        self.conc.as_ref().map(|c| c.with_ref(|x| x.limit()))
     }
 
     /// Keys disabled after a 401 or 403, and times a key was rested after
     /// a 429.
     pub fn key_events(&self) -> (u64, u64) {
-        self.keys
-            .as_ref()
-            .map_or((0, 0), |p| (p.disabled(), p.rests()))
+        match self.keys.as_ref() {
+            Some(p) if self.reports_shared || !p.is_fleet() => {
+                p.with_ref(|p| (p.disabled(), p.rests()))
+            }
+            _ => (0, 0),
+        }
     }
 
     /// Complete answers to measured JSON requests by body kind, and safe
     /// defaults given.
     pub fn validation(&self) -> ValidationCounts {
         self.validated
+    }
+
+    /// Retries of measured requests made by each outer layer, outermost
+    /// first (see [`StrategyConfig::layers`]).
+    pub fn layer_retries(&self) -> [u64; MAX_LAYERS] {
+        self.layer_retries
     }
 
     /// Measured requests the cost guard sent to the cheapest model.
@@ -344,10 +364,11 @@ impl Client {
 
     /// How many times each model's breaker has opened.
     pub fn breaker_opens(&self) -> u64 {
+        if self.breakers.is_fleet() && !self.reports_shared {
+            return 0;
+        }
         self.breakers
-            .iter()
-            .map(|b| u64::from(b.times_opened()))
-            .sum()
+            .with_ref(|v| v.iter().map(|b| u64::from(b.times_opened())).sum())
     }
 
     /// The rate-limit figures last seen from each model.
@@ -429,6 +450,7 @@ impl Client {
         let mut chain = Chain::build(first, candidates, &self.cfg.chains[req.tier.index()]);
         let mut reject = false;
         if let Some(g) = self.guard.as_mut() {
+            let mut g = g.get();
             if g.at_limit(now) {
                 match g.config().action {
                     GuardAction::Alert => {}
@@ -461,8 +483,9 @@ impl Client {
             budgeted: false,
             paced: None,
             queued: false,
+            outer: [0; MAX_LAYERS],
         });
-        self.budget.on_request(now);
+        self.budget.with(|x| x.on_request(now));
         if req.deadline <= now {
             self.finish(h, RequestResult::Failed(FailReason::Deadline), None);
             return;
@@ -509,40 +532,47 @@ impl Client {
                 self.finish(h, RequestResult::Failed(reason), None);
                 return;
             }
-            if let Some(c) = &self.conc {
-                // Client-wide, so before any model is picked.
-                if !c.has_room() {
-                    if self.waiting_live < c.queue() {
-                        st.queued = true;
-                        self.waiting_live += 1;
-                        self.waiting.push_back(h);
-                        if st.req.measured {
-                            self.queued += 1;
-                        }
-                        // The wait ends with the time an attempt may start.
-                        let at = (st.req.deadline.saturating_sub(self.cfg.min_attempt_time) + 1)
-                            .min(st.req.deadline);
-                        st.wake_at = Some(at);
-                        let serial = self.next_serial();
-                        self.arm(h, MAIN, serial);
-                        self.push_timer(at, h, MAIN, serial, TimerKind::Wake);
-                    } else {
-                        if st.req.measured {
-                            self.shed += 1;
-                        }
-                        self.finish(h, RequestResult::Failed(FailReason::Shed), None);
+            // Client-wide, so before any model is picked.
+            let full = self
+                .conc
+                .as_ref()
+                .and_then(|c| c.with_ref(|c| (!c.has_room()).then(|| c.queue())));
+            if let Some(queue) = full {
+                if self.waiting_live < queue {
+                    st.queued = true;
+                    self.waiting_live += 1;
+                    self.waiting.push_back(h);
+                    if st.req.measured {
+                        self.queued += 1;
                     }
-                    return;
+                    // The wait ends with the time an attempt may start.
+                    let at = (st.req.deadline.saturating_sub(self.cfg.min_attempt_time) + 1)
+                        .min(st.req.deadline);
+                    st.wake_at = Some(at);
+                    let serial = self.next_serial();
+                    self.arm(h, MAIN, serial);
+                    self.push_timer(at, h, MAIN, serial, TimerKind::Wake);
+                } else {
+                    if st.req.measured {
+                        self.shed += 1;
+                    }
+                    self.finish(h, RequestResult::Failed(FailReason::Shed), None);
                 }
+                return;
             }
             let m = usize::from(m);
             let per_key = self.cfg.breaker_per_key;
             // Per key, the breakers are checked as the key is picked.
-            let mut go = per_key || !self.breakers[m].is_open(now);
+            let mut go = per_key || !self.breakers.with_ref(|x| x[m].is_open(now));
             if go {
-                if let Some(t) = self.throttles.get_mut(m) {
-                    let p = t.reject_probability(now);
-                    t.on_request(now);
+                let p = self.throttles.with(|ts| {
+                    ts.get_mut(m).map(|t| {
+                        let p = t.reject_probability(now);
+                        t.on_request(now);
+                        p
+                    })
+                });
+                if let Some(p) = p {
                     // One coin per (attempt, chain position).
                     let n = (u64::from(st.attempts) << 8) | st.pos as u64;
                     let coin = draws::uniform(self.draw_key, st.req.id, n, purpose::THROTTLE);
@@ -558,22 +588,24 @@ impl Client {
             let mut key = None;
             // A paced attempt's share was taken when it was paced, for this key.
             let reserved = st.paced.take();
-            if go {
-                let breakers = &self.breakers;
-                let closed = |k: KeyId| !per_key || !breakers[usize::from(k)].is_open(now);
-                if let Some(k) = reserved {
-                    key = Some(k).filter(|&k| closed(k));
-                    go = key.is_some();
-                } else if let Some(p) = self.keys.as_mut() {
-                    key = p.pick(&self.cfg.models[m].keys, now, &mut self.key_rr[m], closed);
-                    if key.is_none() {
-                        go = false;
-                        no_key = true;
+            if go && (reserved.is_some() || self.keys.is_some() || per_key) {
+                let (cfg, keys, key_rr) = (&self.cfg, &mut self.keys, &mut self.key_rr);
+                self.breakers.with_ref(|breakers| {
+                    let closed = |k: KeyId| !per_key || !breakers[usize::from(k)].is_open(now);
+                    if let Some(k) = reserved {
+                        key = Some(k).filter(|&k| closed(k));
+                        go = key.is_some();
+                    } else if let Some(p) = keys.as_mut() {
+                        key = p.with(|x| x.pick(&cfg.models[m].keys, now, &mut key_rr[m], closed));
+                        if key.is_none() {
+                            go = false;
+                            no_key = true;
+                        }
+                    } else if per_key {
+                        key = next_key_where(cfg, key_rr, m, closed);
+                        go = key.is_some();
                     }
-                } else if per_key {
-                    key = next_key_where(&self.cfg, &mut self.key_rr, m, closed);
-                    go = key.is_some();
-                }
+                });
             }
             if let (true, None, true) = (go, reserved, self.limiter.is_some()) {
                 let k = key.unwrap_or_else(|| next_key(&self.cfg, &mut self.key_rr, m));
@@ -583,7 +615,7 @@ impl Client {
                     .deadline
                     .saturating_sub(self.cfg.min_attempt_time.max(1));
                 let tokens = u64::from(st.req.input_tokens) + u64::from(st.req.max_tokens);
-                // The guard (a lock when fleet-scoped) ends with this block.
+                // The limiter's borrow ends with this block.
                 let admit = self.limiter.as_mut().map_or(Admit::Now, |l| {
                     let mut l = l.get();
                     let i = limit_index(&self.cfg, &l, m, k);
@@ -616,7 +648,7 @@ impl Client {
                 (true, Some(k)) => usize::from(k),
                 _ => m,
             };
-            if go && self.breakers[b].allow(now) {
+            if go && self.breakers.with(|x| x[b].allow(now)) {
                 break key;
             }
             st.pos += 1;
@@ -637,7 +669,11 @@ impl Client {
 
     /// Lets queued requests go while the concurrency limit has room.
     fn pump(&mut self, now: Nanos) {
-        while self.conc.as_ref().is_some_and(ConcurrencyLimit::has_room) {
+        while self
+            .conc
+            .as_ref()
+            .is_some_and(|c| c.with_ref(|x| x.has_room()))
+        {
             let Some(h) = self.waiting.pop_front() else {
                 return;
             };
@@ -657,10 +693,10 @@ impl Client {
     /// (the caller has checked breakers, throttles and time left).
     fn emit(&mut self, now: Nanos, h: Handle, lane: usize, pos: usize, key: KeyId) {
         if let Some(c) = self.conc.as_mut() {
-            c.acquire();
+            c.with(|x| x.acquire());
         }
         if let Some(p) = self.keys.as_mut() {
-            p.on_send(key);
+            p.with(|x| x.on_send(key));
         }
         let serial = self.next_serial();
         self.arm(h, lane, serial);
@@ -748,21 +784,27 @@ impl Client {
         let Some(m) = st.chain.get(pos) else {
             return;
         };
-        if self.conc.as_ref().is_some_and(|c| !c.has_room()) {
+        if self
+            .conc
+            .as_ref()
+            .is_some_and(|c| !c.with_ref(|x| x.has_room()))
+        {
             return;
         }
         let mi = usize::from(m);
         let per_key = self.cfg.breaker_per_key;
-        if !per_key && self.breakers[mi].is_open(now) {
+        if !per_key && self.breakers.with_ref(|x| x[mi].is_open(now)) {
             return;
         }
-        let breakers = &self.breakers;
-        let closed = |k: KeyId| !per_key || !breakers[usize::from(k)].is_open(now);
-        let key = match self.keys.as_mut() {
-            Some(p) => p.pick(&self.cfg.models[mi].keys, now, &mut self.key_rr[mi], closed),
-            None if per_key => next_key_where(&self.cfg, &mut self.key_rr, mi, closed),
-            None => Some(next_key(&self.cfg, &mut self.key_rr, mi)),
-        };
+        let (cfg, keys, key_rr) = (&self.cfg, &mut self.keys, &mut self.key_rr);
+        let key = self.breakers.with_ref(|breakers| {
+            let closed = |k: KeyId| !per_key || !breakers[usize::from(k)].is_open(now);
+            match keys.as_mut() {
+                Some(p) => p.with(|x| x.pick(&cfg.models[mi].keys, now, &mut key_rr[mi], closed)),
+                None if per_key => next_key_where(cfg, key_rr, mi, closed),
+                None => Some(next_key(cfg, key_rr, mi)),
+            }
+        });
         let Some(key) = key else {
             return;
         };
@@ -775,7 +817,7 @@ impl Client {
                 return;
             }
         }
-        if !self.breakers[bi].allow(now) {
+        if !self.breakers.with(|x| x[bi].allow(now)) {
             return;
         }
         st.hedged = true;
@@ -810,9 +852,11 @@ impl Client {
                 }
                 // The model accepted the work: a throttle need not wait for
                 // the end of a long generation to know it.
-                if let Some(t) = self.throttles.get_mut(usize::from(model)) {
-                    t.on_accept(now);
-                }
+                self.throttles.with(|ts| {
+                    if let Some(t) = ts.get_mut(usize::from(model)) {
+                        t.on_accept(now);
+                    }
+                });
             }
         }
     }
@@ -871,6 +915,7 @@ impl Client {
                 }
                 spend(&mut self.guard, &mut self.actions, now, cost);
                 if let Some(s) = self.spend.as_mut() {
+                    let mut s = s.get();
                     let tokens = u64::from(input_tokens) + u64::from(output_tokens);
                     s.on_spend(now, extra, tokens, cost);
                 }
@@ -890,7 +935,7 @@ impl Client {
         self.armed[h.index as usize][lane] = 0;
         self.router.on_end(live.model);
         if live.budgeted {
-            self.budget.on_retry_done();
+            self.budget.with(|x| x.on_retry_done());
         }
         let model = usize::from(live.model);
         self.last_limits[model] = limits;
@@ -912,11 +957,14 @@ impl Client {
         );
         // A stream that sent its first token was accepted then.
         if !rejected_for_load && live.first_token.is_none() {
-            if let Some(t) = self.throttles.get_mut(model) {
-                t.on_accept(now);
-            }
+            self.throttles.with(|ts| {
+                if let Some(t) = ts.get_mut(model) {
+                    t.on_accept(now);
+                }
+            });
         }
         if let Some(p) = self.keys.as_mut() {
+            let mut p = p.get();
             let (status, retry_after) = match outcome {
                 Outcome::HttpError {
                     status,
@@ -928,10 +976,12 @@ impl Client {
             p.on_end(live.key, now, status, retry_after, limits);
         }
         if let Some(c) = self.conc.as_mut() {
-            c.release(if rejected_for_load {
-                Signal::Drop
-            } else {
-                Signal::Ok
+            c.with(|x| {
+                x.release(if rejected_for_load {
+                    Signal::Drop
+                } else {
+                    Signal::Ok
+                })
             });
         }
         let (input, output) = match outcome {
@@ -957,7 +1007,7 @@ impl Client {
             st.cost += cost;
             spend(&mut self.guard, &mut self.actions, now, cost);
             if let Some(s) = self.spend.as_mut() {
-                s.on_spend(now, live.extra, u64::from(input) + u64::from(output), cost);
+                s.with(|x| x.on_spend(now, live.extra, u64::from(input) + u64::from(output), cost));
             }
         }
         match outcome {
@@ -966,13 +1016,13 @@ impl Client {
                     self.validated.record(body);
                 }
                 if cfg.validation.accepts(body, st.req.json) {
-                    self.budget.on_attempt(true);
+                    self.budget.with(|x| x.on_attempt(true));
                     let b = if cfg.breaker_per_key {
                         usize::from(live.key)
                     } else {
                         model
                     };
-                    self.breakers[b].on_result(now, true);
+                    self.breakers.with(|x| x[b].on_result(now, true));
                     st.last_model = live.model;
                     if live.hedge && st.req.measured {
                         self.hedge_wins += 1;
@@ -1083,15 +1133,17 @@ impl Client {
         self.armed[h.index as usize][lane] = 0;
         self.router.on_end(l.model);
         if l.budgeted {
-            self.budget.on_retry_done();
+            self.budget.with(|x| x.on_retry_done());
         }
         if let Some(p) = self.keys.as_mut() {
-            p.on_cancel(l.key);
+            p.with(|x| x.on_cancel(l.key));
         }
         if let Some(c) = self.conc.as_mut() {
-            c.release(match reason {
-                CancelReason::Deadline | CancelReason::HedgeLost => Signal::Ignore,
-                _ => Signal::Drop,
+            c.with(|x| {
+                x.release(match reason {
+                    CancelReason::Deadline | CancelReason::HedgeLost => Signal::Ignore,
+                    _ => Signal::Drop,
+                })
             });
         }
         self.cancelled
@@ -1101,11 +1153,11 @@ impl Client {
                 // Timeouts are counted where they are classified; a deadline
                 // cut is counted here, alike for breaker and budget, so that
                 // a probe is never left hanging.
-                self.breakers[b].on_result(now, false);
-                self.budget.on_attempt(false);
+                self.breakers.with(|x| x[b].on_result(now, false));
+                self.budget.with(|x| x.on_attempt(false));
             }
             // Neither failed nor succeeded; a probe it held is freed.
-            CancelReason::HedgeLost => self.breakers[b].on_abandoned(),
+            CancelReason::HedgeLost => self.breakers.with(|x| x[b].on_abandoned()),
             _ => {}
         }
         self.actions.push_back(Action::Cancel {
@@ -1165,10 +1217,10 @@ impl Client {
                     class,
                     FailureClass::AuthError | FailureClass::InsufficientQuota
                 );
-            self.breakers[b].on_result(now, !key_trouble);
+            self.breakers.with(|x| x[b].on_result(now, !key_trouble));
         } else {
-            self.budget.on_attempt(false);
-            self.breakers[b].on_result(now, false);
+            self.budget.with(|x| x.on_attempt(false));
+            self.breakers.with(|x| x[b].on_result(now, false));
             self.router.on_sample(&cfg, failed_model, FAILURE_PENALTY);
         }
         st.last_fail = reason_of(class);
@@ -1184,10 +1236,9 @@ impl Client {
         // model's: another usable key of the model is tried at once after a
         // 401/403, and without waiting for the resting key's retry-after
         // after a 429.
-        let other_key = self
-            .keys
-            .as_ref()
-            .is_some_and(|p| p.another_usable(&cfg.models[model].keys, KeyId::MAX, now));
+        let other_key = self.keys.as_ref().is_some_and(|p| {
+            p.with_ref(|x| x.another_usable(&cfg.models[model].keys, KeyId::MAX, now))
+        });
         if other_key
             && class == FailureClass::AuthError
             && now.saturating_add(cfg.min_attempt_time) < st.req.deadline
@@ -1210,8 +1261,10 @@ impl Client {
             };
             let mut wait = retry.backoff.delay(st.retries_here, st.prev_wait, u);
             // Per key, the retry may take another key: its pick decides.
-            let mut possible =
-                cfg.breaker_per_key || !self.breakers[model].is_open(now.saturating_add(wait));
+            let mut possible = cfg.breaker_per_key
+                || !self
+                    .breakers
+                    .with_ref(|x| x[model].is_open(now.saturating_add(wait)));
             if let (true, Some(ra)) = (retry.honor_retry_after, retry_after) {
                 if ra <= retry.max_retry_after {
                     // The SDKs wait the header's figure, even when shorter
@@ -1239,8 +1292,11 @@ impl Client {
             possible &= retry
                 .max_elapsed
                 .is_none_or(|m| now.saturating_add(wait) <= st.arrived.saturating_add(m));
-            let spend_ok = self.spend.as_mut().is_none_or(|s| s.allows(now));
-            if possible && !(spend_ok && self.budget.try_retry(now)) {
+            let spend_ok = self
+                .spend
+                .as_mut()
+                .is_none_or(|s| s.with(|x| x.allows(now)));
+            if possible && !(spend_ok && self.budget.with(|x| x.try_retry(now))) {
                 // The budget says no: this model gets no more tries.
                 if st.req.measured {
                     self.retries_denied += 1;
@@ -1266,7 +1322,7 @@ impl Client {
         }
         if std::mem::take(&mut st.budgeted) {
             // Granted, but the retry is not made after all.
-            self.budget.on_retry_done();
+            self.budget.with(|x| x.on_retry_done());
         }
         if disposition != Disposition::Fail && st.pos + 1 < st.chain.len() && now < st.req.deadline
         {
@@ -1277,7 +1333,74 @@ impl Client {
             return;
         }
         let r = st.last_fail;
+        if !cfg.layers.is_empty() && self.outer_retry(now, h, class, retry_after) {
+            return;
+        }
         self.finish(h, RequestResult::Failed(r), None);
+    }
+
+    /// The request's own loop gave up on a failure of `class`: the
+    /// innermost outer layer that retries it and has retries left starts
+    /// a fresh pass of every loop inside it, after its own backoff.
+    fn outer_retry(
+        &mut self,
+        now: Nanos,
+        h: Handle,
+        class: FailureClass,
+        retry_after: Option<Nanos>,
+    ) -> bool {
+        let cfg = Arc::clone(&self.cfg);
+        let Some(st) = self.requests.get_mut(h) else {
+            return false;
+        };
+        for (i, layer) in cfg.layers.iter().enumerate().rev() {
+            let retry = layer.retry;
+            let done = u32::from(st.outer[i]);
+            if layer.classify.get(class) != Disposition::Retry || done >= retry.max_retries {
+                continue;
+            }
+            let u = if retry.backoff.is_random() {
+                // Keyed apart from the inner loop's jitter for the same attempt.
+                let n = u64::from(st.attempts) | ((i as u64 + 1) << 40);
+                draws::uniform(self.draw_key, st.req.id, n, purpose::JITTER)
+            } else {
+                0.5
+            };
+            let mut wait = retry.backoff.delay(done, 0, u);
+            if let (true, Some(ra)) = (retry.honor_retry_after, retry_after) {
+                if ra <= retry.max_retry_after {
+                    wait = wait.max(ra);
+                }
+            }
+            if now
+                .saturating_add(wait)
+                .saturating_add(cfg.min_attempt_time)
+                >= st.req.deadline
+            {
+                // No layer further out could start in time either.
+                return false;
+            }
+            st.outer[i] += 1;
+            for o in &mut st.outer[i + 1..] {
+                *o = 0;
+            }
+            st.pos = 0;
+            st.retries_here = 0;
+            st.prev_wait = 0;
+            if st.req.measured {
+                self.layer_retries[i] += 1;
+            }
+            if wait == 0 {
+                self.send(now, h);
+            } else {
+                st.wake_at = Some(now + wait);
+                let serial = self.next_serial();
+                self.arm(h, MAIN, serial);
+                self.push_timer(now + wait, h, MAIN, serial, TimerKind::Wake);
+            }
+            return true;
+        }
+        false
     }
 
     fn finish(&mut self, h: Handle, result: RequestResult, first_token: Option<Nanos>) {
@@ -1299,12 +1422,12 @@ impl Client {
             *a = [0; LANES];
         }
         if st.budgeted {
-            self.budget.on_retry_done();
+            self.budget.with(|x| x.on_retry_done());
         }
         if st.queued {
             self.waiting_live -= 1;
         }
-        self.budget.on_request_done();
+        self.budget.with(|x| x.on_request_done());
         self.actions.push_back(Action::Finish {
             request: st.req.id,
             result,
@@ -1352,10 +1475,17 @@ fn limit_index(cfg: &StrategyConfig, l: &RateLimiter, model: usize, key: KeyId) 
 }
 
 /// Feeds a bill to the cost guard, queueing the alerts it raises.
-fn spend(guard: &mut Option<CostGuard>, actions: &mut VecDeque<Action>, now: Nanos, cost: NanoUsd) {
+fn spend(
+    guard: &mut Option<Scoped<CostGuard>>,
+    actions: &mut VecDeque<Action>,
+    now: Nanos,
+    cost: NanoUsd,
+) {
     if let Some(g) = guard.as_mut() {
-        g.on_spend(now, cost, |alert| {
-            actions.push_back(Action::Alert { at: now, alert })
+        g.with(|x| {
+            x.on_spend(now, cost, |alert| {
+                actions.push_back(Action::Alert { at: now, alert })
+            })
         });
     }
 }

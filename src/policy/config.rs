@@ -12,6 +12,7 @@ use super::keys::KeyPoolConfig;
 use super::rate_limit::RateLimitConfig;
 use super::retry::{Backoff, BudgetConfig, Classifier};
 use super::routing::RoutingConfig;
+use super::scope::FleetScopes;
 use super::spend_budget::SpendBudgetConfig;
 use super::throttle::ThrottleConfig;
 use super::timeout::Timeouts;
@@ -93,6 +94,22 @@ pub enum TooLongRetryAfter {
     Backoff,
 }
 
+/// Most retry loops around a strategy's own.
+pub const MAX_LAYERS: usize = 4;
+
+/// A retry loop around the strategy's own (an application loop around a
+/// gateway around an SDK): it retries, after its own backoff, a failure
+/// the loops inside it gave up on, by starting them afresh.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LayerConfig {
+    /// Name, for the report.
+    pub name: String,
+    /// This layer's retries and backoff.
+    pub retry: RetryConfig,
+    /// Which failures this layer retries.
+    pub classify: Classifier,
+}
+
 /// One strategy.
 #[derive(Clone, Debug)]
 pub struct StrategyConfig {
@@ -120,7 +137,7 @@ pub struct StrategyConfig {
     pub chains: [Vec<ModelId>; 3],
     /// Failure classification.
     pub classify: Classifier,
-    /// Retry budget (per replica).
+    /// Retry budget (per replica unless `fleet.budget`).
     pub budget: BudgetConfig,
     /// Circuit breaker (per model and replica).
     pub breaker: BreakerConfig,
@@ -142,4 +159,9 @@ pub struct StrategyConfig {
     pub validation: ValidationConfig,
     /// A retry budget counted in tokens or dollars (default: none).
     pub spend_budget: Option<SpendBudgetConfig>,
+    /// Which policies keep one state for all replicas (default: none).
+    pub fleet: FleetScopes,
+    /// Retry loops around the strategy's own, outermost first (default:
+    /// none; at most [`MAX_LAYERS`]).
+    pub layers: Vec<LayerConfig>,
 }

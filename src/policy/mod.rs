@@ -24,6 +24,7 @@ pub mod keys;
 pub mod rate_limit;
 pub mod retry;
 pub mod routing;
+pub mod scope;
 pub mod spend_budget;
 pub mod throttle;
 pub mod timeout;

@@ -34,8 +34,7 @@
 //! Amounts are integers: a bucket's level is kept in units x 60e9 (units of
 //! one nanosecond at one unit per minute), so refill is exact.
 
-use std::ops::{Deref, DerefMut};
-use std::sync::{Arc, Mutex, MutexGuard};
+use super::scope::{ScopeGuard, Scoped};
 
 use crate::units::{Nanos, SECS};
 
@@ -70,56 +69,12 @@ pub struct RateLimitConfig {
     pub fleet: bool,
 }
 
-/// A rate limiter kept by one replica, or shared by the whole fleet.
-#[derive(Debug)]
-pub enum ScopedLimiter {
-    /// This replica's own.
-    Replica(RateLimiter),
-    /// Shared by every replica of the strategy. The simulator steps the
-    /// replicas one event at a time, so the order of their turns, and the
-    /// outcome, stay deterministic.
-    Fleet(Arc<Mutex<RateLimiter>>),
-}
+/// A rate limiter kept by one replica, or shared by the whole fleet
+/// (see [`super::scope`]).
+pub type ScopedLimiter = Scoped<RateLimiter>;
 
 /// Access to a [`ScopedLimiter`]'s limiter.
-pub enum LimiterGuard<'a> {
-    /// A replica's own.
-    Replica(&'a mut RateLimiter),
-    /// The fleet's, locked.
-    Fleet(MutexGuard<'a, RateLimiter>),
-}
-
-impl ScopedLimiter {
-    /// The limiter. A poisoned lock (a replica panicked while holding it)
-    /// still holds a consistent limiter: every change is one assignment.
-    pub fn get(&mut self) -> LimiterGuard<'_> {
-        match self {
-            Self::Replica(l) => LimiterGuard::Replica(l),
-            Self::Fleet(m) => {
-                LimiterGuard::Fleet(m.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
-            }
-        }
-    }
-}
-
-impl Deref for LimiterGuard<'_> {
-    type Target = RateLimiter;
-    fn deref(&self) -> &RateLimiter {
-        match self {
-            Self::Replica(l) => l,
-            Self::Fleet(g) => g,
-        }
-    }
-}
-
-impl DerefMut for LimiterGuard<'_> {
-    fn deref_mut(&mut self) -> &mut RateLimiter {
-        match self {
-            Self::Replica(l) => l,
-            Self::Fleet(g) => g,
-        }
-    }
-}
+pub type LimiterGuard<'a> = ScopeGuard<'a, RateLimiter>;
 
 /// One continuously refilling bucket, which may go into debt.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -393,8 +348,9 @@ mod tests {
 
     #[test]
     fn a_fleet_limiter_is_one_bucket_for_every_replica() {
-        let shared = Arc::new(Mutex::new(limiter(Some(60), None, false)));
-        let mut a = ScopedLimiter::Fleet(Arc::clone(&shared));
+        use std::{cell::RefCell, rc::Rc};
+        let shared = Rc::new(RefCell::new(limiter(Some(60), None, false)));
+        let mut a = ScopedLimiter::Fleet(Rc::clone(&shared));
         let mut b = ScopedLimiter::Fleet(shared);
         // 6 s of burst at 1/s: six between them, not six each.
         for i in 0..6 {

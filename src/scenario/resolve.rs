@@ -686,6 +686,8 @@ pub(super) fn resolve(src: &Sources, m: Merged, default_name: &str) -> R<Scenari
             key_pool: None,
             validation: Default::default(),
             spend_budget: None,
+            fleet: Default::default(),
+            layers: Vec::new(),
         }));
         tenants.push(TenantSpec {
             name: tv.name.clone(),
@@ -1199,7 +1201,24 @@ fn strategy(
         key_pool,
         validation,
         spend_budget,
+        fleet: fleet_scopes(sv),
+        layers: Vec::new(),
     })
+}
+
+/// Which policies of `sv` keep one state for the whole fleet.
+fn fleet_scopes(sv: &super::schema::StrategySection) -> crate::policy::scope::FleetScopes {
+    use super::schema::Scope;
+    let fleet = |s: Option<Scope>| s == Some(Scope::Fleet);
+    crate::policy::scope::FleetScopes {
+        budget: fleet(sv.budget.as_ref().and_then(|b| b.get_ref().scope)),
+        spend_budget: fleet(sv.spend_budget.as_ref().and_then(|b| b.get_ref().scope)),
+        breaker: fleet(sv.breaker.as_ref().and_then(|b| b.get_ref().scope)),
+        throttle: fleet(sv.throttle.as_ref().and_then(|t| t.scope)),
+        cost_guard: fleet(sv.cost_guard.as_ref().and_then(|g| g.get_ref().scope)),
+        key_pool: fleet(sv.key_pool.as_ref().and_then(|k| k.scope)),
+        concurrency: fleet(sv.concurrency.as_ref().and_then(|c| c.get_ref().scope)),
+    }
 }
 
 fn budget(

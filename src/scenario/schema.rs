@@ -475,6 +475,10 @@ pub struct BudgetSection {
     pub max_tokens: Option<Positive>,
     /// `token_bucket`: tokens a success gives back (default 0.1).
     pub token_ratio: Option<Positive>,
+    /// `replica` (default): each replica keeps its own; `fleet`: one state
+    /// shared by all replicas of the strategy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<Scope>,
 }
 
 /// Circuit breaker kinds.
@@ -509,6 +513,10 @@ pub struct BreakerSection {
     pub cooldown: Option<PositiveDuration>,
     /// `model` (default) or `key`: what each breaker watches.
     pub per: Option<BreakerPer>,
+    /// `replica` (default): each replica keeps its own; `fleet`: one state
+    /// shared by all replicas of the strategy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<Scope>,
 }
 
 /// What a breaker watches.
@@ -532,6 +540,10 @@ pub struct ThrottleSection {
     pub window: Option<PositiveDuration>,
     /// No rejection while the window holds fewer requests (default 0).
     pub min_requests: Option<u64>,
+    /// `replica` (default): each replica keeps its own; `fleet`: one state
+    /// shared by all replicas of the strategy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<Scope>,
 }
 
 /// What a client-side rate limit is kept per.
@@ -609,6 +621,10 @@ pub struct SpendBudgetSection {
     pub floor: Option<NonNegative>,
     /// Sliding window; default 1m.
     pub window: Option<PositiveDuration>,
+    /// `replica` (default): each replica keeps its own; `fleet`: one state
+    /// shared by all replicas of the strategy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<Scope>,
 }
 
 /// `[strategy.validation]`.
@@ -642,6 +658,10 @@ pub struct KeyPoolSection {
     pub select: Option<KeySelectKind>,
     /// Rest after a 429 without `retry-after`; default 1s.
     pub rest: Option<PositiveDuration>,
+    /// `replica` (default): each replica keeps its own; `fleet`: one state
+    /// shared by all replicas of the strategy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<Scope>,
 }
 
 /// Concurrency limit kinds.
@@ -672,6 +692,10 @@ pub struct ConcurrencySection {
     pub max: Option<u32>,
     /// `aimd`: factor on a drop (default 0.9).
     pub backoff: Option<Probability>,
+    /// `replica` (default): each replica keeps its own; `fleet`: one state
+    /// shared by all replicas of the strategy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<Scope>,
 }
 
 /// What a cost guard does at its limit.
@@ -699,6 +723,10 @@ pub struct CostGuardSection {
     pub alerts_usd: Vec<Positive>,
     /// At a limit: `alert`, `downgrade` or `reject` (default `reject`).
     pub action: Option<GuardActionKind>,
+    /// `replica` (default): each replica keeps its own; `fleet`: one state
+    /// shared by all replicas of the strategy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<Scope>,
 }
 
 /// Where a hedge goes.

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use crate::policy::rate_limit::RateLimiter;
+use crate::policy::scope::FleetState;
 use crate::policy::{Action, Client, Outcome, RequestResult, StrategyConfig};
 use crate::report::json::{KeyReport, TenantReport};
 use crate::report::{AttemptEnd, Collector, StrategyReport};
@@ -20,11 +20,8 @@ use super::traffic::Sender;
 pub fn clients_for(sc: &Scenario, strategy: &Arc<StrategyConfig>) -> (Vec<Client>, Vec<Sender>) {
     let mut clients = Vec::new();
     let mut senders = Vec::new();
-    // A fleet-scoped rate limit: one limiter for all the replicas.
-    let fleet_limiter = strategy
-        .rate_limit
-        .filter(|r| r.fleet)
-        .map(|r| Arc::new(std::sync::Mutex::new(RateLimiter::new(r))));
+    // Fleet-scoped policies: one state for all the replicas.
+    let fleet = FleetState::new(strategy);
     for replica in 0..strategy.clients {
         let mut client = Client::new(
             Arc::clone(strategy),
@@ -33,8 +30,8 @@ pub fn clients_for(sc: &Scenario, strategy: &Arc<StrategyConfig>) -> (Vec<Client
             // strategies differ by their policies, not their luck.
             rng(sc.seed, stream::POLICY, u64::from(replica), 0, 0),
         );
-        if let Some(l) = &fleet_limiter {
-            client.share_rate_limit(Arc::clone(l));
+        if !fleet.is_empty() {
+            client.join_fleet(&fleet, replica == 0);
         }
         clients.push(client);
         senders.push(Sender::Strategy);

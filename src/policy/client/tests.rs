@@ -45,6 +45,8 @@ fn cfg() -> StrategyConfig {
         key_pool: None,
         validation: Default::default(),
         spend_budget: None,
+        fleet: Default::default(),
+        layers: Vec::new(),
     }
 }
 
@@ -1347,4 +1349,170 @@ fn a_breaker_per_key_takes_one_key_out_and_keeps_the_model() {
     // Two refusals open key 0's breaker; model a stays, on key 1.
     assert_eq!(keys, [(0, 0), (0, 1), (0, 0), (0, 1), (0, 1), (0, 1)]);
     assert_eq!(h.client.breaker_opens(), 1);
+}
+
+/// `n` replicas of `c` sharing its fleet-scoped state, as
+/// `sim::tally::clients_for` makes them.
+fn fleet_of(c: StrategyConfig, n: u32) -> Vec<Client> {
+    use rand::SeedableRng;
+    let c = Arc::new(c);
+    let fleet = FleetState::new(&c);
+    (0..n)
+        .map(|r| {
+            let mut client = Client::new(Arc::clone(&c), ChaCha8Rng::seed_from_u64(u64::from(r)));
+            client.join_fleet(&fleet, r == 0);
+            client
+        })
+        .collect()
+}
+
+/// Hands `client` request `id` at `now` and fails every attempt it sends at
+/// once with a 503; returns the times of the retries it sent.
+fn fail_everything(client: &mut Client, now: Nanos, id: u64) -> u32 {
+    let mut retries = 0;
+    client.handle_request(now, req(id));
+    while let Some(a) = client.poll_action() {
+        if let Action::Send {
+            attempt,
+            attempt_no,
+            ..
+        } = a
+        {
+            if attempt_no > 1 {
+                retries += 1;
+            }
+            client.handle_outcome(
+                now,
+                attempt,
+                http(503, ErrorType::Overloaded, None),
+                RateLimits::default(),
+            );
+        }
+    }
+    retries
+}
+
+fn ratio_budgeted(percent: f64, min_per_s: f64, fleet: bool) -> StrategyConfig {
+    let mut c = cfg();
+    c.chains = [vec![], vec![], vec![]];
+    c.retry.backoff = Backoff::None;
+    c.classify.set(FailureClass::Overloaded, Disposition::Retry);
+    c.budget = crate::policy::retry::BudgetConfig::Ratio {
+        percent,
+        min_per_s,
+        window: 10 * SECS,
+    };
+    c.fleet.budget = fleet;
+    c
+}
+
+#[test]
+fn replica_budgets_each_have_a_floor_and_a_fleet_budget_has_one() {
+    // 8 replicas, 10 requests a second between them for 10 s, every attempt
+    // failing: the fleet lets 10% of 100 requests plus 1/s x 10 s through;
+    // 8 replica budgets each let their own floor of 10 through.
+    let run = |fleet: bool| {
+        let mut clients = fleet_of(ratio_budgeted(0.1, 1.0, fleet), 8);
+        (0..100u64)
+            .map(|i| {
+                let r = (i % 8) as usize;
+                fail_everything(&mut clients[r], i * 100 * MILLIS, i)
+            })
+            .sum::<u32>()
+    };
+    assert_eq!(run(true), 20);
+    assert!(run(false) >= 80, "{}", run(false));
+}
+
+proptest::proptest! {
+    /// Whenever a fleet ratio budget lets retries through, the retries of
+    /// all its replicas over the 10 s window ending then stay within its
+    /// ratio of all their requests over that window plus one floor.
+    #[test]
+    fn a_fleet_ratio_budget_never_admits_more_than_ratio_plus_floor(
+        arrivals in proptest::collection::vec((0u64..30_000, 0usize..8), 1..400),
+        percent in 0.0f64..0.5,
+        min_per_s in 0.0f64..2.0,
+        replicas in 1u32..8,
+    ) {
+        let mut arrivals = arrivals;
+        arrivals.sort_unstable();
+        let mut clients = fleet_of(ratio_budgeted(percent, min_per_s, true), replicas);
+        // (second, requests, retries) in arrival order.
+        let mut log: Vec<(u64, u32)> = Vec::new();
+        for (i, &(ms, r)) in arrivals.iter().enumerate() {
+            let now = ms * MILLIS;
+            let client = &mut clients[r % replicas as usize];
+            let retries = fail_everything(client, now, i as u64);
+            let second = now / SECS;
+            log.push((second, retries));
+            if retries == 0 {
+                // Checked when the budget lets a retry through, over the
+                // window that ends then (Finagle's rule, as in ratio.rs).
+                continue;
+            }
+            let in_window = |s: u64| s + 10 > second && s <= second;
+            let requests = log.iter().filter(|(s, _)| in_window(*s)).count() as f64;
+            let retried: u32 = log.iter().filter(|(s, _)| in_window(*s)).map(|(_, n)| n).sum();
+            proptest::prop_assert!(
+                f64::from(retried) <= requests * percent + min_per_s * 10.0 + 1e-9,
+                "{} retries for {} requests", retried, requests
+            );
+        }
+    }
+}
+
+fn layered(layers: &[(&str, u32)], own_retries: u32) -> StrategyConfig {
+    let mut c = cfg();
+    c.chains = [vec![], vec![], vec![]];
+    c.retry.max_retries = own_retries;
+    c.retry.backoff = Backoff::None;
+    c.classify.set(FailureClass::Overloaded, Disposition::Retry);
+    c.layers = layers
+        .iter()
+        .map(|&(name, max_retries)| crate::policy::config::LayerConfig {
+            name: name.into(),
+            retry: RetryConfig {
+                max_retries,
+                ..c.retry
+            },
+            classify: c.classify,
+        })
+        .collect();
+    c
+}
+
+#[test]
+fn retries_multiply_across_layers() {
+    // An app loop (2 retries) around a gateway (2) around an SDK (2): a
+    // request that always fails makes 3 x 3 x 3 = 27 attempts; one loop
+    // with the same six retries makes 7.
+    let mut nested = fleet_of(layered(&[("app", 2), ("gateway", 2)], 2), 1);
+    let mut attempts = 0;
+    nested[0].handle_request(0, req(1));
+    while let Some(a) = nested[0].poll_action() {
+        if let Action::Send { attempt, .. } = a {
+            attempts += 1;
+            nested[0].handle_outcome(
+                0,
+                attempt,
+                http(503, ErrorType::Overloaded, None),
+                RateLimits::default(),
+            );
+        } else if let Action::Finish { attempts: n, .. } = a {
+            assert_eq!(n, 27);
+        }
+    }
+    assert_eq!(attempts, 27);
+    // The app retried twice; the gateway twice in each of the app's 3 passes.
+    assert_eq!(nested[0].layer_retries(), [2, 6, 0, 0]);
+    let mut flat = fleet_of(layered(&[], 6), 1);
+    assert_eq!(fail_everything(&mut flat[0], 0, 1), 6);
+    // A failure the outer layers do not retry ends the request as before.
+    let mut c = layered(&[("app", 2)], 2);
+    c.layers[0]
+        .classify
+        .set(FailureClass::Overloaded, Disposition::Fail);
+    let mut one = fleet_of(c, 1);
+    assert_eq!(fail_everything(&mut one[0], 0, 1), 2);
 }

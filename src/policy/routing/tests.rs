@@ -51,6 +51,8 @@ fn cfg(routing: RoutingConfig) -> StrategyConfig {
         key_pool: None,
         validation: Default::default(),
         spend_budget: None,
+        fleet: Default::default(),
+        layers: Vec::new(),
     }
 }
 
