@@ -1,9 +1,13 @@
-//! Layers (issue 3 part 14): the `layers` key of a strategy and its errors.
+//! Layers (issue 3 part 14): the `layers` key of a strategy, its errors,
+//! and the bundled scenario that shows retries multiplying across layers.
+
+mod support;
 
 use std::path::Path;
 
 use stormglass::policy::{Backoff, Disposition, FailureClass};
 use stormglass::scenario::{load_str, Scenario, ScenarioError};
+use support::{load, run, strategy};
 
 /// A small valid scenario whose one strategy has `layers` as given
 /// (the strategy's `layers = ...` line is line 25).
@@ -149,4 +153,54 @@ fn a_per_layer_timeout_is_rejected_as_not_yet_supported() {
         "per-layer `timeout` is not supported yet",
         "deadline",
     );
+}
+
+#[test]
+fn layered_retries_multiply_attempts_in_an_outage() {
+    let sc = load("layered-retries.toml");
+    let r = run(&sc);
+    let one = strategy(&r, "one-loop");
+    let stack = strategy(&r, "app-gateway-sdk");
+    assert_eq!(one.requests, stack.requests);
+
+    // Six retries either way, but nested they multiply: a request that
+    // fails through the outage makes 3 x 3 x 3 = 27 attempts, not 7.
+    let failed = |s: &stormglass::report::StrategyReport| {
+        s.exemplars
+            .iter()
+            .find(|e| e.why.starts_with("failed"))
+            .map(|e| e.attempts.len() + e.attempts_not_shown as usize)
+            .unwrap_or_else(|| panic!("{} has no failed exemplar", s.name))
+    };
+    assert_eq!(failed(one), 7);
+    assert_eq!(failed(stack), 27);
+
+    // Three times the single loop's attempts overall, for no more successes.
+    assert!(
+        stack.amplification > 2.5 * one.amplification,
+        "{} vs {}",
+        stack.amplification,
+        one.amplification
+    );
+    assert!(
+        stack.success_rate <= one.success_rate + 0.01,
+        "{} vs {}",
+        stack.success_rate,
+        one.success_rate
+    );
+    assert!(stack.cost.nano_usd <= one.cost.nano_usd * 101 / 100);
+
+    // The report counts each layer: the app runs once per request, the
+    // gateway once more per app retry, and each loop retries at most twice
+    // per pass.
+    assert!(one.layers.is_empty());
+    let [app, gw] = &stack.layers[..] else {
+        panic!("two layers expected: {:?}", stack.layers)
+    };
+    assert_eq!((app.name.as_str(), gw.name.as_str()), ("app", "gateway"));
+    assert_eq!(app.passes, stack.requests);
+    assert_eq!(gw.passes, app.passes + app.retries);
+    assert!(app.retries > 0 && app.retries <= 2 * app.passes);
+    assert!(gw.retries > app.retries && gw.retries <= 2 * gw.passes);
+    assert!(stack.attempts <= 3 * (gw.passes + gw.retries));
 }
