@@ -145,6 +145,24 @@ fn a_layer_s_unknown_failure_kind_and_bad_retry_are_errors() {
 }
 
 #[test]
+fn retry_keys_an_outer_loop_does_not_apply_are_rejected() {
+    let e = err(r#"[{ name = "app", retry = { max_elapsed = "30s" } }]"#);
+    check(
+        &e,
+        11,
+        "retry.max_elapsed is not supported on a layer yet",
+        "max_retries, backoff",
+    );
+    let e = err(r#"[{ name = "app", retry = { honor_should_retry = false } }]"#);
+    check(
+        &e,
+        11,
+        "retry.honor_should_retry is not supported",
+        "honor_retry_after",
+    );
+}
+
+#[test]
 fn a_per_layer_timeout_is_rejected_as_not_yet_supported() {
     let e = err(r#"[{ name = "app", timeout = "30s" }]"#);
     check(
