@@ -312,6 +312,7 @@ fn print_report(
     }
     writeln!(stdout, "{heading}\n")?;
     stdout.write_all(report::table(rep).as_bytes())?;
+    stdout.write_all(report::layer_lines(rep).as_bytes())?;
     let slo = report::slo_lines(rep);
     if !slo.is_empty() {
         writeln!(stdout)?;

@@ -453,6 +453,7 @@ impl Collector {
             keys_disabled: counters.keys_disabled,
             key_rests: counters.key_rests,
             keys: Vec::new(),
+            layers: Vec::new(),
             validation: ValidationReport {
                 valid: counters.validation.valid,
                 fenced: counters.validation.fenced,

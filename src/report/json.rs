@@ -392,4 +392,20 @@ pub struct StrategyReport {
     pub series: Series,
     /// Other tenants on shared pools, in this strategy's run.
     pub tenants: Vec<TenantReport>,
+    /// The strategy's outer retry loops (`layers`), outermost first; empty
+    /// without layers.
+    pub layers: Vec<LayerReport>,
+}
+
+/// One outer retry loop of a strategy (its `layers`).
+#[derive(Clone, Debug, Serialize)]
+pub struct LayerReport {
+    /// Name.
+    pub name: String,
+    /// Runs of this layer's loop for measured requests: one per request
+    /// plus one per retry of a layer outside it.
+    pub passes: u64,
+    /// Retries this layer made for measured requests, each a fresh pass of
+    /// every loop inside it.
+    pub retries: u64,
 }

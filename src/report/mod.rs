@@ -140,6 +140,29 @@ pub fn table(r: &Report) -> String {
     out
 }
 
+/// One line per strategy with `layers`: each loop's passes and retries,
+/// outermost first, then what reached the provider (empty without layers).
+pub fn layer_lines(r: &Report) -> String {
+    let mut out = String::new();
+    for s in r.strategies.iter().filter(|s| !s.layers.is_empty()) {
+        let loops: Vec<String> = s
+            .layers
+            .iter()
+            .map(|l| format!("{} {} passes, {} retries", l.name, l.passes, l.retries))
+            .collect();
+        let _ = writeln!(
+            out,
+            "layers of {}: {} > own loop: {} attempts for {} requests ({:.3}/req)",
+            s.name,
+            loops.join(" > "),
+            s.attempts,
+            s.requests,
+            s.amplification
+        );
+    }
+    out
+}
+
 /// The SLO verdicts, one row per strategy (empty without `[slo]`).
 pub fn slo_lines(r: &Report) -> String {
     let Some(cfg) = &r.scenario.slo else {

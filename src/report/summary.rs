@@ -417,6 +417,13 @@ pub fn markdown(r: &Report, check: &CheckResult, charts: &[(String, String)]) ->
     out.push_str("## Strategies\n\n");
     out.push_str(&md_table(&comparison(r)));
     let _ = writeln!(out, "\nBest value per column in **bold**. {LATENCY_NOTE}\n");
+    let layers = super::layer_lines(r);
+    if !layers.is_empty() {
+        for l in layers.lines() {
+            let _ = writeln!(out, "- {l}");
+        }
+        out.push('\n');
+    }
     if let Some((targets, t)) = slo_rows(r) {
         let _ = writeln!(out, "## SLO\n\nTargets: {targets}.\n");
         out.push_str(&md_table(&t));

@@ -8,11 +8,13 @@ use toml::Spanned;
 
 use crate::dist::LogNormal;
 use crate::policy::breaker::BreakerConfig;
+use crate::policy::config::{LayerConfig, MAX_LAYERS};
 use crate::policy::fallback::MAX_CHAIN;
 use crate::policy::retry::BudgetConfig;
 use crate::policy::routing::{tier_bits, RoutingConfig};
 use crate::policy::{
-    Backoff, Classifier, FailureClass, ModelInfo, RetryConfig, StrategyConfig, Tier, Timeouts,
+    Backoff, Classifier, Disposition, FailureClass, ModelInfo, RetryConfig, StrategyConfig, Tier,
+    Timeouts,
 };
 use crate::units::{pico_per_token, Nanos, MILLIS, SECS};
 use crate::wire::{BodyKind, MaxTokensField};
@@ -808,32 +810,9 @@ fn strategy(
                 "clients is how many replicas run the strategy: 1 to {MAX_CLIENTS}"
             )));
     }
-    let preset = match &sv.preset {
-        None => None,
-        Some(p) => Some(super::preset::find(p.get_ref()).ok_or_else(|| {
-            src.error_at(file, p, format!("unknown preset `{}`", p.get_ref()))
-                .hint(known_hint(
-                    "presets",
-                    p.get_ref(),
-                    super::preset::PRESETS.iter().map(|p| p.name),
-                ))
-        })?),
-    };
-    let max_retries = sv
-        .retry
-        .max_retries
-        .unwrap_or(preset.map_or(2, |p| p.max_retries));
-    if max_retries > MAX_RETRIES {
-        return Err(src
-            .error_at(
-                file,
-                s,
-                format!("strategy `{}` has max_retries = {max_retries}", sv.name),
-            )
-            .hint(format!(
-                "at most {MAX_RETRIES} retries per model; a deadline usually ends them sooner"
-            )));
-    }
+    let preset = find_preset(src, file, sv.preset.as_ref())?;
+    let who = format!("strategy `{}`", sv.name);
+    let retry = retry_config(src, file, s.span(), &who, preset, &sv.retry)?;
     let model =
         |n: &Spanned<String>| lookup(src, file, &names.models, "model", n).map(|i| i as u16);
 
@@ -926,40 +905,6 @@ fn strategy(
             .map_or(Ok(base_chain.clone()), chain)?,
     ];
 
-    let r = &sv.retry;
-    let (preset_kind, preset_base, preset_cap) =
-        preset
-            .and_then(|p| p.backoff)
-            .unwrap_or((BackoffKind::FullJitter, 500 * MILLIS, 8 * SECS));
-    let kind = r.backoff.unwrap_or(preset_kind);
-    let base = r.base.map_or(preset_base, |d| d.0);
-    let cap = r.cap.map_or(preset_cap, |d| d.0);
-    if cap < base && !matches!(kind, BackoffKind::None | BackoffKind::Constant) {
-        return Err(src
-            .error_at(
-                file,
-                s,
-                format!(
-                    "strategy `{}`: retry.cap ({}) is below retry.base ({})",
-                    sv.name,
-                    crate::units::format_duration(cap),
-                    crate::units::format_duration(base)
-                ),
-            )
-            .hint("the cap is the longest wait; make it at least the base"));
-    }
-    let backoff = match kind {
-        BackoffKind::None => Backoff::None,
-        BackoffKind::Constant => Backoff::Constant { base },
-        BackoffKind::Exponential => Backoff::Exponential { base, cap },
-        BackoffKind::FullJitter => Backoff::FullJitter { base, cap },
-        BackoffKind::EqualJitter => Backoff::EqualJitter { base, cap },
-        BackoffKind::Decorrelated => Backoff::Decorrelated { base, cap },
-        BackoffKind::SdkJitter => Backoff::SdkJitter { base, cap },
-        BackoffKind::Litellm => Backoff::Litellm { base, cap },
-        BackoffKind::Randomized => Backoff::Randomized { base, cap },
-    };
-
     let t = &sv.timeouts;
     let mut top = Timeouts::default().overlay(Timeouts {
         first_token: t.first_token.map(|d| d.0),
@@ -983,21 +928,8 @@ fn strategy(
         tiers[tier.index()] = timeouts(top, set);
     }
 
-    let mut classify = Classifier::default();
-    for &(class, d) in preset.map_or(&[][..], |p| p.on) {
-        classify.set(class, d);
-    }
-    for (k, d) in &sv.on {
-        let class = FailureClass::from_name(k.get_ref()).ok_or_else(|| {
-            src.error_at(file, k, format!("unknown failure kind `{}`", k.get_ref()))
-                .hint(known_hint(
-                    "failure kinds",
-                    k.get_ref(),
-                    FailureClass::ALL.iter().map(|c| c.name()),
-                ))
-        })?;
-        classify.set(class, *d);
-    }
+    let classify = classifier(src, file, preset, &sv.on)?;
+    let layers = layers(src, file, s, &sv.layers)?;
 
     let mut keys_by_provider = BTreeMap::new();
     for (prov, keys) in &sv.keys {
@@ -1156,30 +1088,7 @@ fn strategy(
         clients,
         seed: seed ^ name_hash(&sv.name),
         models: model_infos(world, &keys_by_provider),
-        retry: RetryConfig {
-            max_retries,
-            backoff,
-            honor_retry_after: r
-                .honor_retry_after
-                .unwrap_or(preset.is_none_or(|p| p.honor_retry_after)),
-            max_retry_after: r
-                .max_retry_after
-                .map_or(preset.map_or(60 * SECS, |p| p.max_retry_after), |d| d.0),
-            too_long_retry_after: r
-                .too_long_retry_after
-                .or(preset.map(|p| p.too_long_retry_after))
-                .unwrap_or_default(),
-            honor_should_retry: r
-                .honor_should_retry
-                .unwrap_or(preset.is_none_or(|p| p.honor_should_retry)),
-            max_elapsed: r
-                .max_elapsed
-                .map(|d| d.0)
-                .or(preset.and_then(|p| p.max_elapsed)),
-            retry_after_replaces_backoff: r
-                .retry_after_replaces_backoff
-                .unwrap_or(preset.is_some_and(|p| p.retry_after_replaces_backoff)),
-        },
+        retry,
         timeouts: tiers,
         min_attempt_time: sv.timeouts.min_attempt_time.map_or(0, |d| d.0),
         routing,
@@ -1202,8 +1111,205 @@ fn strategy(
         validation,
         spend_budget,
         fleet: fleet_scopes(sv),
-        layers: Vec::new(),
+        layers,
     })
+}
+
+/// The preset a strategy or layer names, if any.
+fn find_preset(
+    src: &Sources,
+    file: FileId,
+    name: Option<&Spanned<String>>,
+) -> R<Option<&'static super::preset::Preset>> {
+    let Some(p) = name else {
+        return Ok(None);
+    };
+    super::preset::find(p.get_ref()).map(Some).ok_or_else(|| {
+        src.error_at(file, p, format!("unknown preset `{}`", p.get_ref()))
+            .hint(known_hint(
+                "presets",
+                p.get_ref(),
+                super::preset::PRESETS.iter().map(|p| p.name),
+            ))
+    })
+}
+
+/// A retry loop's settings: `r`'s keys laid over the preset's, over the
+/// defaults. `who` names the loop in errors, which point at `at`.
+fn retry_config(
+    src: &Sources,
+    file: FileId,
+    at: std::ops::Range<usize>,
+    who: &str,
+    preset: Option<&super::preset::Preset>,
+    r: &super::schema::RetrySection,
+) -> R<RetryConfig> {
+    let max_retries = r.max_retries.unwrap_or(preset.map_or(2, |p| p.max_retries));
+    if max_retries > MAX_RETRIES {
+        return Err(src
+            .error(file, at, format!("{who} has max_retries = {max_retries}"))
+            .hint(format!(
+                "at most {MAX_RETRIES} retries per model; a deadline usually ends them sooner"
+            )));
+    }
+    let (preset_kind, preset_base, preset_cap) =
+        preset
+            .and_then(|p| p.backoff)
+            .unwrap_or((BackoffKind::FullJitter, 500 * MILLIS, 8 * SECS));
+    let kind = r.backoff.unwrap_or(preset_kind);
+    let base = r.base.map_or(preset_base, |d| d.0);
+    let cap = r.cap.map_or(preset_cap, |d| d.0);
+    if cap < base && !matches!(kind, BackoffKind::None | BackoffKind::Constant) {
+        return Err(src
+            .error(
+                file,
+                at,
+                format!(
+                    "{who}: retry.cap ({}) is below retry.base ({})",
+                    crate::units::format_duration(cap),
+                    crate::units::format_duration(base)
+                ),
+            )
+            .hint("the cap is the longest wait; make it at least the base"));
+    }
+    let backoff = match kind {
+        BackoffKind::None => Backoff::None,
+        BackoffKind::Constant => Backoff::Constant { base },
+        BackoffKind::Exponential => Backoff::Exponential { base, cap },
+        BackoffKind::FullJitter => Backoff::FullJitter { base, cap },
+        BackoffKind::EqualJitter => Backoff::EqualJitter { base, cap },
+        BackoffKind::Decorrelated => Backoff::Decorrelated { base, cap },
+        BackoffKind::SdkJitter => Backoff::SdkJitter { base, cap },
+        BackoffKind::Litellm => Backoff::Litellm { base, cap },
+        BackoffKind::Randomized => Backoff::Randomized { base, cap },
+    };
+    Ok(RetryConfig {
+        max_retries,
+        backoff,
+        honor_retry_after: r
+            .honor_retry_after
+            .unwrap_or(preset.is_none_or(|p| p.honor_retry_after)),
+        max_retry_after: r
+            .max_retry_after
+            .map_or(preset.map_or(60 * SECS, |p| p.max_retry_after), |d| d.0),
+        too_long_retry_after: r
+            .too_long_retry_after
+            .or(preset.map(|p| p.too_long_retry_after))
+            .unwrap_or_default(),
+        honor_should_retry: r
+            .honor_should_retry
+            .unwrap_or(preset.is_none_or(|p| p.honor_should_retry)),
+        max_elapsed: r
+            .max_elapsed
+            .map(|d| d.0)
+            .or(preset.and_then(|p| p.max_elapsed)),
+        retry_after_replaces_backoff: r
+            .retry_after_replaces_backoff
+            .unwrap_or(preset.is_some_and(|p| p.retry_after_replaces_backoff)),
+    })
+}
+
+/// What a loop does on each failure: `on` laid over the preset's, over the
+/// defaults.
+fn classifier(
+    src: &Sources,
+    file: FileId,
+    preset: Option<&super::preset::Preset>,
+    on: &BTreeMap<Spanned<String>, Disposition>,
+) -> R<Classifier> {
+    let mut classify = Classifier::default();
+    for &(class, d) in preset.map_or(&[][..], |p| p.on) {
+        classify.set(class, d);
+    }
+    for (k, d) in on {
+        let class = FailureClass::from_name(k.get_ref()).ok_or_else(|| {
+            src.error_at(file, k, format!("unknown failure kind `{}`", k.get_ref()))
+                .hint(known_hint(
+                    "failure kinds",
+                    k.get_ref(),
+                    FailureClass::ALL.iter().map(|c| c.name()),
+                ))
+        })?;
+        classify.set(class, *d);
+    }
+    Ok(classify)
+}
+
+// A layer counts its retries in a `u8` (`ReqState::outer`).
+const _: () = assert!(MAX_RETRIES <= u8::MAX as u32);
+
+/// A strategy's `layers`, outermost first.
+fn layers(
+    src: &Sources,
+    file: FileId,
+    s: &Spanned<StrategySection>,
+    ls: &[Spanned<super::schema::LayerSection>],
+) -> R<Vec<LayerConfig>> {
+    let sv = s.get_ref();
+    if let Some(extra) = ls.get(MAX_LAYERS) {
+        return Err(src
+            .error_at(
+                file,
+                extra,
+                format!(
+                    "strategy `{}` has {} layers; at most {MAX_LAYERS}",
+                    sv.name,
+                    ls.len()
+                ),
+            )
+            .hint("each layer multiplies the attempts of the ones inside it; real stacks nest two or three loops"));
+    }
+    let mut out: Vec<LayerConfig> = Vec::with_capacity(ls.len());
+    for l in ls {
+        let lv = l.get_ref();
+        let name = lv.name.get_ref();
+        if name == &sv.name || out.iter().any(|o| &o.name == name) {
+            return Err(src
+                .error_at(
+                    file,
+                    &lv.name,
+                    format!("strategy `{}` has two layers named `{name}`", sv.name),
+                )
+                .hint("layer names tell the layers apart in the report; give each its own (and not the strategy's)"));
+        }
+        if let Some(t) = &lv.timeout {
+            return Err(src
+                .error_at(
+                    file,
+                    t,
+                    format!("layer `{name}`: a per-layer `timeout` is not supported yet"),
+                )
+                .hint("remove it; the task's deadline and the strategy's [strategy.timeouts] bound every attempt"));
+        }
+        let r = &lv.retry;
+        let unused = [
+            ("max_elapsed", r.max_elapsed.is_some()),
+            ("too_long_retry_after", r.too_long_retry_after.is_some()),
+            ("honor_should_retry", r.honor_should_retry.is_some()),
+            (
+                "retry_after_replaces_backoff",
+                r.retry_after_replaces_backoff.is_some(),
+            ),
+        ];
+        if let Some((key, _)) = unused.iter().find(|(_, set)| *set) {
+            return Err(src
+                .error_at(
+                    file,
+                    l,
+                    format!("layer `{name}`: retry.{key} is not supported on a layer yet"),
+                )
+                .hint("a layer's retry takes max_retries, backoff, base, cap, honor_retry_after and max_retry_after"));
+        }
+        let who = format!("strategy `{}` layer `{name}`", sv.name);
+        let preset = find_preset(src, file, lv.preset.as_ref())?;
+        let retry = retry_config(src, file, l.span(), &who, preset, &lv.retry)?;
+        out.push(LayerConfig {
+            name: name.clone(),
+            retry,
+            classify: classifier(src, file, preset, &lv.on)?,
+        });
+    }
+    Ok(out)
 }
 
 /// Which policies of `sv` keep one state for the whole fleet.

@@ -443,6 +443,31 @@ pub struct StrategySection {
     /// Keys to use per provider (default: all of the provider's keys, round-robin).
     #[serde(default)]
     pub keys: BTreeMap<String, Vec<Spanned<String>>>,
+    /// Retry loops around the strategy's own, outermost first (an
+    /// application loop around a gateway around an SDK); default none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub layers: Vec<Spanned<LayerSection>>,
+}
+
+/// One entry of a strategy's `layers`: a retry loop around the ones inside
+/// it, which retries what they gave up on by running them afresh.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LayerSection {
+    /// Name in the report; unique within the strategy.
+    pub name: Spanned<String>,
+    /// A known stack whose retry and failure settings fill what the layer
+    /// leaves out; default none.
+    pub preset: Option<Spanned<String>>,
+    /// This layer's retries and backoff (defaults as `[strategy.retry]`).
+    #[serde(default)]
+    pub retry: RetrySection,
+    /// Which failures this layer retries (defaults as the strategy's `on`).
+    #[serde(default)]
+    pub on: BTreeMap<Spanned<String>, Disposition>,
+    /// A bound on one pass of this layer: not supported yet (rejected).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Spanned<Duration>>,
 }
 
 /// Retry budget kinds.

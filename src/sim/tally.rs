@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crate::policy::scope::FleetState;
 use crate::policy::{Action, Client, Outcome, RequestResult, StrategyConfig};
-use crate::report::json::{KeyReport, TenantReport};
+use crate::report::json::{KeyReport, LayerReport, TenantReport};
 use crate::report::{AttemptEnd, Collector, StrategyReport};
 use crate::scenario::Scenario;
 use crate::units::{NanoUsd, Nanos, SECS};
@@ -203,9 +203,13 @@ impl Tally {
     ) -> StrategyReport {
         let mut ledger = crate::policy::CostLedger::new(sc.world.models.len());
         let mut counters = crate::report::collect::CoreCounters::default();
+        let mut layer_retries = [0u64; crate::policy::config::MAX_LAYERS];
         for (c, s) in clients.iter().zip(senders) {
             if *s == Sender::Strategy {
                 ledger.merge(c.ledger());
+                for (sum, n) in layer_retries.iter_mut().zip(c.layer_retries()) {
+                    *sum += n;
+                }
                 counters.retries_denied += c.retries_denied();
                 counters.breaker_opens += c.breaker_opens();
                 counters.throttled_locally += c.throttled();
@@ -258,6 +262,22 @@ impl Tally {
             tenants,
         );
         report.keys = keys;
+        // Each retry of a layer starts a fresh pass of every layer inside it.
+        let mut passes = report.requests;
+        report.layers = strategy
+            .layers
+            .iter()
+            .zip(layer_retries)
+            .map(|(l, retries)| {
+                let r = LayerReport {
+                    name: l.name.clone(),
+                    passes,
+                    retries,
+                };
+                passes += retries;
+                r
+            })
+            .collect();
         report
     }
 }

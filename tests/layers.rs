@@ -1,0 +1,224 @@
+//! Layers (issue 3 part 14): the `layers` key of a strategy, its errors,
+//! and the bundled scenario that shows retries multiplying across layers.
+
+mod support;
+
+use std::path::Path;
+
+use stormglass::policy::{Backoff, Disposition, FailureClass};
+use stormglass::scenario::{load_str, Scenario, ScenarioError};
+use support::{load, run, strategy};
+
+/// A small valid scenario whose one strategy has `layers` as given
+/// (the strategy's `layers = ...` line is line 25).
+fn with_layers(layers: &str) -> String {
+    format!(
+        r#"[run]
+duration = "1m"
+warmup = "0s"
+
+[[provider]]
+name = "openai"
+
+[[provider.model]]
+name = "gpt-4o"
+input_per_mtok = 2.5
+output_per_mtok = 10.0
+
+[traffic]
+rate = 1
+
+[[traffic.task]]
+name = "summarization"
+input_tokens = {{ median = 2000, p99 = 8000 }}
+output_tokens = {{ median = 200, p99 = 600 }}
+
+[[strategy]]
+name = "stack"
+routing = {{ default = "gpt-4o" }}
+retry = {{ max_retries = 2 }}
+layers = {layers}
+"#
+    )
+}
+
+fn ok(layers: &str) -> Scenario {
+    load_str(Path::new("t.toml"), &with_layers(layers)).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn err(layers: &str) -> ScenarioError {
+    load_str(Path::new("t.toml"), &with_layers(layers)).expect_err("should be rejected")
+}
+
+#[track_caller]
+fn check(e: &ScenarioError, column: usize, message: &str, hint: &str) {
+    assert_eq!((e.line, e.column), (25, column), "wrong location for: {e}");
+    assert!(
+        e.message.contains(message),
+        "{:?} lacks {message:?}",
+        e.message
+    );
+    let h = e.hint.as_deref().unwrap_or_default();
+    assert!(h.contains(hint), "hint {h:?} lacks {hint:?}");
+}
+
+#[test]
+fn layers_resolve_outermost_first_with_presets_and_their_own_classification() {
+    let sc = ok(
+        r#"[{ name = "app", retry = { max_retries = 3, backoff = "constant", base = "1s" }, on = { overloaded = "fail" } }, { name = "gateway", preset = "litellm-router@1.80" }]"#,
+    );
+    let l = &sc.strategies[0].layers;
+    assert_eq!(l.len(), 2);
+    assert_eq!((l[0].name.as_str(), l[1].name.as_str()), ("app", "gateway"));
+    assert_eq!(l[0].retry.max_retries, 3);
+    assert_eq!(
+        l[0].retry.backoff,
+        Backoff::Constant {
+            base: 1_000_000_000
+        }
+    );
+    assert_eq!(
+        l[0].classify.get(FailureClass::Overloaded),
+        Disposition::Fail
+    );
+    assert_eq!(
+        l[0].classify.get(FailureClass::RateLimited),
+        Disposition::Retry
+    );
+    // The preset fills the gateway's retries, backoff and classification.
+    assert_eq!(l[1].retry.max_retries, 2);
+    assert!(matches!(l[1].retry.backoff, Backoff::Litellm { .. }));
+    assert_eq!(
+        l[1].classify.get(FailureClass::ClientError),
+        Disposition::Retry
+    );
+    // The strategy's own loop is unchanged by its layers.
+    assert_eq!(sc.strategies[0].retry.max_retries, 2);
+}
+
+#[test]
+fn no_layers_is_the_default() {
+    let text = with_layers("[]").replace("layers = []\n", "");
+    let sc = load_str(Path::new("t.toml"), &text).unwrap_or_else(|e| panic!("{e}"));
+    assert!(sc.strategies[0].layers.is_empty());
+}
+
+#[test]
+fn at_most_four_layers() {
+    let e =
+        err(r#"[{ name = "a" }, { name = "b" }, { name = "c" }, { name = "d" }, { name = "e" }]"#);
+    check(&e, 75, "has 5 layers; at most 4", "multiplies");
+}
+
+#[test]
+fn layer_names_are_unique_and_not_the_strategy_s() {
+    let e = err(r#"[{ name = "app" }, { name = "app" }]"#);
+    check(&e, 38, "two layers named `app`", "give each its own");
+    let e = err(r#"[{ name = "stack" }]"#);
+    check(&e, 20, "two layers named `stack`", "not the strategy's");
+}
+
+#[test]
+fn an_unknown_layer_preset_is_named_with_the_closest() {
+    let e = err(r#"[{ name = "gw", preset = "litellm-router@1.8" }]"#);
+    check(
+        &e,
+        35,
+        "unknown preset `litellm-router@1.8`",
+        "litellm-router@1.80",
+    );
+}
+
+#[test]
+fn a_layer_s_unknown_failure_kind_and_bad_retry_are_errors() {
+    let e = err(r#"[{ name = "app", on = { overload = "fail" } }]"#);
+    check(&e, 34, "unknown failure kind `overload`", "overloaded");
+    let e = err(r#"[{ name = "app", retry = { max_retries = 1000 } }]"#);
+    check(&e, 11, "layer `app` has max_retries = 1000", "at most");
+    let e = err(r#"[{ name = "app", retry = { base = "2s", cap = "1s" } }]"#);
+    check(
+        &e,
+        11,
+        "layer `app`: retry.cap (1s) is below retry.base (2s)",
+        "cap",
+    );
+}
+
+#[test]
+fn retry_keys_an_outer_loop_does_not_apply_are_rejected() {
+    let e = err(r#"[{ name = "app", retry = { max_elapsed = "30s" } }]"#);
+    check(
+        &e,
+        11,
+        "retry.max_elapsed is not supported on a layer yet",
+        "max_retries, backoff",
+    );
+    let e = err(r#"[{ name = "app", retry = { honor_should_retry = false } }]"#);
+    check(
+        &e,
+        11,
+        "retry.honor_should_retry is not supported",
+        "honor_retry_after",
+    );
+}
+
+#[test]
+fn a_per_layer_timeout_is_rejected_as_not_yet_supported() {
+    let e = err(r#"[{ name = "app", timeout = "30s" }]"#);
+    check(
+        &e,
+        37,
+        "per-layer `timeout` is not supported yet",
+        "deadline",
+    );
+}
+
+#[test]
+fn layered_retries_multiply_attempts_in_an_outage() {
+    let sc = load("layered-retries.toml");
+    let r = run(&sc);
+    let one = strategy(&r, "one-loop");
+    let stack = strategy(&r, "app-gateway-sdk");
+    assert_eq!(one.requests, stack.requests);
+
+    // Six retries either way, but nested they multiply: a request that
+    // fails through the outage makes 3 x 3 x 3 = 27 attempts, not 7.
+    let failed = |s: &stormglass::report::StrategyReport| {
+        s.exemplars
+            .iter()
+            .find(|e| e.why.starts_with("failed"))
+            .map(|e| e.attempts.len() + e.attempts_not_shown as usize)
+            .unwrap_or_else(|| panic!("{} has no failed exemplar", s.name))
+    };
+    assert_eq!(failed(one), 7);
+    assert_eq!(failed(stack), 27);
+
+    // Three times the single loop's attempts overall, for no more successes.
+    assert!(
+        stack.amplification > 2.5 * one.amplification,
+        "{} vs {}",
+        stack.amplification,
+        one.amplification
+    );
+    assert!(
+        stack.success_rate <= one.success_rate + 0.01,
+        "{} vs {}",
+        stack.success_rate,
+        one.success_rate
+    );
+    assert!(stack.cost.nano_usd <= one.cost.nano_usd * 101 / 100);
+
+    // The report counts each layer: the app runs once per request, the
+    // gateway once more per app retry, and each loop retries at most twice
+    // per pass.
+    assert!(one.layers.is_empty());
+    let [app, gw] = &stack.layers[..] else {
+        panic!("two layers expected: {:?}", stack.layers)
+    };
+    assert_eq!((app.name.as_str(), gw.name.as_str()), ("app", "gateway"));
+    assert_eq!(app.passes, stack.requests);
+    assert_eq!(gw.passes, app.passes + app.retries);
+    assert!(app.retries > 0 && app.retries <= 2 * app.passes);
+    assert!(gw.retries > app.retries && gw.retries <= 2 * gw.passes);
+    assert!(stack.attempts <= 3 * (gw.passes + gw.retries));
+}
