@@ -8,7 +8,7 @@
 # then run that file from time zero, one strategy, live against
 # mock-provider (--serve). Figures go to target/fidelity/<name>/{sim,live}.
 #
-# Usage: fidelity/run.sh [NAME...]   (default: all five)
+# Usage: fidelity/run.sh [NAME...]   (default: all six)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=target/release/stormglass
@@ -21,9 +21,10 @@ windows="retry-storm 225 90 full-jitter
 provider-outage 690 90 fallback-breaker
 slow-provider 570 90 latency
 slow-tail 0 60 hedge-p95
-runaway-loop 3585 60 daily-alert"
+runaway-loop 3585 60 daily-alert
+layered-retries 105 90 app-gateway-sdk"
 
-want="${*:-retry-storm provider-outage slow-provider slow-tail runaway-loop}"
+want="${*:-retry-storm provider-outage slow-provider slow-tail runaway-loop layered-retries}"
 while read -r name from window strategy; do
   [[ " $want " == *" $name "* ]] || continue
   python3 - "$name" "$from" "$window" "$out" <<'PY'
