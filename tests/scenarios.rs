@@ -741,6 +741,29 @@ fn spend_budget_bounds_what_retries_cost_not_how_many_there_are() {
     // A request-counting budget at the same 10% buys fewer answers here:
     // it cannot tell a cheap classification retry from a long one.
     assert!(usd.success_rate > ratio.success_rate);
+
+    // Scope: with a floor of $0.05 a minute, eight replica budgets allow
+    // eight floors; one fleet budget allows one, so the fleet lets fewer
+    // retries through and their bill is smaller.
+    let (rep, fleet) = (
+        strategy(&r, "usd-floor-replica"),
+        strategy(&r, "usd-floor-fleet"),
+    );
+    let retries = |s: &stormglass::report::StrategyReport| s.attempts - s.requests;
+    let retry_spend = |s: &stormglass::report::StrategyReport| cost(s) - cost(none);
+    assert!(
+        retries(fleet) * 5 < retries(rep) * 4,
+        "{} vs {}",
+        retries(fleet),
+        retries(rep)
+    );
+    assert!(
+        retry_spend(fleet) < 0.75 * retry_spend(rep),
+        "{} vs {}",
+        retry_spend(fleet),
+        retry_spend(rep)
+    );
+    assert!(fleet.retries_denied > rep.retries_denied);
 }
 
 #[test]
