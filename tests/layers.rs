@@ -145,20 +145,16 @@ fn a_layer_s_unknown_failure_kind_and_bad_retry_are_errors() {
 }
 
 #[test]
-fn retry_keys_an_outer_loop_does_not_apply_are_rejected() {
-    let e = err(r#"[{ name = "app", retry = { max_elapsed = "30s" } }]"#);
-    check(
-        &e,
-        11,
-        "retry.max_elapsed is not supported on a layer yet",
-        "max_retries, backoff",
+fn a_layer_takes_every_retry_key_of_the_strategy() {
+    let sc = ok(
+        r#"[{ name = "app", retry = { max_elapsed = "30s", honor_should_retry = false, too_long_retry_after = "backoff", retry_after_replaces_backoff = true } }]"#,
     );
-    let e = err(r#"[{ name = "app", retry = { honor_should_retry = false } }]"#);
-    check(
-        &e,
-        11,
-        "retry.honor_should_retry is not supported",
-        "honor_retry_after",
+    let r = sc.strategies[0].layers[0].retry;
+    assert_eq!(r.max_elapsed, Some(30_000_000_000));
+    assert!(!r.honor_should_retry && r.retry_after_replaces_backoff);
+    assert_eq!(
+        r.too_long_retry_after,
+        stormglass::policy::TooLongRetryAfter::Backoff
     );
 }
 

@@ -47,7 +47,7 @@ use crate::wire::{BodyKind, ErrorType, RateLimits};
 
 use super::breaker::CircuitBreaker;
 use super::concurrency::{ConcurrencyLimit, Signal};
-use super::config::{StrategyConfig, TooLongRetryAfter, MAX_LAYERS};
+use super::config::{RetryConfig, StrategyConfig, TooLongRetryAfter, MAX_LAYERS};
 use super::contract::{
     Action, AttemptId, CancelReason, FailReason, KeyId, ModelId, Outcome, Request, RequestResult,
 };
@@ -1188,17 +1188,7 @@ impl Client {
     ) {
         let cfg = Arc::clone(&self.cfg);
         let retry = cfg.retry;
-        let mut disposition = cfg.classify.get(class);
-        if retry.honor_should_retry {
-            match should_retry {
-                Some(false) if disposition == Disposition::Retry => {
-                    disposition = Disposition::Fallback
-                }
-                // The SDKs' rule: the provider's word beats the client's table.
-                Some(true) => disposition = Disposition::Retry,
-                _ => {}
-            }
-        }
+        let mut disposition = heed_should_retry(&retry, cfg.classify.get(class), should_retry);
         let model = usize::from(failed_model);
         let b = self.breaker_index(model, failed_key);
         let Some(st) = self.requests.get_mut(h) else {
@@ -1259,27 +1249,17 @@ impl Client {
             } else {
                 0.5
             };
-            let mut wait = retry.backoff.delay(st.retries_here, st.prev_wait, u);
+            let step = retry.backoff.delay(st.retries_here, st.prev_wait, u);
+            let (wait, mut possible) = match retry_wait(&retry, step, retry_after) {
+                Some(w) => (w, true),
+                None => (step, false),
+            };
             // Per key, the retry may take another key: its pick decides.
-            let mut possible = cfg.breaker_per_key
+            // Asked at the wait finally chosen (a retry-after may shorten it).
+            possible &= cfg.breaker_per_key
                 || !self
                     .breakers
                     .with_ref(|x| x[model].is_open(now.saturating_add(wait)));
-            if let (true, Some(ra)) = (retry.honor_retry_after, retry_after) {
-                if ra <= retry.max_retry_after {
-                    // The SDKs wait the header's figure, even when shorter
-                    // than their step (but a zero one leaves the step).
-                    wait = if retry.retry_after_replaces_backoff && ra > 0 {
-                        ra
-                    } else {
-                        wait.max(ra)
-                    };
-                } else if retry.too_long_retry_after == TooLongRetryAfter::GiveUp {
-                    possible = false;
-                }
-                // `Backoff`: a too-long retry-after is ignored and the
-                // backoff alone decides, as openai-python 1.x does.
-            }
             // A retry that could not start before the deadline is not made;
             // the fallback chain may still answer in time. Only a retry that
             // can be made asks the budget.
@@ -1333,7 +1313,7 @@ impl Client {
             return;
         }
         let r = st.last_fail;
-        if !cfg.layers.is_empty() && self.outer_retry(now, h, class, retry_after) {
+        if !cfg.layers.is_empty() && self.outer_retry(now, h, class, retry_after, should_retry) {
             return;
         }
         self.finish(h, RequestResult::Failed(r), None);
@@ -1348,6 +1328,7 @@ impl Client {
         h: Handle,
         class: FailureClass,
         retry_after: Option<Nanos>,
+        should_retry: Option<bool>,
     ) -> bool {
         let cfg = Arc::clone(&self.cfg);
         let Some(st) = self.requests.get_mut(h) else {
@@ -1356,7 +1337,8 @@ impl Client {
         for (i, layer) in cfg.layers.iter().enumerate().rev() {
             let retry = layer.retry;
             let done = u32::from(st.outer[i]);
-            if layer.classify.get(class) != Disposition::Retry || done >= retry.max_retries {
+            let disposition = heed_should_retry(&retry, layer.classify.get(class), should_retry);
+            if disposition != Disposition::Retry || done >= retry.max_retries {
                 continue;
             }
             let u = if retry.backoff.is_random() {
@@ -1366,19 +1348,23 @@ impl Client {
             } else {
                 0.5
             };
-            let mut wait = retry.backoff.delay(done, 0, u);
-            if let (true, Some(ra)) = (retry.honor_retry_after, retry_after) {
-                if ra <= retry.max_retry_after {
-                    wait = wait.max(ra);
-                }
-            }
-            if now
-                .saturating_add(wait)
-                .saturating_add(cfg.min_attempt_time)
-                >= st.req.deadline
+            // This layer gives up (and the next one out may retry) when the
+            // provider's wait is too long for it, when its own backoff would
+            // end past its `max_elapsed` (counted from the request's
+            // arrival) or when the retry could not start before the deadline.
+            let Some(wait) = retry_wait(&retry, retry.backoff.delay(done, 0, u), retry_after)
+            else {
+                continue;
+            };
+            if retry
+                .max_elapsed
+                .is_some_and(|m| now.saturating_add(wait) > st.arrived.saturating_add(m))
+                || now
+                    .saturating_add(wait)
+                    .saturating_add(cfg.min_attempt_time)
+                    >= st.req.deadline
             {
-                // No layer further out could start in time either.
-                return false;
+                continue;
             }
             st.outer[i] += 1;
             for o in &mut st.outer[i + 1..] {
@@ -1387,6 +1373,8 @@ impl Client {
             st.pos = 0;
             st.retries_here = 0;
             st.prev_wait = 0;
+            // A fresh pass of the inner loop may hedge again.
+            st.hedged = false;
             if st.req.measured {
                 self.layer_retries[i] += 1;
             }
@@ -1524,6 +1512,47 @@ fn reason_of(c: FailureClass) -> FailReason {
         FailureClass::Reset => FailReason::Reset,
         FailureClass::BrokenStream => FailReason::BrokenStream,
         FailureClass::Malformed => FailReason::Malformed,
+    }
+}
+
+/// The provider's `x-should-retry`, where the loop honours it: its word
+/// beats the client's table (the SDKs' rule).
+fn heed_should_retry(
+    retry: &RetryConfig,
+    disposition: Disposition,
+    should_retry: Option<bool>,
+) -> Disposition {
+    if !retry.honor_should_retry {
+        return disposition;
+    }
+    match should_retry {
+        Some(false) if disposition == Disposition::Retry => Disposition::Fallback,
+        Some(true) => Disposition::Retry,
+        _ => disposition,
+    }
+}
+
+/// The wait before a retry whose backoff step is `step`, after the
+/// provider's `retry-after`; `None` when the loop gives up because that is
+/// longer than it will wait (`too_long_retry_after = "give_up"`).
+fn retry_wait(retry: &RetryConfig, step: Nanos, retry_after: Option<Nanos>) -> Option<Nanos> {
+    let (true, Some(ra)) = (retry.honor_retry_after, retry_after) else {
+        return Some(step);
+    };
+    if ra <= retry.max_retry_after {
+        // The SDKs wait the header's figure, even when shorter than their
+        // step (but a zero one leaves the step).
+        Some(if retry.retry_after_replaces_backoff && ra > 0 {
+            ra
+        } else {
+            step.max(ra)
+        })
+    } else if retry.too_long_retry_after == TooLongRetryAfter::GiveUp {
+        None
+    } else {
+        // `Backoff`: a too-long retry-after is ignored and the backoff alone
+        // decides, as openai-python 1.x does.
+        Some(step)
     }
 }
 

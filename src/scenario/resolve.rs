@@ -1281,25 +1281,6 @@ fn layers(
                 )
                 .hint("remove it; the task's deadline and the strategy's [strategy.timeouts] bound every attempt"));
         }
-        let r = &lv.retry;
-        let unused = [
-            ("max_elapsed", r.max_elapsed.is_some()),
-            ("too_long_retry_after", r.too_long_retry_after.is_some()),
-            ("honor_should_retry", r.honor_should_retry.is_some()),
-            (
-                "retry_after_replaces_backoff",
-                r.retry_after_replaces_backoff.is_some(),
-            ),
-        ];
-        if let Some((key, _)) = unused.iter().find(|(_, set)| *set) {
-            return Err(src
-                .error_at(
-                    file,
-                    l,
-                    format!("layer `{name}`: retry.{key} is not supported on a layer yet"),
-                )
-                .hint("a layer's retry takes max_retries, backoff, base, cap, honor_retry_after and max_retry_after"));
-        }
         let who = format!("strategy `{}` layer `{name}`", sv.name);
         let preset = find_preset(src, file, lv.preset.as_ref())?;
         let retry = retry_config(src, file, l.span(), &who, preset, &lv.retry)?;

@@ -1516,3 +1516,76 @@ fn retries_multiply_across_layers() {
     let mut one = fleet_of(c, 1);
     assert_eq!(fail_everything(&mut one[0], 0, 1), 2);
 }
+
+#[test]
+fn an_outer_layer_applies_its_own_retry_after_and_should_retry_rules() {
+    // The inner loop makes no retries, so what follows the first failure
+    // is the app layer's own decision.
+    let attempts_after = |app: RetryConfig, outcome: Outcome| {
+        let mut c = layered(&[("app", 2)], 0);
+        c.layers[0].retry = app;
+        let mut one = fleet_of(c, 1);
+        let mut n = 0;
+        one[0].handle_request(0, req(1));
+        while let Some(a) = one[0].poll_action() {
+            if let Action::Send { attempt, .. } = a {
+                n += 1;
+                one[0].handle_outcome(0, attempt, outcome, RateLimits::default());
+            }
+        }
+        n
+    };
+    let base = layered(&[("app", 2)], 0).layers[0].retry;
+    // A retry-after past the layer's bound: "give_up" ends the layer,
+    // "backoff" ignores the header and retries at the step.
+    let long = http(503, ErrorType::Overloaded, Some(100 * SECS));
+    let give_up = RetryConfig {
+        too_long_retry_after: crate::policy::TooLongRetryAfter::GiveUp,
+        ..base
+    };
+    assert_eq!(attempts_after(give_up, long), 1);
+    let backoff = RetryConfig {
+        too_long_retry_after: crate::policy::TooLongRetryAfter::Backoff,
+        ..base
+    };
+    assert_eq!(attempts_after(backoff, long), 3);
+    // `x-should-retry: false` stops a layer that honours it.
+    let no = Outcome::HttpError {
+        status: 503,
+        error: ErrorType::Overloaded,
+        retry_after: None,
+        should_retry: Some(false),
+    };
+    assert_eq!(attempts_after(base, no), 1);
+    let deaf = RetryConfig {
+        honor_should_retry: false,
+        ..base
+    };
+    assert_eq!(attempts_after(deaf, no), 3);
+
+    // `retry_after_replaces_backoff`: the layer waits the header's 1 s
+    // instead of its 5 s step.
+    let wake_after = |replaces: bool| {
+        let mut c = layered(&[("app", 2)], 0);
+        c.layers[0].retry = RetryConfig {
+            backoff: Backoff::Constant { base: 5 * SECS },
+            retry_after_replaces_backoff: replaces,
+            ..base
+        };
+        let mut one = fleet_of(c, 1);
+        one[0].handle_request(0, req(1));
+        while let Some(a) = one[0].poll_action() {
+            if let Action::Send { attempt, .. } = a {
+                one[0].handle_outcome(
+                    0,
+                    attempt,
+                    http(429, ErrorType::RateLimit, Some(SECS)),
+                    RateLimits::default(),
+                );
+            }
+        }
+        one[0].poll_timeout()
+    };
+    assert_eq!(wake_after(true), Some(SECS));
+    assert_eq!(wake_after(false), Some(5 * SECS));
+}
