@@ -445,8 +445,9 @@ impl World {
         let mut pool_limits = RateLimits::default();
         if let Some(pool) = cfg.keys[a.key].pool {
             let f = self.quota_factor(pool, now);
-            let res = self.pools[pool].admit(now, a.input_tokens, a.max_tokens, f);
-            pool_limits = self.pools[pool].limits(now, f);
+            let (res, limits) =
+                self.pools[pool].admit_with_limits(now, a.input_tokens, a.max_tokens, f);
+            pool_limits = limits;
             if let Err(rej) = res {
                 return Admission::Rejected(Rejection {
                     after: fast,

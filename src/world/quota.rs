@@ -26,69 +26,110 @@ struct Bucket {
     burst: Nanos,
     level: f64,
     last: Nanos,
+    /// The figures derived from `per_minute` for the last quota factor seen.
+    scale: Scale,
+}
+
+/// A bucket's size, refill rate and announced limit under one quota factor.
+/// They change only when an incident cuts the quota, so they are computed
+/// once per factor instead of once per request (with the same operations in
+/// the same order, so the same bits).
+#[derive(Clone, Copy, Debug)]
+struct Scale {
+    /// The factor these figures are for (its bits: exact comparison).
+    factor: u64,
+    /// Depth: `limit x factor x burst / 1 min`.
+    capacity: f64,
+    /// Refill per nanosecond.
+    rate_per_ns: f64,
+    /// The limit per minute a provider announces, as in the headers.
+    limit: u32,
+}
+
+impl Scale {
+    fn new(per_minute: f64, burst: Nanos, factor: f64) -> Self {
+        Self {
+            factor: factor.to_bits(),
+            capacity: per_minute * factor * burst as f64 / MINUTES as f64,
+            rate_per_ns: per_minute * factor / MINUTES as f64,
+            limit: libm::floor(per_minute * factor).clamp(0.0, u32::MAX as f64) as u32,
+        }
+    }
+}
+
+/// `ceil(x) as Nanos` for `x > 0` without a call into `libm`: the truncation
+/// plus one when a fraction was cut off. Exact: below 2^53 the truncated
+/// value converts back without rounding, and from there on every `f64` is
+/// an integer; past `i64::MAX` (or infinity) the cast saturates as before.
+fn ceil_nanos(x: f64) -> Nanos {
+    if x < i64::MAX as f64 {
+        let t = x as i64;
+        (t + i64::from((t as f64) < x)) as Nanos
+    } else {
+        x as Nanos
+    }
 }
 
 impl Bucket {
     fn new(per_minute: f64, burst: Nanos) -> Self {
-        let mut b = Self {
+        let scale = Scale::new(per_minute, burst, 1.0);
+        Self {
             per_minute,
             burst,
-            level: 0.0,
+            level: scale.capacity,
             last: 0,
-        };
-        b.level = b.capacity(1.0);
-        b
+            scale,
+        }
     }
 
-    fn capacity(&self, factor: f64) -> f64 {
-        self.per_minute * factor * self.burst as f64 / MINUTES as f64
+    /// The figures under `factor` (recomputed only when it changed).
+    #[inline]
+    fn scale(&mut self, factor: f64) -> Scale {
+        if self.scale.factor != factor.to_bits() {
+            self.scale = Scale::new(self.per_minute, self.burst, factor);
+        }
+        self.scale
     }
 
-    fn rate_per_ns(&self, factor: f64) -> f64 {
-        self.per_minute * factor / MINUTES as f64
-    }
-
-    fn refill(&mut self, now: Nanos, factor: f64) {
-        let cap = self.capacity(factor);
+    fn refill(&mut self, now: Nanos, factor: f64) -> Scale {
+        let s = self.scale(factor);
         if now > self.last {
-            self.level += self.rate_per_ns(factor) * (now - self.last) as f64;
+            self.level += s.rate_per_ns * (now - self.last) as f64;
             self.last = now;
         }
-        if self.level > cap {
-            self.level = cap;
+        if self.level > s.capacity {
+            self.level = s.capacity;
         }
+        s
     }
 
     /// Nanoseconds until `amount` fits, or the time to a full bucket when it
     /// never can (a request larger than the burst).
-    fn wait_for(&self, amount: f64, factor: f64) -> Nanos {
-        let need = amount.min(self.capacity(factor)) - self.level;
+    fn wait_for(&self, amount: f64, s: &Scale) -> Nanos {
+        let need = amount.min(s.capacity) - self.level;
         if need <= 0.0 {
             0
         } else {
-            libm::ceil(need / self.rate_per_ns(factor)) as Nanos
+            ceil_nanos(need / s.rate_per_ns)
         }
     }
 
-    fn reset_ns(&self, factor: f64) -> Nanos {
-        let missing = self.capacity(factor) - self.level;
+    fn reset_ns(&self, s: &Scale) -> Nanos {
+        let missing = s.capacity - self.level;
         if missing <= 0.0 {
             0
         } else {
-            libm::ceil(missing / self.rate_per_ns(factor)) as Nanos
+            ceil_nanos(missing / s.rate_per_ns)
         }
-    }
-
-    /// The limit per minute a provider announces (what `figures` says).
-    fn limit(&self, factor: f64) -> u32 {
-        libm::floor(self.per_minute * factor).clamp(0.0, u32::MAX as f64) as u32
     }
 
     fn remaining(&self) -> u32 {
         if self.level <= 0.0 {
             0
         } else {
-            libm::floor(self.level).min(u32::MAX as f64) as u32
+            // Truncation is the floor of a positive number, and the cast
+            // saturates at `u32::MAX` as the old `min` did.
+            self.level as u32
         }
     }
 }
@@ -190,13 +231,13 @@ impl QuotaPool {
         let mut never: Option<LimitKind> = None;
         for (i, b) in self.buckets().into_iter().enumerate() {
             if let Some(b) = b {
-                b.refill(now, factor);
+                let s = b.refill(now, factor);
                 let kind = if i == 0 {
                     LimitKind::Requests
                 } else {
                     LimitKind::Tokens
                 };
-                if b.capacity(factor) < amounts[i] {
+                if s.capacity < amounts[i] {
                     never.get_or_insert(kind);
                 } else if b.level < amounts[i] {
                     short.get_or_insert(kind);
@@ -208,7 +249,7 @@ impl QuotaPool {
                 if let Some(b) = self.requests.as_mut() {
                     // A window only remembers one window's worth of calls:
                     // the debt is bounded by the bucket's depth.
-                    b.level = (b.level - 1.0).max(-b.capacity(factor));
+                    b.level = (b.level - 1.0).max(-b.scale(factor).capacity);
                 }
             }
             if never.is_some() {
@@ -223,7 +264,8 @@ impl QuotaPool {
             let mut wait: Nanos = 1;
             for (i, b) in self.buckets().into_iter().enumerate() {
                 if let Some(b) = b {
-                    wait = wait.max(b.wait_for(amounts[i], factor));
+                    let s = b.scale(factor);
+                    wait = wait.max(b.wait_for(amounts[i], &s));
                 }
             }
             return Err(QuotaRejection {
@@ -243,11 +285,11 @@ impl QuotaPool {
     pub fn figures(&mut self, now: Nanos, factor: f64) -> PoolFigures {
         let fig = |b: Option<&mut Bucket>| {
             b.map(|b| {
-                b.refill(now, factor);
+                let s = b.refill(now, factor);
                 LimitFigure {
                     limit: libm::floor(b.per_minute * factor).max(0.0) as u64,
                     remaining: b.remaining(),
-                    reset: b.reset_ns(factor),
+                    reset: b.reset_ns(&s),
                 }
             })
         };
@@ -261,29 +303,49 @@ impl QuotaPool {
 
     /// The figures a provider sends with a response at `now`.
     pub fn limits(&mut self, now: Nanos, factor: f64) -> RateLimits {
-        let mut out = RateLimits::default();
-        if let Some(b) = self.requests.as_mut() {
+        for b in self.buckets().into_iter().flatten() {
             b.refill(now, factor);
-            out.remaining_requests = Some(b.remaining());
-            out.reset_requests = Some(b.reset_ns(factor));
-            out.limit_requests = Some(b.limit(factor));
         }
-        // The tightest token bucket speaks for tokens.
-        for b in [
-            self.tokens.as_mut(),
-            self.input.as_mut(),
-            self.output.as_mut(),
-        ]
-        .into_iter()
-        .flatten()
+        self.snapshot()
+    }
+
+    /// [`QuotaPool::admit`] and then [`QuotaPool::limits`] at the same `now`
+    /// and factor, without refilling twice.
+    pub fn admit_with_limits(
+        &mut self,
+        now: Nanos,
+        input: u32,
+        max_tokens: u32,
+        factor: f64,
+    ) -> (Result<(), QuotaRejection>, RateLimits) {
+        let res = self.admit(now, input, max_tokens, factor);
+        // `admit` refilled every bucket at `now` under `factor`.
+        (res, self.snapshot())
+    }
+
+    /// The figures of buckets already refilled to the instant asked about.
+    fn snapshot(&self) -> RateLimits {
+        let mut out = RateLimits::default();
+        if let Some(b) = &self.requests {
+            out.remaining_requests = Some(b.remaining());
+            out.reset_requests = Some(b.reset_ns(&b.scale));
+            out.limit_requests = Some(b.scale.limit);
+        }
+        // The tightest token bucket speaks for tokens (the first of equals).
+        let mut tightest: Option<(&Bucket, u32)> = None;
+        for b in [&self.tokens, &self.input, &self.output]
+            .into_iter()
+            .flatten()
         {
-            b.refill(now, factor);
             let rem = b.remaining();
-            if out.remaining_tokens.is_none_or(|r| rem < r) {
-                out.remaining_tokens = Some(rem);
-                out.reset_tokens = Some(b.reset_ns(factor));
-                out.limit_tokens = Some(b.limit(factor));
+            if tightest.is_none_or(|(_, r)| rem < r) {
+                tightest = Some((b, rem));
             }
+        }
+        if let Some((b, rem)) = tightest {
+            out.remaining_tokens = Some(rem);
+            out.reset_tokens = Some(b.reset_ns(&b.scale));
+            out.limit_tokens = Some(b.scale.limit);
         }
         out
     }
@@ -305,6 +367,73 @@ mod tests {
             burst,
             count_rejected: false,
         }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn ceil_nanos_is_libm_ceil(x in 1e-9f64..1e20, frac in 0.0f64..1.0, whole in 0u64..1 << 60) {
+            for v in [x, whole as f64, whole as f64 + frac] {
+                if v > 0.0 {
+                    proptest::prop_assert_eq!(ceil_nanos(v), libm::ceil(v) as Nanos);
+                }
+            }
+        }
+    }
+
+    proptest::proptest! {
+        /// The figures of one call equal those of admission then `limits`,
+        /// through refills, rejections, counted rejections and cuts.
+        #[test]
+        fn admit_with_limits_is_admit_then_limits(
+            steps in proptest::collection::vec((0u64..3_000_000_000, 0u32..4000, 1u32..2000, 0usize..3), 1..60),
+            anthropic in proptest::bool::ANY,
+            count_rejected in proptest::bool::ANY,
+        ) {
+            let mut s = spec(120.0, SECS);
+            s.count_rejected = count_rejected;
+            if anthropic {
+                s.itpm = Some(60_000.0);
+                s.otpm = Some(30_000.0);
+            } else {
+                s.tpm = Some(90_000.0);
+            }
+            let (mut a, mut b) = (QuotaPool::new(&s), QuotaPool::new(&s));
+            let mut now = 0;
+            for (dt, input, max, f) in steps {
+                now += dt;
+                let factor = [1.0, 0.5, 0.1][f];
+                let (res, limits) = a.admit_with_limits(now, input, max, factor);
+                proptest::prop_assert_eq!(res, b.admit(now, input, max, factor));
+                proptest::prop_assert_eq!(limits, b.limits(now, factor));
+            }
+        }
+    }
+
+    #[test]
+    fn ceil_nanos_at_the_edges() {
+        for v in [
+            f64::MIN_POSITIVE,
+            0.5,
+            1.0,
+            1.0 + f64::EPSILON,
+            (1u64 << 53) as f64 - 0.5,
+            (1u64 << 53) as f64,
+            i64::MAX as f64,
+            u64::MAX as f64,
+            1e30,
+            f64::INFINITY,
+        ] {
+            assert_eq!(ceil_nanos(v), libm::ceil(v) as Nanos, "{v}");
+        }
+    }
+
+    #[test]
+    fn a_cut_is_applied_and_lifted_again() {
+        // The cached figures follow the factor both ways.
+        let mut p = QuotaPool::new(&spec(60.0, 60 * SECS));
+        assert_eq!(p.limits(0, 0.5).limit_requests, Some(30));
+        assert_eq!(p.limits(0, 1.0).limit_requests, Some(60));
+        assert_eq!(p.limits(0, 0.5).remaining_requests, Some(30));
     }
 
     #[test]
