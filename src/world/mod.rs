@@ -192,19 +192,94 @@ enum Plan {
     Broken,
 }
 
+/// Where a job is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum JobState {
+    /// Waiting in its model's queue (its inputs wait there with it).
+    Queued,
+    /// Cancelled while queued: a tombstone skipped when the queue reaches it.
+    Removed,
+    /// Served: holds a slot until `end_at`.
+    Running,
+}
+
+/// A job as the world keeps it while it is in flight: only what a later
+/// event about it needs (its model to free the slot, and enough of its
+/// timeline to say what an abandoned answer had sent). 48 bytes instead of
+/// the whole attempt, its rate-limit figures and its timeline, since tens of
+/// thousands are in flight and every event about one touches its record.
 struct Job {
+    model: u32,
+    state: JobState,
+    /// Whether the first token is sent (`first_token_at` means something).
+    has_first_token: bool,
+    /// Output tokens sent by `end_at`.
+    output_tokens: u32,
+    first_token_at: Nanos,
+    end_at: Nanos,
+    /// When a stalled stream's last chunk comes (`Nanos::MAX` otherwise).
+    last_chunk_at: Nanos,
+    /// Output speed in tokens per second.
+    tps: f64,
+}
+
+impl Job {
+    fn queued(model: usize) -> Self {
+        Self {
+            model: model as u32,
+            state: JobState::Queued,
+            has_first_token: false,
+            output_tokens: 0,
+            first_token_at: 0,
+            end_at: 0,
+            last_chunk_at: 0,
+            tps: 0.0,
+        }
+    }
+
+    fn running(model: usize, tl: &Timeline) -> Self {
+        Self {
+            model: model as u32,
+            state: JobState::Running,
+            has_first_token: tl.first_token_at.is_some(),
+            output_tokens: tl.output_tokens,
+            first_token_at: tl.first_token_at.unwrap_or(0),
+            end_at: tl.end_at,
+            last_chunk_at: match tl.end {
+                JobEnd::Stalled(last) => last,
+                _ => Nanos::MAX,
+            },
+            tps: tl.tps,
+        }
+    }
+
+    /// [`Timeline::tokens_by`] of the job's timeline.
+    fn tokens_by(&self, now: Nanos) -> u32 {
+        let now = now.min(self.last_chunk_at);
+        if !self.has_first_token || now < self.first_token_at {
+            return 0;
+        }
+        if now >= self.end_at {
+            return self.output_tokens;
+        }
+        let t = 1.0 + (now - self.first_token_at) as f64 * self.tps / SECS as f64;
+        (t as u32).min(self.output_tokens)
+    }
+}
+
+/// A queued job's inputs, kept in its model's queue until it starts.
+struct Waiting {
+    job: JobId,
     input: AttemptInput,
     plan: Plan,
     latency_factor: f64,
     limits: RateLimits,
-    running: Option<Timeline>,
-    removed: bool,
 }
 
 #[derive(Default)]
 struct ModelState {
     running: u32,
-    queue: VecDeque<JobId>,
+    queue: VecDeque<Waiting>,
     queued: u32,
 }
 
@@ -367,10 +442,11 @@ impl World {
         force: Option<Force>,
         started: &mut Vec<Started>,
     ) -> Admission {
-        let cfg = Arc::clone(&self.cfg);
-        let model = &cfg.models[a.model];
-        let provider = &cfg.providers[model.provider];
-        let fast = provider.error_latency;
+        // Copied out, so that `self` stays free to change below.
+        let key = &self.cfg.keys[a.key];
+        let (key_pool, revoked_at) = (key.pool, key.revoked_at);
+        let provider = &self.cfg.providers[self.cfg.models[a.model].provider];
+        let (fast, style) = (provider.error_latency, provider.style);
         match force {
             Some(Force::Hang) => return Admission::Hang,
             Some(Force::Status(status)) | Some(Force::InsufficientQuota(status)) => {
@@ -378,7 +454,7 @@ impl World {
                 let quota = matches!(force, Some(Force::InsufficientQuota(_)));
                 // Out of credit, Anthropic answers 400 `invalid_request_error`
                 // ("Your credit balance is too low"), not OpenAI's 429.
-                let status = if quota && provider.style == ApiStyle::Anthropic {
+                let status = if quota && style == ApiStyle::Anthropic {
                     400
                 } else {
                     status
@@ -431,7 +507,7 @@ impl World {
             None => {}
         }
 
-        if cfg.keys[a.key].revoked_at.is_some_and(|t| now >= t) {
+        if revoked_at.is_some_and(|t| now >= t) {
             return Admission::Rejected(Rejection {
                 after: fast,
                 status: 401,
@@ -443,7 +519,7 @@ impl World {
             });
         }
         let mut pool_limits = RateLimits::default();
-        if let Some(pool) = cfg.keys[a.key].pool {
+        if let Some(pool) = key_pool {
             let f = self.quota_factor(pool, now);
             let (res, limits) =
                 self.pools[pool].admit_with_limits(now, a.input_tokens, a.max_tokens, f);
@@ -469,7 +545,7 @@ impl World {
             Some(Force::Stall) => Plan::Stall,
             Some(Force::Malformed(kind)) => Plan::Complete(kind),
             Some(Force::Slow | Force::Serve) => Plan::Complete(BodyKind::Valid),
-            _ => match self.pick_fault(a, &cond, limits) {
+            _ => match self.pick_fault(&a, &cond, &limits) {
                 Ok(plan) => plan,
                 Err(answer) => return answer,
             },
@@ -485,9 +561,9 @@ impl World {
     #[allow(clippy::result_large_err)]
     fn pick_fault(
         &self,
-        a: AttemptInput,
+        a: &AttemptInput,
         cond: &Conditions,
-        limits: RateLimits,
+        limits: &RateLimits,
     ) -> Result<Plan, Admission> {
         let cfg = &self.cfg;
         let model = &cfg.models[a.model];
@@ -503,7 +579,7 @@ impl World {
                 retry_after: None,
                 should_retry: None,
                 limit: None,
-                limits,
+                limits: *limits,
             }));
         }
         edge += f.error_500;
@@ -515,7 +591,7 @@ impl World {
                 retry_after: None,
                 should_retry: None,
                 limit: None,
-                limits,
+                limits: *limits,
             }));
         }
         edge += f.hang;
@@ -561,10 +637,9 @@ impl World {
         limits: RateLimits,
         started: &mut Vec<Started>,
     ) -> Admission {
-        let cfg = Arc::clone(&self.cfg);
-        let model = &cfg.models[a.model];
-        let provider = &cfg.providers[model.provider];
-        let fast = provider.error_latency;
+        let model = &self.cfg.models[a.model];
+        let provider = &self.cfg.providers[model.provider];
+        let (fast, overload_status) = (provider.error_latency, provider.overload_status());
         let slots = scaled(model.slots, cond.capacity).max(1);
         let queue = scaled(model.queue, cond.capacity);
         if self.models[a.model].running < slots && self.models[a.model].queued > 0 {
@@ -577,7 +652,7 @@ impl World {
         if !can_start && state.queued >= queue {
             return Admission::Rejected(Rejection {
                 after: fast,
-                status: provider.overload_status(),
+                status: overload_status,
                 error: ErrorType::Overloaded,
                 retry_after: None,
                 should_retry: None,
@@ -585,32 +660,36 @@ impl World {
                 limits,
             });
         }
-        let job = self.jobs.insert(Job {
-            input: a,
-            plan,
-            latency_factor: cond.latency,
-            limits,
-            running: None,
-            removed: false,
-        });
         if can_start {
-            let tl = self.start(job, now, slots);
+            let tl = self.start(&a, plan, cond.latency, limits, now, slots);
+            let job = self.jobs.insert(Job::running(a.model, &tl));
             Admission::Started(job, tl)
         } else {
+            let job = self.jobs.insert(Job::queued(a.model));
             let st = &mut self.models[a.model];
-            st.queue.push_back(job);
+            st.queue.push_back(Waiting {
+                job,
+                input: a,
+                plan,
+                latency_factor: cond.latency,
+                limits,
+            });
             st.queued += 1;
             Admission::Queued(job)
         }
     }
 
-    fn start(&mut self, job: JobId, now: Nanos, slots: u32) -> Timeline {
-        let cfg = Arc::clone(&self.cfg);
-        let Some(j) = self.jobs.get(job) else {
-            unreachable!("started a job that is not stored")
-        };
-        let (input, plan, latency_factor, limits) = (j.input, j.plan, j.latency_factor, j.limits);
-        let model = &cfg.models[input.model];
+    /// Service begins at `now`: takes a slot and lays out the answer.
+    fn start(
+        &mut self,
+        input: &AttemptInput,
+        plan: Plan,
+        latency_factor: f64,
+        limits: RateLimits,
+        now: Nanos,
+        slots: u32,
+    ) -> Timeline {
+        let model = &self.cfg.models[input.model];
         let st = &mut self.models[input.model];
         let occupancy = f64::from(st.running) / f64::from(slots.max(1));
         st.running += 1;
@@ -634,7 +713,7 @@ impl World {
                 .round()
                 .min(MAX_SERVICE as f64) as Nanos
         };
-        let tl = match plan {
+        match plan {
             Plan::Complete(body) => Timeline {
                 started_at: now,
                 first_token_at: Some(first_token_at),
@@ -686,11 +765,7 @@ impl World {
                     limits,
                 }
             }
-        };
-        if let Some(j) = self.jobs.get_mut(job) {
-            j.running = Some(tl);
         }
-        tl
     }
 
     /// A running job reached its `end_at`: frees its slot and starts queued
@@ -699,10 +774,10 @@ impl World {
         let Some(j) = self.jobs.remove(job) else {
             return;
         };
-        if j.removed || j.running.is_none() {
+        if j.state != JobState::Running {
             return;
         }
-        let model = j.input.model;
+        let model = j.model as usize;
         self.models[model].running -= 1;
         self.pump(now, model, started);
     }
@@ -714,22 +789,24 @@ impl World {
         let cond = self.conditions(model, now);
         let slots = scaled(self.cfg.models[model].slots, cond.capacity).max(1);
         while self.models[model].running < slots {
-            let Some(next) = self.models[model].queue.pop_front() else {
+            let Some(w) = self.models[model].queue.pop_front() else {
                 break;
             };
-            let Some(j) = self.jobs.get(next) else {
+            let Some(j) = self.jobs.get(w.job) else {
                 continue;
             };
-            if j.removed {
-                self.jobs.remove(next);
+            if j.state == JobState::Removed {
+                self.jobs.remove(w.job);
                 continue;
             }
-            let tag = j.input.tag;
             self.models[model].queued -= 1;
-            let timeline = self.start(next, now, slots);
+            let timeline = self.start(&w.input, w.plan, w.latency_factor, w.limits, now, slots);
+            if let Some(j) = self.jobs.get_mut(w.job) {
+                *j = Job::running(model, &timeline);
+            }
             started.push(Started {
-                job: next,
-                tag,
+                job: w.job,
+                tag: w.input.tag,
                 timeline,
             });
         }
@@ -743,23 +820,25 @@ impl World {
         let Some(j) = self.jobs.get(job) else {
             return Abandoned::default();
         };
-        let model = j.input.model;
+        let model = j.model as usize;
         let cancel = self.cfg.providers[self.cfg.models[model].provider].cancel_on_disconnect;
-        let out = match j.running {
-            Some(tl) => Abandoned {
+        let running = j.state == JobState::Running;
+        let out = if running {
+            Abandoned {
                 started: true,
-                output_tokens: tl.tokens_by(now),
-            },
-            None => Abandoned::default(),
+                output_tokens: j.tokens_by(now),
+            }
+        } else {
+            Abandoned::default()
         };
         if cancel {
-            if j.running.is_some() {
+            if running {
                 self.jobs.remove(job);
                 self.models[model].running -= 1;
                 self.pump(now, model, started);
             } else if let Some(j) = self.jobs.get_mut(job) {
                 // Left in the queue as a tombstone; skipped when reached.
-                j.removed = true;
+                j.state = JobState::Removed;
                 self.models[model].queued -= 1;
             }
         }

@@ -423,3 +423,54 @@ fn a_capacity_cut_shrinks_then_the_queue_moves_when_it_ends() {
     assert_eq!(started.iter().map(|s| s.tag).collect::<Vec<_>>(), [2, 3]);
     assert!(matches!(a, Admission::Started(..)));
 }
+
+proptest::proptest! {
+    /// The world keeps only a compact record of a running job; what it says
+    /// an abandoned answer had sent is still the timeline's own count, for
+    /// every kind of ending, whether the job started at once or from the
+    /// queue, at any time.
+    #[test]
+    fn an_abandoned_job_reports_its_timelines_tokens(
+        fault in 0usize..5,
+        position in 0.0f64..1.0,
+        ttft_z in -3.0f64..3.0,
+        out in 1u32..400,
+        queued in proptest::bool::ANY,
+        times in proptest::collection::vec(0u64..20 * SECS, 1..8),
+    ) {
+        let force = [Force::Serve, Force::Reset, Force::Broken, Force::Stall, Force::Slow][fault];
+        let mut cfg = (*world(1, 1, false).cfg).clone();
+        cfg.models[0].ttft = LogNormal::from_median_p99(100.0 * MILLIS as f64, 2.0 * SECS as f64);
+        cfg.models[0].slow_factor = 3.0;
+        let mut w = World::new(Arc::new(cfg));
+        let mut a = attempt(0, out, 7);
+        a.draws.position = position;
+        a.draws.ttft_z = ttft_z;
+        let mut started = Vec::new();
+        let (job, tl) = if queued {
+            let Admission::Started(first, first_tl) =
+                w.admit_forced(0, attempt(0, 3, 1), Some(Force::Serve), &mut started)
+            else {
+                panic!("the first job starts")
+            };
+            let Admission::Queued(job) = w.admit_forced(0, a, Some(force), &mut started) else {
+                panic!("the second job waits")
+            };
+            w.job_done(first_tl.end_at, first, &mut started);
+            proptest::prop_assert_eq!(started.len(), 1);
+            proptest::prop_assert_eq!(started[0].job, job);
+            (job, started[0].timeline)
+        } else {
+            let Admission::Started(job, tl) = w.admit_forced(0, a, Some(force), &mut started) else {
+                panic!("the job starts")
+            };
+            (job, tl)
+        };
+        for t in times {
+            let now = tl.started_at + t;
+            let ab = w.abandon(now, job, &mut started);
+            proptest::prop_assert!(ab.started);
+            proptest::prop_assert_eq!(ab.output_tokens, tl.tokens_by(now));
+        }
+    }
+}
