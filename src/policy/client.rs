@@ -139,6 +139,57 @@ struct ReqState {
     outer: [u8; MAX_LAYERS],
 }
 
+/// The requests in flight, and the timer last found live at the head of
+/// the queue.
+///
+/// The driver asks for [`Client::poll_timeout`] after every input, and the
+/// earliest timer is usually the one it was last time, still live: checking
+/// its request again cost a lookup per input. Whether a timer is live
+/// depends only on its request's state and the request slot's `armed`
+/// serials, and every change to either goes through [`Requests::get_mut`] or
+/// [`Requests::remove`] for that request, which forget the timer.
+#[derive(Default)]
+struct Requests {
+    slab: Slab<ReqState>,
+    live_head: Option<(Nanos, Timer)>,
+}
+
+impl Requests {
+    fn forget(&mut self, index: u32) {
+        if self.live_head.is_some_and(|(_, t)| t.req.index == index) {
+            self.live_head = None;
+        }
+    }
+
+    fn insert(&mut self, st: ReqState) -> Handle {
+        let h = self.slab.insert(st);
+        self.forget(h.index);
+        h
+    }
+
+    fn get(&self, h: Handle) -> Option<&ReqState> {
+        self.slab.get(h)
+    }
+
+    fn get_mut(&mut self, h: Handle) -> Option<&mut ReqState> {
+        self.forget(h.index);
+        self.slab.get_mut(h)
+    }
+
+    fn remove(&mut self, h: Handle) -> Option<ReqState> {
+        self.forget(h.index);
+        self.slab.remove(h)
+    }
+
+    fn handle_at(&self, index: u32) -> Option<Handle> {
+        self.slab.handle_at(index)
+    }
+
+    fn len(&self) -> usize {
+        self.slab.len()
+    }
+}
+
 /// One client replica of one strategy. See the module docs for the driving
 /// order.
 pub struct Client {
@@ -146,7 +197,7 @@ pub struct Client {
     /// Keys every random draw, with the request, attempt and purpose
     /// (`policy::draws`).
     draw_key: u64,
-    requests: Slab<ReqState>,
+    requests: Requests,
     timers: CalendarQueue<Timer>,
     serial: u32,
     actions: VecDeque<Action>,
@@ -217,7 +268,7 @@ impl Client {
         Self {
             cfg,
             draw_key,
-            requests: Slab::default(),
+            requests: Requests::default(),
             timers: CalendarQueue::default(),
             serial: 0,
             actions: VecDeque::new(),
@@ -385,7 +436,11 @@ impl Client {
     pub fn poll_timeout(&mut self) -> Option<Nanos> {
         while let Some((at, t)) = self.timers.peek() {
             let t = *t;
+            if self.requests.live_head == Some((at, t)) {
+                return Some(at);
+            }
             if self.timer_live(at, &t) {
+                self.requests.live_head = Some((at, t));
                 return Some(at);
             }
             self.timers.pop();
@@ -445,7 +500,11 @@ impl Client {
         let (first, candidates) = self.router.route(
             &self.cfg,
             &req,
-            &mut draws::stream(self.draw_key, req.id, purpose::ROUTE),
+            &mut RouteStream {
+                key: self.draw_key,
+                request: req.id,
+                rng: None,
+            },
         );
         let mut chain = Chain::build(first, candidates, &self.cfg.chains[req.tier.index()]);
         let mut reject = false;
@@ -1028,7 +1087,9 @@ impl Client {
                         self.hedge_wins += 1;
                     }
                     // First success wins: the other lane's attempt is cancelled.
-                    self.cancel_live(now, h, 1 - lane, CancelReason::HedgeLost);
+                    if st.live[1 - lane].is_some() {
+                        self.cancel_live(now, h, 1 - lane, CancelReason::HedgeLost);
+                    }
                     let ft = live.first_token.unwrap_or(now);
                     self.finish(h, RequestResult::Success, Some(ft));
                 } else {
@@ -1079,6 +1140,7 @@ impl Client {
                 break;
             }
             self.timers.pop();
+            self.requests.live_head = None;
             if !self.timer_live(at, &t) {
                 continue;
             }
@@ -1426,6 +1488,36 @@ impl Client {
             cost: st.cost,
             measured: st.req.measured,
         });
+    }
+}
+
+/// A request's routing stream, made at its first draw: static and priority
+/// routing draw nothing, and seeding a generator per request cost more
+/// than the rest of routing.
+struct RouteStream {
+    key: u64,
+    request: u64,
+    rng: Option<ChaCha8Rng>,
+}
+
+impl RouteStream {
+    fn rng(&mut self) -> &mut ChaCha8Rng {
+        self.rng
+            .get_or_insert_with(|| draws::stream(self.key, self.request, purpose::ROUTE))
+    }
+}
+
+impl RngCore for RouteStream {
+    fn next_u32(&mut self) -> u32 {
+        self.rng().next_u32()
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        self.rng().next_u64()
+    }
+
+    fn fill_bytes(&mut self, dst: &mut [u8]) {
+        self.rng().fill_bytes(dst);
     }
 }
 

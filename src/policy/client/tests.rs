@@ -1589,3 +1589,37 @@ fn an_outer_layer_applies_its_own_retry_after_and_should_retry_rules() {
     assert_eq!(wake_after(true), Some(SECS));
     assert_eq!(wake_after(false), Some(5 * SECS));
 }
+
+/// `poll_timeout` remembers the timer it last found live; every input that
+/// makes that timer stale must make it look again, whether it touches the
+/// timer's own request or another one.
+#[test]
+fn the_remembered_head_timer_goes_stale_with_its_request() {
+    let mut c = cfg();
+    c.timeouts = [Timeouts {
+        first_token: Some(5 * SECS),
+        ..Timeouts::default()
+    }; 3];
+    let mut h = Harness::new(c, 1);
+    let (a, ..) = sent(&h.request(req(1))).unwrap();
+    assert_eq!(h.client.poll_timeout(), Some(5 * SECS));
+    assert_eq!(h.client.poll_timeout(), Some(5 * SECS), "asked again");
+    // Its first token disarms the first-token timer: the end timer (capped
+    // at the 30 s deadline) is next.
+    h.set_time(SECS);
+    h.first_token(a);
+    assert_eq!(h.client.poll_timeout(), Some(30 * SECS));
+    // Another request's first-token timer comes before it, then goes.
+    h.set_time(2 * SECS);
+    let (b, ..) = sent(&h.request(req(2))).unwrap();
+    assert_eq!(h.client.poll_timeout(), Some(7 * SECS));
+    h.set_time(3 * SECS);
+    h.outcome(b, ok(BodyKind::Valid));
+    assert_eq!(h.client.poll_timeout(), Some(30 * SECS));
+    // The first request ends: nothing is left, and its slot's next tenant
+    // is not mistaken for it.
+    h.outcome(a, ok(BodyKind::Valid));
+    assert_eq!(h.client.poll_timeout(), None);
+    h.request(req(3));
+    assert_eq!(h.client.poll_timeout(), Some(8 * SECS));
+}
