@@ -261,19 +261,11 @@ impl<T: Copy> CalendarQueue<T> {
             (None, None) => return false,
         };
         self.cursor = target;
-        if ring_next == Some(target) {
-            let i = (target & MASK) as usize;
-            let mut idx = std::mem::replace(&mut self.heads[i], NIL);
-            while idx != NIL {
-                let node = self.nodes[idx as usize];
-                self.current.push(node.entry);
-                self.nodes[idx as usize].next = self.free;
-                self.free = idx;
-                idx = node.next;
-            }
-            self.occupied[i / 64] &= !(1 << (i % 64));
-        }
-        // Far entries that now fit on the ring move onto it.
+        // Far entries that now fit on the ring move onto it first. None of
+        // them shares a bucket with an entry already on the ring: an entry
+        // goes on the ring only once its bucket is within reach, and far
+        // entries move as soon as theirs is, so all of a bucket's far
+        // entries were pushed before any of its ring entries.
         while let Some(Reverse(e)) = self.far.peek() {
             let b = e.at >> SHIFT;
             if b >= self.cursor + RING {
@@ -282,13 +274,24 @@ impl<T: Copy> CalendarQueue<T> {
             let Some(Reverse(e)) = self.far.pop() else {
                 break;
             };
-            if b == self.cursor {
-                self.current.push(e);
-            } else {
-                self.put_on_ring(b, e);
-            }
+            self.put_on_ring(b, e);
         }
-        self.current.sort_unstable_by_key(|e| Reverse(e.key()));
+        let i = (target & MASK) as usize;
+        let mut idx = std::mem::replace(&mut self.heads[i], NIL);
+        while idx != NIL {
+            let node = self.nodes[idx as usize];
+            self.current.push(node.entry);
+            self.nodes[idx as usize].next = self.free;
+            self.free = idx;
+            idx = node.next;
+        }
+        self.occupied[i / 64] &= !(1 << (i % 64));
+        // A bucket's list is last in, first out, so entries of equal time
+        // already lie in descending sequence (the far entries, pushed
+        // first, at the end, in descending order as the heap gave them):
+        // a stable sort by time alone gives the exact (time, sequence)
+        // order, cheaper than comparing both.
+        self.current.sort_by_key(|e| Reverse(e.at));
         true
     }
 }
