@@ -129,7 +129,9 @@ impl<T: Copy> CalendarQueue<T> {
             value,
         };
         let b = at >> SHIFT;
-        if b > self.cursor && b < self.cursor + RING {
+        // cursor < b < cursor + RING, in one comparison (wrapping: a b at
+        // or before the cursor gives a huge difference).
+        if b.wrapping_sub(self.cursor + 1) < RING - 1 {
             self.put_on_ring(b, e);
         } else {
             self.push_off_ring(b, e);
