@@ -347,7 +347,16 @@ impl Sim<'_> {
     }
 
     /// Schedules the jobs the world just started (left in `self.started`).
+    #[inline]
     fn schedule_started(&mut self) {
+        // Usually none: the call is kept out of line for the rare case.
+        if !self.started.is_empty() {
+            self.schedule_started_jobs();
+        }
+    }
+
+    #[inline(never)]
+    fn schedule_started_jobs(&mut self) {
         for s in self.started.drain(..) {
             let h = Handle::from_u64(s.tag);
             let who = self.attempts.get_mut(h).map(|rec| {
