@@ -159,11 +159,13 @@ pub struct Collector {
     attempts: u64,
     success: LatencyHist,
     give_up: LatencyHist,
-    all: LatencyHist,
     ttft: LatencyHist,
     tpot: LatencyHist,
     models: Vec<ModelCounts>,
     width: Nanos,
+    /// The last bucket looked up and the times it covers, `[lo, hi)`:
+    /// events come nearly in time order, so most lookups need no division.
+    last_bucket: (Nanos, Nanos, usize),
     offered: Vec<u32>,
     ok: Vec<u32>,
     failed: Vec<[u32; FailReason::ALL.len()]>,
@@ -221,11 +223,11 @@ impl Collector {
             attempts: 0,
             success: LatencyHist::new(max_us),
             give_up: LatencyHist::new(max_us),
-            all: LatencyHist::new(max_us),
             ttft: LatencyHist::new(max_us),
             tpot: LatencyHist::new(max_us),
             models: vec![ModelCounts::default(); models],
             width,
+            last_bucket: (0, 0, 0),
             offered: vec![0; n],
             ok: vec![0; n],
             failed: vec![[0; FailReason::ALL.len()]; n],
@@ -245,8 +247,27 @@ impl Collector {
         });
     }
 
-    fn bucket(&self, t: Nanos) -> usize {
-        ((t.saturating_sub(self.start) / self.width) as usize).min(self.offered.len() - 1)
+    fn bucket(&mut self, t: Nanos) -> usize {
+        let (lo, hi, b) = self.last_bucket;
+        if lo <= t && t < hi {
+            return b;
+        }
+        let last = self.offered.len() - 1;
+        let b = ((t.saturating_sub(self.start) / self.width) as usize).min(last);
+        // The times that give `b`: before the start counts as the first
+        // bucket, past the end as the last.
+        let lo = if b == 0 {
+            0
+        } else {
+            self.start + b as u64 * self.width
+        };
+        let hi = if b == last {
+            Nanos::MAX
+        } else {
+            self.start + (b as u64 + 1) * self.width
+        };
+        self.last_bucket = (lo, hi, b);
+        b
     }
 
     /// An attempt is sent at `now` (measured requests only).
@@ -325,7 +346,6 @@ impl Collector {
                 picked = true;
             }
         }
-        self.all.record(latency);
         for w in &mut self.incidents {
             if (w.start..w.end).contains(&now) {
                 w.latency.record(latency);
@@ -399,7 +419,12 @@ impl Collector {
         }
         let slo = self.slo_report();
         let incidents = self.incident_reports();
-        let latency_curve = curve(&self.all);
+        // Every measured request is a success or a failure, so "all" is
+        // their sum: bucket counts add exactly (same bounds), and min and
+        // max are those of the two, so one record per request is saved.
+        let mut all = self.success.clone();
+        all.merge(&self.give_up);
+        let latency_curve = curve(&all);
         let models = self
             .models
             .iter()
@@ -469,7 +494,7 @@ impl Collector {
             latency: Latencies {
                 success: self.success.summary(),
                 give_up: self.give_up.summary(),
-                all: self.all.summary(),
+                all: all.summary(),
                 ttft: self.ttft.summary(),
                 tpot: self.tpot.summary(),
             },
@@ -652,4 +677,35 @@ fn curve(h: &LatencyHist) -> Vec<super::json::CurvePoint> {
 /// Rounds to six decimals, so JSON carries stable, short numbers.
 pub fn round6(x: f64) -> f64 {
     (x * 1e6).round() / 1e6
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The remembered bucket gives what the division gives, in any
+        /// order of lookups, before the start and past the end included.
+        #[test]
+        fn cached_bucket_equals_the_division(
+            warmup_s in 0u64..50,
+            duration_s in 1u64..5000,
+            times in proptest::collection::vec(0u64..(6000 * SECS), 1..200),
+        ) {
+            let warmup = warmup_s * SECS;
+            let duration = warmup + duration_s * SECS;
+            let mut c = Collector::new(1, 10 * SECS, (warmup, duration), 30 * SECS, None, &[]);
+            for t in times {
+                let want = ((t.saturating_sub(c.start) / c.width) as usize).min(c.offered.len() - 1);
+                prop_assert_eq!(c.bucket(t), want);
+                // The same time again and its neighbours, served from the cache.
+                prop_assert_eq!(c.bucket(t), want);
+                for u in [t.saturating_sub(1), t + 1] {
+                    let want = ((u.saturating_sub(c.start) / c.width) as usize).min(c.offered.len() - 1);
+                    prop_assert_eq!(c.bucket(u), want);
+                }
+            }
+        }
+    }
 }

@@ -242,10 +242,8 @@ impl Sim<'_> {
             }
             Event::Done(h, job) => {
                 if let Some(job) = job {
-                    let mut started = std::mem::take(&mut self.started);
-                    self.world.job_done(now, job, &mut started);
-                    self.schedule_started(&mut started);
-                    self.started = started;
+                    self.world.job_done(now, job, &mut self.started);
+                    self.schedule_started();
                 }
                 self.done(now, h);
             }
@@ -348,8 +346,18 @@ impl Sim<'_> {
         self.after_input(now, rec.client);
     }
 
-    fn schedule_started(&mut self, started: &mut Vec<Started>) {
-        for s in started.drain(..) {
+    /// Schedules the jobs the world just started (left in `self.started`).
+    #[inline]
+    fn schedule_started(&mut self) {
+        // Usually none: the call is kept out of line for the rare case.
+        if !self.started.is_empty() {
+            self.schedule_started_jobs();
+        }
+    }
+
+    #[inline(never)]
+    fn schedule_started_jobs(&mut self) {
+        for s in self.started.drain(..) {
             let h = Handle::from_u64(s.tag);
             let who = self.attempts.get_mut(h).map(|rec| {
                 rec.pending = Pending::Served(s.timeline);
@@ -469,10 +477,8 @@ impl Sim<'_> {
             draws,
             tag: h.to_u64(),
         };
-        let mut started = std::mem::take(&mut self.started);
-        let admission = self.world.admit(now, input, &mut started);
-        self.schedule_started(&mut started);
-        self.started = started;
+        let admission = self.world.admit(now, input, &mut self.started);
+        self.schedule_started();
         match admission {
             Admission::Rejected(r) => {
                 if let Some(rec) = self.attempts.get_mut(h) {
@@ -514,10 +520,8 @@ impl Sim<'_> {
             t.on_end(rec.request, rec.trace, now, end, None);
         }
         if let Some(job) = rec.job {
-            let mut started = std::mem::take(&mut self.started);
-            self.world.abandon(now, job, &mut started);
-            self.schedule_started(&mut started);
-            self.started = started;
+            self.world.abandon(now, job, &mut self.started);
+            self.schedule_started();
         }
         // Billing follows the attempt's own timeline: a stalled job may be
         // gone from the provider already while the client still waited.

@@ -79,6 +79,10 @@ pub(crate) struct Tracer {
     kept: Vec<History>,
     /// The replay's requests not finished yet.
     remaining: usize,
+    /// Emptied attempt vectors of finished requests, for the next new ones:
+    /// without them every slot the table ever used allocated its own (the
+    /// table runs at a fifth full, so about one allocation per request).
+    spare: Vec<Vec<Attempt>>,
 }
 
 impl Tracer {
@@ -98,6 +102,7 @@ impl Tracer {
             max_slots,
             kept: Vec::new(),
             remaining: usize::MAX,
+            spare: Vec::new(),
         }
     }
 
@@ -113,6 +118,7 @@ impl Tracer {
             max_slots: n,
             kept: Vec::new(),
             remaining: n,
+            spare: Vec::new(),
         }
     }
 
@@ -155,7 +161,11 @@ impl Tracer {
             }
             let n = self.slots.len() * 2;
             let old = std::mem::replace(&mut self.slots, vec![History::free(); n]);
-            for h in old.into_iter().filter(|h| h.request != FREE) {
+            for h in old {
+                if h.request == FREE {
+                    self.recycle(h.attempts);
+                    continue;
+                }
                 // The doubled table has room for every live request, or
                 // grows again; a request that still finds none is dropped
                 // (and replayed if it is picked).
@@ -163,6 +173,14 @@ impl Tracer {
                     self.slots[i] = h;
                 }
             }
+        }
+    }
+
+    /// Keeps an attempt vector for a later request.
+    fn recycle(&mut self, mut v: Vec<Attempt>) {
+        if v.capacity() > 0 {
+            v.clear();
+            self.spare.push(v);
         }
     }
 
@@ -193,6 +211,11 @@ impl Tracer {
             h.complete = first;
             h.attempts.clear();
             h.more = 0;
+            if h.attempts.capacity() == 0 {
+                if let Some(v) = self.spare.pop() {
+                    h.attempts = v;
+                }
+            }
         }
         if h.attempts.len() >= MAX_ATTEMPTS {
             h.more += 1;
@@ -273,6 +296,8 @@ impl Tracer {
         }
         if let (Some(i), false) = (found, replay) {
             self.slots[i].request = FREE;
+            let v = std::mem::take(&mut self.slots[i].attempts);
+            self.recycle(v);
         }
     }
 
