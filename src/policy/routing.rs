@@ -18,7 +18,6 @@
 //! the latency average.
 
 use rand::RngCore;
-use rand_chacha::ChaCha8Rng;
 
 use crate::dist::unit;
 use crate::units::{Nanos, SECS};
@@ -107,7 +106,7 @@ impl Router {
         &self,
         cfg: &'c StrategyConfig,
         req: &Request,
-        rng: &mut ChaCha8Rng,
+        rng: &mut impl RngCore,
     ) -> (ModelId, &'c [ModelId]) {
         let pick = match &cfg.routing {
             RoutingConfig::Static => cfg

@@ -12,7 +12,7 @@ use crate::dist::{exponential, normal, unit};
 use crate::policy::Request;
 use crate::scenario::{Scenario, TaskSpec};
 use crate::units::{Nanos, SECS};
-use crate::world::draws::{rng, stream};
+use crate::world::draws::{rng, stream, Block};
 
 /// Who sends a source's requests.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -175,9 +175,9 @@ fn pick_task(tasks: &[TaskSpec], u: f64) -> usize {
 
 /// The request with id `id` arriving at `now`.
 pub fn request(sc: &Scenario, id: u64, now: Nanos, fixed_task: Option<usize>) -> Request {
-    let mut r = rng(sc.seed, stream::REQUEST, id, 0, 0);
-    let u_task = unit(r.next_u64());
-    let z_in = normal(unit(r.next_u64()), unit(r.next_u64()));
+    let b = Block::new(sc.seed, stream::REQUEST, id, 0, 0);
+    let u_task = unit(b.word(0));
+    let z_in = normal(unit(b.word(1)), unit(b.word(2)));
     let task = fixed_task.unwrap_or_else(|| pick_task(&sc.traffic.tasks, u_task));
     let spec = &sc.traffic.tasks[task];
     let input = spec.input.at(z_in).round().clamp(1.0, 1e9) as u32;

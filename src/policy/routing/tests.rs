@@ -1,4 +1,5 @@
 use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
 
 use super::*;
 use crate::policy::breaker::BreakerConfig;
