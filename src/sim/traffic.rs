@@ -177,7 +177,7 @@ fn pick_task(tasks: &[TaskSpec], u: f64) -> usize {
 pub fn request(sc: &Scenario, id: u64, now: Nanos, fixed_task: Option<usize>) -> Request {
     let b = Block::new(sc.seed, stream::REQUEST, id, 0, 0);
     let u_task = unit(b.word(0));
-    let z_in = normal(unit(b.word(1)), unit(b.word(2)));
+    let z_in = normal(b.word(1), b.word(2));
     let task = fixed_task.unwrap_or_else(|| pick_task(&sc.traffic.tasks, u_task));
     let spec = &sc.traffic.tasks[task];
     let input = spec.input.at(z_in).round().clamp(1.0, 1e9) as u32;

@@ -12,7 +12,7 @@ use rand::rand_core::block::BlockRngCore;
 use rand::SeedableRng;
 use rand_chacha::{ChaCha8Core, ChaCha8Rng};
 
-use crate::dist::{normal, normal_pair, splitmix, unit};
+use crate::dist::{normal, splitmix, unit};
 
 /// Stream tags: one per purpose, never reused.
 pub mod stream {
@@ -90,7 +90,7 @@ pub struct AttemptDraws {
 }
 
 /// Words (u64) per try in a (request, model) stream.
-const TRY_WORDS: usize = 6;
+const TRY_WORDS: usize = 7;
 /// Tries whose draws sit in the (request, model) stream's first buffer; later
 /// tries get a stream of their own.
 const SHARED_TRIES: u64 = 4;
@@ -99,15 +99,13 @@ const SHARED_TRIES: u64 = 4;
 #[inline]
 fn try_words(b: &Block, at: usize) -> AttemptDraws {
     let w = |i: usize| b.word(at + i);
-    // One Box-Muller pair gives both normals.
-    let (u1, u2) = (unit(w(1)), unit(w(2)));
-    let (ttft_z, tps_z) = normal_pair(u1, u2);
+    // Each normal: its ziggurat word, then the seed of its rare extra words.
     AttemptDraws {
         fault: unit(w(0)),
-        ttft_z,
-        tps_z,
-        slow: unit(w(3)),
-        position: unit(w(4)),
+        ttft_z: normal(w(1), w(2)),
+        tps_z: normal(w(3), w(4)),
+        slow: unit(w(5)),
+        position: unit(w(6)),
     }
 }
 
@@ -123,13 +121,14 @@ pub struct TryDraws {
 
 /// The draws for the `try_no`-th try (0-based) of `request` on `model`.
 ///
-/// One stream per (request, model): its first two words are the output
-/// length's normal, then six words per try for the first four tries. Tries
+/// One stream per (request, model), of which one ChaCha8 generation (four
+/// blocks, 32 words) is made: its first two words are the output length's
+/// normal, then seven words per try for the first four tries. Tries
 /// from the fifth on come from a stream keyed by the try number too. Either
 /// way a draw depends only on (seed, request, model, try), never on order.
 pub fn try_draws(seed: u64, request: u64, model: u64, try_no: u64) -> TryDraws {
     let b = Block::new(seed, stream::ATTEMPT, request, model, 0);
-    let output_z = normal(unit(b.word(0)), unit(b.word(1)));
+    let output_z = normal(b.word(0), b.word(1));
     let attempt = if try_no < SHARED_TRIES {
         try_words(&b, 2 + try_no as usize * TRY_WORDS)
     } else {
@@ -151,7 +150,7 @@ impl AttemptDraws {
 /// The standard normal behind a request's output length on one model.
 pub fn output_len_z(seed: u64, request: u64, model: u64) -> f64 {
     let b = Block::new(seed, stream::ATTEMPT, request, model, 0);
-    normal(unit(b.word(0)), unit(b.word(1)))
+    normal(b.word(0), b.word(1))
 }
 
 #[cfg(test)]
