@@ -54,7 +54,11 @@ const ZIG_LAYERS: usize = 256;
 /// 2000; Doornik 2005, ZIGNOR).
 const ZIG_R: f64 = 3.654_152_885_361_008_8;
 
-/// The normal ziggurat's tables: layer edges `x[i]` (`x[0]` the base
+/// Where the exponential ziggurat's base layer's tail starts for 256
+/// layers (Marsaglia and Tsang 2000).
+const ZIG_EXP_R: f64 = 7.697_117_470_131_049_7;
+
+/// A ziggurat's tables: layer edges `x[i]` (`x[0]` the base
 /// layer's virtual width, `x[1] = R`, decreasing to `x[256] = 0`) and the
 /// unnormalised density `f[i] = exp(-x[i]^2 / 2)` at each edge.
 struct Ziggurat {
@@ -63,19 +67,17 @@ struct Ziggurat {
 }
 
 impl Ziggurat {
-    /// Built once, deterministically, with `libm`: every layer (and the
-    /// base with its tail) has the same area `v`.
-    fn build() -> Self {
-        let pdf = |x: f64| libm::exp(-0.5 * x * x);
-        let r = ZIG_R;
-        // R f(R) plus the tail beyond R, sqrt(pi / 2) erfc(R / sqrt 2).
-        let v = r * pdf(r)
-            + libm::sqrt(std::f64::consts::FRAC_PI_2) * libm::erfc(r / std::f64::consts::SQRT_2);
+    /// The tables for the density `pdf` (unnormalised, `pdf(0) = 1`,
+    /// decreasing, with inverse `inv`) whose base layer ends at `r` with
+    /// `tail` the area beyond: built once, deterministically, with `libm`,
+    /// every layer (and the base with its tail) of the same area.
+    fn build(r: f64, tail: f64, pdf: impl Fn(f64) -> f64, inv: impl Fn(f64) -> f64) -> Self {
+        let v = r * pdf(r) + tail;
         let mut x = [0.0; ZIG_LAYERS + 1];
         x[0] = v / pdf(r);
         x[1] = r;
         for i in 2..ZIG_LAYERS {
-            x[i] = libm::sqrt(-2.0 * libm::log(v / x[i - 1] + pdf(x[i - 1])));
+            x[i] = inv(v / x[i - 1] + pdf(x[i - 1]));
         }
         x[ZIG_LAYERS] = 0.0;
         let mut f = [0.0; ZIG_LAYERS + 1];
@@ -85,10 +87,33 @@ impl Ziggurat {
         Self { x, f }
     }
 
+    /// The normal's: tail beyond R is sqrt(pi / 2) erfc(R / sqrt 2).
     #[inline]
-    fn get() -> &'static Self {
+    fn normal() -> &'static Self {
         static TABLES: std::sync::OnceLock<Ziggurat> = std::sync::OnceLock::new();
-        TABLES.get_or_init(Self::build)
+        TABLES.get_or_init(|| {
+            Self::build(
+                ZIG_R,
+                libm::sqrt(std::f64::consts::FRAC_PI_2)
+                    * libm::erfc(ZIG_R / std::f64::consts::SQRT_2),
+                |x| libm::exp(-0.5 * x * x),
+                |y| libm::sqrt(-2.0 * libm::log(y)),
+            )
+        })
+    }
+
+    /// The exponential's: tail beyond R is exp(-R).
+    #[inline]
+    fn exponential() -> &'static Self {
+        static TABLES: std::sync::OnceLock<Ziggurat> = std::sync::OnceLock::new();
+        TABLES.get_or_init(|| {
+            Self::build(
+                ZIG_EXP_R,
+                libm::exp(-ZIG_EXP_R),
+                |x| libm::exp(-x),
+                |y| -libm::log(y),
+            )
+        })
     }
 }
 
@@ -101,7 +126,7 @@ impl Ziggurat {
 /// random word independent of `word`.
 #[inline]
 pub fn normal(word: u64, more: u64) -> f64 {
-    let z = Ziggurat::get();
+    let z = Ziggurat::normal();
     let mut bits = word;
     let mut extra = SplitMix64::new(more);
     loop {
@@ -175,10 +200,38 @@ impl LogNormal {
     }
 }
 
-/// An exponential draw with the given rate from a uniform in (0, 1).
+/// An exponential draw with the given rate from a uniform in (0, 1), by
+/// inversion (a `log`); `standard_exponential` is the fast path.
 #[inline]
 pub fn exponential(rate: f64, u: f64) -> f64 {
     -libm::log(u) / rate
+}
+
+/// A standard exponential draw (rate 1) from the 64-bit word `word`, by
+/// the ziggurat method (Marsaglia and Tsang 2000, 256 layers): the low 8
+/// bits pick the layer, the top 52 a position in it; about 99% of draws end
+/// there. The rest take further words from `more`: a wedge test, or the
+/// tail beyond R, which by the exponential's lack of memory is R plus a
+/// fresh standard exponential draw.
+#[inline]
+pub fn standard_exponential(word: u64, mut more: impl FnMut() -> u64) -> f64 {
+    let z = Ziggurat::exponential();
+    let mut bits = word;
+    let mut base = 0.0;
+    loop {
+        let i = (bits & 0xff) as usize;
+        // In (0, 1): 52 bits and half a step.
+        let x = unit(bits) * z.x[i];
+        if x < z.x[i + 1] {
+            return base + x;
+        }
+        if i == 0 {
+            base += ZIG_EXP_R;
+        } else if z.f[i] + (z.f[i + 1] - z.f[i]) * unit(more()) < libm::exp(-x) {
+            return base + x;
+        }
+        bits = more();
+    }
 }
 
 #[cfg(test)]
@@ -300,7 +353,7 @@ mod tests {
         assert!(lo < -ZIG_R, "{lo}");
         // Layer 0 near the middle is the rectangle: x = u x[0] exactly.
         let mid = (1u64 << 63) | 0x100;
-        let z = Ziggurat::get();
+        let z = Ziggurat::normal();
         let u = (((mid >> 12) as f64) + 0.5) / (1u64 << 51) as f64 - 1.0;
         assert_eq!(normal(mid, 1), u * z.x[0]);
     }

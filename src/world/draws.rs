@@ -50,6 +50,7 @@ pub fn rng(seed: u64, stream: u64, a: u64, b: u64, c: u64) -> ChaCha8Rng {
 /// by `(seed, stream, a, b, c)`: exactly the numbers `rng(..)` would give
 /// by `next_u64`, made by the cipher core straight into this buffer
 /// (no `BlockRng` around it to initialise, move and index).
+#[derive(Clone, Default)]
 pub struct Block(<ChaCha8Core as BlockRngCore>::Results);
 
 impl Block {
