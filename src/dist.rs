@@ -127,18 +127,42 @@ impl Ziggurat {
 #[inline]
 pub fn normal(word: u64, more: u64) -> f64 {
     let z = Ziggurat::normal();
-    let mut bits = word;
-    let mut extra = SplitMix64::new(more);
-    loop {
+    let (x, inside) = z.normal_try(word);
+    if inside {
+        x
+    } else {
+        normal_slow(z, word, more)
+    }
+}
+
+impl Ziggurat {
+    /// The point that `bits` picks in its layer, and whether it lies in
+    /// the layer's rectangle under the next one (accepted outright).
+    #[inline(always)]
+    fn normal_try(&self, bits: u64) -> (f64, bool) {
         let i = (bits & 0xff) as usize;
         // In (-1, 1), symmetric, never 0: 52 bits and half a step.
         let u = ((bits >> 12) as f64 + 0.5) * (1.0 / (1u64 << 51) as f64) - 1.0;
-        let x = u * z.x[i];
-        if x.abs() < z.x[i + 1] {
+        let x = u * self.x[i];
+        (x, x.abs() < self.x[i + 1])
+    }
+}
+
+/// The rest of [`normal`] once `word` was not accepted outright: the
+/// wedge test or the tail, and further tries, on words from `more`.
+#[cold]
+#[inline(never)]
+fn normal_slow(z: &Ziggurat, word: u64, more: u64) -> f64 {
+    let mut bits = word;
+    let mut extra = SplitMix64::new(more);
+    loop {
+        let (x, inside) = z.normal_try(bits);
+        if inside {
             return x;
         }
+        let i = (bits & 0xff) as usize;
         if i == 0 {
-            return normal_tail(&mut extra, u < 0.0);
+            return normal_tail(&mut extra, x < 0.0);
         }
         let y = z.f[i] + (z.f[i + 1] - z.f[i]) * unit(extra.next());
         if y < libm::exp(-0.5 * x * x) {
