@@ -52,11 +52,11 @@ impl SplitMix64 {
 const ZIG_LAYERS: usize = 256;
 /// Where the base layer's tail starts for 256 layers (Marsaglia and Tsang
 /// 2000; Doornik 2005, ZIGNOR).
-const ZIG_R: f64 = 3.654_152_885_361_008_8;
+const ZIG_R: f64 = 3.654_152_885_361_009;
 
 /// Where the exponential ziggurat's base layer's tail starts for 256
 /// layers (Marsaglia and Tsang 2000).
-const ZIG_EXP_R: f64 = 7.697_117_470_131_049_7;
+const ZIG_EXP_R: f64 = 7.697_117_470_131_05;
 
 /// A ziggurat's tables: layer edges `x[i]` (`x[0]` the base
 /// layer's virtual width, `x[1] = R`, decreasing to `x[256] = 0`) and the
@@ -213,7 +213,7 @@ pub fn exp(x: f64) -> f64 {
     let r = (x - kf * LN2_HI) - kf * LN2_LO;
     let p = 1.0 + r * (1.0 + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0)))));
     let j = (k & (EXP_N as i64 - 1)) as usize;
-    let scale = f64::from_bits(((k >> 7) + 1023).cast_unsigned() << 52);
+    let scale = f64::from_bits((((k >> 7) + 1023) as u64) << 52);
     exp_table()[j] * p * scale
 }
 

@@ -63,7 +63,7 @@ impl Block {
         let mut core = ChaCha8Core::from_seed(key(seed, stream, a, b, c));
         let mut out = <ChaCha8Core as BlockRngCore>::Results::default();
         core.generate(&mut out);
-        Block(out)
+        Self(out)
     }
 
     /// Word `i` (< 32), as `next_u64` composes it (low half first).
