@@ -119,8 +119,37 @@ async fn resets_breaks_stalls_and_hangs_look_as_they_do_on_the_wire() {
     assert_eq!(last["error"]["type"], "server_error", "{}", r.text());
     assert!(!r.text().contains("[DONE]"));
 
-    // A reset of a stream before its first token: no answer at all.
-    assert!(forced(&s, "reset", &streaming("streamer")).await.is_err());
+    // A reset of a stream before its first token: no answer at all. Where
+    // a reset falls is the try's `position` draw over the whole response
+    // (200 ms to the first token, then up to 2 s of tokens), so the try is
+    // picked by a draw key whose reset comes in the first 5%.
+    let sc = stormglass::scenario::load(std::path::Path::new(support::SCENARIO)).expect("loads");
+    let streamer = sc
+        .world
+        .models
+        .iter()
+        .position(|m| m.name == "streamer")
+        .expect("streamer") as u64;
+    let early = (0..1000u64)
+        .find(|&r| AttemptDraws::new(sc.seed, r, streamer, 0).position < 0.05)
+        .expect("an early reset among 1000 tries");
+    let auth = format!("Bearer {KEY}");
+    let draw = format!("request={early};try=0");
+    let r = send(
+        s.addr,
+        "POST",
+        "/v1/chat/completions",
+        &[
+            ("authorization", auth.as_str()),
+            ("content-type", "application/json"),
+            ("x-stormglass-fault", "reset"),
+            ("x-stormglass-draw", draw.as_str()),
+        ],
+        streaming("streamer").to_string(),
+        Duration::from_millis(1500),
+    )
+    .await;
+    assert!(r.is_err(), "a reset before the first token: {r:?}");
 
     // A broken Anthropic stream ends with an error event.
     let r = messages(

@@ -9,7 +9,7 @@
 //! request: each request and attempt meets the same jitter wherever it is
 //! run, just as `world::draws` gives each try the same provider luck.
 
-use rand::SeedableRng;
+use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::dist::{splitmix, unit};
@@ -42,21 +42,56 @@ pub fn uniform(key: u64, request: u64, attempt: u64, purpose: u64) -> f64 {
 }
 
 /// A generator for a decision that may take several numbers (routing).
-/// Seeding copies 32 bytes; the cipher runs only if it is drawn from.
-pub fn stream(key: u64, request: u64, purpose: u64) -> ChaCha8Rng {
-    let mut seed = [0u8; 32];
-    let mut h = mix(key, request, 0, purpose);
-    for chunk in seed.chunks_exact_mut(8) {
-        chunk.copy_from_slice(&h.to_le_bytes());
-        h = splitmix(h);
+/// Lazy: nothing is mixed, seeded or moved until the first number is drawn,
+/// so a decision that draws nothing (static routing, every request) costs
+/// three words on the stack.
+pub fn stream(key: u64, request: u64, purpose: u64) -> Stream {
+    Stream {
+        key: (key, request, purpose),
+        rng: None,
     }
-    ChaCha8Rng::from_seed(seed)
+}
+
+/// The keyed stream of [`stream`]: a `ChaCha8Rng` seeded from the key,
+/// built at the first draw.
+pub struct Stream {
+    key: (u64, u64, u64),
+    rng: Option<ChaCha8Rng>,
+}
+
+impl Stream {
+    #[inline]
+    fn rng(&mut self) -> &mut ChaCha8Rng {
+        let (key, request, purpose) = self.key;
+        self.rng.get_or_insert_with(|| {
+            let mut seed = [0u8; 32];
+            let mut h = mix(key, request, 0, purpose);
+            for chunk in seed.chunks_exact_mut(8) {
+                chunk.copy_from_slice(&h.to_le_bytes());
+                h = splitmix(h);
+            }
+            ChaCha8Rng::from_seed(seed)
+        })
+    }
+}
+
+impl RngCore for Stream {
+    fn next_u32(&mut self) -> u32 {
+        self.rng().next_u32()
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        self.rng().next_u64()
+    }
+
+    fn fill_bytes(&mut self, dst: &mut [u8]) {
+        self.rng().fill_bytes(dst)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rand::RngCore;
 
     #[test]
     fn a_draw_depends_only_on_its_key() {
@@ -73,6 +108,10 @@ mod tests {
         assert_eq!(
             stream(7, 42, purpose::ROUTE).next_u64(),
             stream(7, 42, purpose::ROUTE).next_u64()
+        );
+        assert_ne!(
+            stream(7, 42, purpose::ROUTE).next_u64(),
+            stream(7, 43, purpose::ROUTE).next_u64()
         );
     }
 

@@ -8,11 +8,11 @@
 use rand::RngCore;
 use rand_chacha::ChaCha8Rng;
 
-use crate::dist::{exponential, normal, unit};
+use crate::dist::{normal, standard_exponential, unit};
 use crate::policy::Request;
 use crate::scenario::{Scenario, TaskSpec};
 use crate::units::{Nanos, SECS};
-use crate::world::draws::{rng, stream};
+use crate::world::draws::{rng, stream, Block};
 
 /// Who sends a source's requests.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,6 +55,13 @@ pub struct Source {
     t: f64,
 }
 
+/// A standard exponential draw from a source's stream.
+#[inline]
+fn exponential_draw(rng: &mut ChaCha8Rng) -> f64 {
+    let w = rng.next_u64();
+    standard_exponential(w, || rng.next_u64())
+}
+
 impl Source {
     /// The next arrival time before `end`, if any.
     pub fn next(&mut self, sc: &Scenario, end: Nanos) -> Option<(Nanos, u64)> {
@@ -64,7 +71,7 @@ impl Source {
                     return None;
                 }
                 loop {
-                    self.t += exponential(*max_rate, unit(self.rng.next_u64())) * SECS as f64;
+                    self.t += exponential_draw(&mut self.rng) / max_rate * SECS as f64;
                     if self.t >= end as f64 {
                         return None;
                     }
@@ -93,7 +100,7 @@ impl Source {
                 t as Nanos
             }
             Process::Poisson { rate, end: stop } => {
-                self.t += exponential(*rate, unit(self.rng.next_u64())) * SECS as f64;
+                self.t += exponential_draw(&mut self.rng) / rate * SECS as f64;
                 if self.t >= *stop as f64 {
                     return None;
                 }
@@ -173,11 +180,49 @@ fn pick_task(tasks: &[TaskSpec], u: f64) -> usize {
     tasks.len() - 1
 }
 
+/// Requests whose attribute words share one request block: consecutive ids
+/// of a source (a source's ids are `index << 40 | count`).
+const REQUESTS_PER_BLOCK: u64 = 8;
+/// Words per request in a request block (three used).
+const REQUEST_WORDS: usize = Block::WORDS / REQUESTS_PER_BLOCK as usize;
+
+/// The last request block made on this thread in one source slot.
+#[derive(Default)]
+struct RequestMemo {
+    /// `(seed, group)` of `block`, if it holds one.
+    key: Option<(u64, u64)>,
+    block: Block,
+}
+
+thread_local! {
+    static REQUEST_BLOCKS: std::cell::RefCell<[RequestMemo; 8]> = Default::default();
+}
+
+/// The three attribute words of request `id`: words `4 (id mod 8)` on of
+/// the block keyed by `(seed, id / 8)`. A pure function of `(seed, id)`;
+/// arrivals come in id order per source, so the block made for the first
+/// of eight neighbours is remembered (per thread, per source slot) and
+/// serves the other seven.
+fn request_words(seed: u64, id: u64) -> [u64; 3] {
+    let group = id / REQUESTS_PER_BLOCK;
+    let at = (id % REQUESTS_PER_BLOCK) as usize * REQUEST_WORDS;
+    REQUEST_BLOCKS.with(|memo| {
+        let mut memo = memo.borrow_mut();
+        let slot = &mut memo[((id >> 40) & 7) as usize];
+        if slot.key != Some((seed, group)) {
+            slot.block = Block::new(seed, stream::REQUEST, group, 0, 0);
+            slot.key = Some((seed, group));
+        }
+        let b = &slot.block;
+        [b.word(at), b.word(at + 1), b.word(at + 2)]
+    })
+}
+
 /// The request with id `id` arriving at `now`.
 pub fn request(sc: &Scenario, id: u64, now: Nanos, fixed_task: Option<usize>) -> Request {
-    let mut r = rng(sc.seed, stream::REQUEST, id, 0, 0);
-    let u_task = unit(r.next_u64());
-    let z_in = normal(unit(r.next_u64()), unit(r.next_u64()));
+    let [w_task, w_in, w_in_more] = request_words(sc.seed, id);
+    let u_task = unit(w_task);
+    let z_in = normal(w_in, w_in_more);
     let task = fixed_task.unwrap_or_else(|| pick_task(&sc.traffic.tasks, u_task));
     let spec = &sc.traffic.tasks[task];
     let input = spec.input.at(z_in).round().clamp(1.0, 1e9) as u32;
@@ -203,4 +248,32 @@ pub fn output_tokens(sc: &Scenario, id: u64, task: usize, model: u16) -> u32 {
 /// Output tokens of task `task` for the standard normal `z`.
 pub fn output_tokens_at(sc: &Scenario, task: usize, z: f64) -> u32 {
     sc.traffic.tasks[task].output_tokens(z)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_words_depend_only_on_seed_and_id() {
+        let direct = |seed: u64, id: u64| {
+            let b = Block::new(seed, stream::REQUEST, id / 8, 0, 0);
+            let at = (id % 8) as usize * 4;
+            [b.word(at), b.word(at + 1), b.word(at + 2)]
+        };
+        // Out of order, three sources, two of them in the same memo slot
+        // (1 and 9), two seeds: always the words of the request's own key.
+        let ids: Vec<u64> = (0..41u64)
+            .chain((0..41).rev())
+            .map(|k| k * 37 % 41)
+            .flat_map(|c| [c, 1 << 40 | c, 9 << 40 | c])
+            .collect();
+        for seed in [1, 2, 1] {
+            for &id in &ids {
+                assert_eq!(request_words(seed, id), direct(seed, id), "{seed} {id}");
+            }
+        }
+        assert_ne!(request_words(1, 0), request_words(1, 1));
+        assert_ne!(request_words(1, 0), request_words(2, 0));
+    }
 }

@@ -8,10 +8,11 @@
 //!   numbers), and the mock provider can reproduce it from a header;
 //! - a request's output length is drawn once per (request, model).
 
-use rand::{RngCore, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use rand::rand_core::block::BlockRngCore;
+use rand::SeedableRng;
+use rand_chacha::{ChaCha8Core, ChaCha8Rng};
 
-use crate::dist::{normal, normal_pair, splitmix, unit};
+use crate::dist::{normal, splitmix, unit};
 
 /// Stream tags: one per purpose, never reused.
 pub mod stream {
@@ -27,15 +28,50 @@ pub mod stream {
     pub const POLICY: u64 = 5;
 }
 
-/// A generator for `(seed, stream, a, b, c)`.
-pub fn rng(seed: u64, stream: u64, a: u64, b: u64, c: u64) -> ChaCha8Rng {
+/// The ChaCha key for `(seed, stream, a, b, c)`.
+#[inline]
+fn key(seed: u64, stream: u64, a: u64, b: u64, c: u64) -> [u8; 32] {
     let mut key = [0u8; 32];
     let mut h = splitmix(seed ^ splitmix(stream));
     for (i, part) in [a, b, c, stream].into_iter().enumerate() {
         h = splitmix(h ^ part.wrapping_mul(0xA076_1D64_78BD_642F));
         key[i * 8..i * 8 + 8].copy_from_slice(&h.to_le_bytes());
     }
-    ChaCha8Rng::from_seed(key)
+    key
+}
+
+/// A generator for `(seed, stream, a, b, c)`, for sequential use (a
+/// traffic source's arrivals).
+pub fn rng(seed: u64, stream: u64, a: u64, b: u64, c: u64) -> ChaCha8Rng {
+    ChaCha8Rng::from_seed(key(seed, stream, a, b, c))
+}
+
+/// The first four ChaCha8 blocks (32 words of 64 bits) of the stream keyed
+/// by `(seed, stream, a, b, c)`: exactly the numbers `rng(..)` would give
+/// by `next_u64`, made by the cipher core straight into this buffer
+/// (no `BlockRng` around it to initialise, move and index).
+#[derive(Clone, Default)]
+pub struct Block(<ChaCha8Core as BlockRngCore>::Results);
+
+impl Block {
+    /// Words in a block.
+    pub const WORDS: usize = 32;
+
+    /// The block for `(seed, stream, a, b, c)`.
+    #[inline]
+    pub fn new(seed: u64, stream: u64, a: u64, b: u64, c: u64) -> Self {
+        let mut core = ChaCha8Core::from_seed(key(seed, stream, a, b, c));
+        let mut out = <ChaCha8Core as BlockRngCore>::Results::default();
+        core.generate(&mut out);
+        Self(out)
+    }
+
+    /// Word `i` (< 32), as `next_u64` composes it (low half first).
+    #[inline]
+    pub fn word(&self, i: usize) -> u64 {
+        let w = self.0.as_ref();
+        u64::from(w[2 * i]) | (u64::from(w[2 * i + 1]) << 32)
+    }
 }
 
 /// The uniforms behind one try on a provider. Each field has one use, so a
@@ -55,25 +91,22 @@ pub struct AttemptDraws {
 }
 
 /// Words (u64) per try in a (request, model) stream.
-const TRY_WORDS: usize = 6;
+const TRY_WORDS: usize = 7;
 /// Tries whose draws sit in the (request, model) stream's first buffer; later
 /// tries get a stream of their own.
 const SHARED_TRIES: u64 = 4;
 
-fn try_words(r: &mut ChaCha8Rng) -> AttemptDraws {
-    let mut w = [0u64; TRY_WORDS];
-    for x in &mut w {
-        *x = r.next_u64();
-    }
-    // One Box-Muller pair gives both normals.
-    let (u1, u2) = (unit(w[1]), unit(w[2]));
-    let (ttft_z, tps_z) = normal_pair(u1, u2);
+/// The try whose words start at word `at` of `b`.
+#[inline]
+fn try_words(b: &Block, at: usize) -> AttemptDraws {
+    let w = |i: usize| b.word(at + i);
+    // Each normal: its ziggurat word, then the seed of its rare extra words.
     AttemptDraws {
-        fault: unit(w[0]),
-        ttft_z,
-        tps_z,
-        slow: unit(w[3]),
-        position: unit(w[4]),
+        fault: unit(w(0)),
+        ttft_z: normal(w(1), w(2)),
+        tps_z: normal(w(3), w(4)),
+        slow: unit(w(5)),
+        position: unit(w(6)),
     }
 }
 
@@ -89,20 +122,21 @@ pub struct TryDraws {
 
 /// The draws for the `try_no`-th try (0-based) of `request` on `model`.
 ///
-/// One stream per (request, model): its first two words are the output
-/// length's normal, then six words per try for the first four tries. Tries
+/// One stream per (request, model), of which one ChaCha8 generation (four
+/// blocks, 32 words) is made: its first two words are the output length's
+/// normal, then seven words per try for the first four tries. Tries
 /// from the fifth on come from a stream keyed by the try number too. Either
 /// way a draw depends only on (seed, request, model, try), never on order.
 pub fn try_draws(seed: u64, request: u64, model: u64, try_no: u64) -> TryDraws {
-    let mut r = rng(seed, stream::ATTEMPT, request, model, 0);
-    let output_z = normal(unit(r.next_u64()), unit(r.next_u64()));
+    let b = Block::new(seed, stream::ATTEMPT, request, model, 0);
+    let output_z = normal(b.word(0), b.word(1));
     let attempt = if try_no < SHARED_TRIES {
-        for _ in 0..try_no as usize * TRY_WORDS {
-            r.next_u64();
-        }
-        try_words(&mut r)
+        try_words(&b, 2 + try_no as usize * TRY_WORDS)
     } else {
-        try_words(&mut rng(seed, stream::ATTEMPT, request, model, try_no))
+        try_words(
+            &Block::new(seed, stream::ATTEMPT, request, model, try_no),
+            0,
+        )
     };
     TryDraws { output_z, attempt }
 }
@@ -116,8 +150,8 @@ impl AttemptDraws {
 
 /// The standard normal behind a request's output length on one model.
 pub fn output_len_z(seed: u64, request: u64, model: u64) -> f64 {
-    let mut r = rng(seed, stream::ATTEMPT, request, model, 0);
-    normal(unit(r.next_u64()), unit(r.next_u64()))
+    let b = Block::new(seed, stream::ATTEMPT, request, model, 0);
+    normal(b.word(0), b.word(1))
 }
 
 #[cfg(test)]
@@ -136,6 +170,16 @@ mod tests {
         }
         assert_ne!(AttemptDraws::new(1, 2, 3, 0), AttemptDraws::new(2, 2, 3, 0));
         assert_ne!(output_len_z(1, 2, 3), output_len_z(1, 2, 4));
+    }
+
+    #[test]
+    fn a_block_is_the_start_of_its_stream() {
+        use rand::RngCore;
+        let b = Block::new(5, stream::ATTEMPT, 6, 7, 8);
+        let mut r = rng(5, stream::ATTEMPT, 6, 7, 8);
+        for i in 0..Block::WORDS {
+            assert_eq!(b.word(i), r.next_u64(), "word {i}");
+        }
     }
 
     #[test]
