@@ -500,11 +500,8 @@ impl Client {
         let (first, candidates) = self.router.route(
             &self.cfg,
             &req,
-            &mut RouteStream {
-                key: self.draw_key,
-                request: req.id,
-                rng: None,
-            },
+            // Made at its first draw: static and priority routing draw nothing.
+            &mut draws::stream(self.draw_key, req.id, purpose::ROUTE),
         );
         let mut chain = Chain::build(first, candidates, &self.cfg.chains[req.tier.index()]);
         let mut reject = false;
@@ -1488,36 +1485,6 @@ impl Client {
             cost: st.cost,
             measured: st.req.measured,
         });
-    }
-}
-
-/// A request's routing stream, made at its first draw: static and priority
-/// routing draw nothing, and seeding a generator per request cost more
-/// than the rest of routing.
-struct RouteStream {
-    key: u64,
-    request: u64,
-    rng: Option<ChaCha8Rng>,
-}
-
-impl RouteStream {
-    fn rng(&mut self) -> &mut ChaCha8Rng {
-        self.rng
-            .get_or_insert_with(|| draws::stream(self.key, self.request, purpose::ROUTE))
-    }
-}
-
-impl RngCore for RouteStream {
-    fn next_u32(&mut self) -> u32 {
-        self.rng().next_u32()
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        self.rng().next_u64()
-    }
-
-    fn fill_bytes(&mut self, dst: &mut [u8]) {
-        self.rng().fill_bytes(dst);
     }
 }
 
