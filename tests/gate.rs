@@ -133,7 +133,11 @@ fn goodput_and_objectives_add_up() {
         "{}",
         sr.goodput_rps
     );
-    assert!(sr.goodput_rps <= retry.successes as f64 / 110.0);
+    // Only successes can meet it (compared as counts: the rate is rounded
+    // to six decimals, which can land above successes / 110 when every
+    // success was fast enough, as on this seed).
+    assert!(sr.objectives[1].good <= retry.successes);
+    assert!(sr.goodput_rps <= retry.successes as f64 / 110.0 + 1e-6);
     // The series of good requests adds up to the objective's count.
     let series: u64 = retry
         .series

