@@ -679,6 +679,11 @@ fn an_anthropic_account_out_of_credit_fails_at_once() {
         "{s}"
     );
     assert_eq!(s["attempts"].as_u64(), Some(requests), "{s}");
+    // Counted as the model's and the key's errors, not as rate limits.
+    let (model, key) = (&s["models"][0], &s["keys"][0]);
+    assert_eq!(model["rate_limited"], 0, "{model}");
+    assert_eq!(model["errors"].as_u64(), Some(requests), "{model}");
+    assert_eq!(key["rate_limited"], 0, "{key}");
 }
 
 #[test]

@@ -61,7 +61,10 @@ pub fn attempt_end(outcome: &Outcome) -> AttemptEnd {
     match outcome {
         Outcome::Success { .. } => AttemptEnd::Answered,
         Outcome::HttpError { error, .. } => match error {
-            ErrorType::RateLimit | ErrorType::InsufficientQuota => AttemptEnd::RateLimited,
+            ErrorType::RateLimit => AttemptEnd::RateLimited,
+            // Out of credit is a billing error, not a rate limit (Anthropic
+            // says it with a 400, OpenAI with a 429 of its own type).
+            ErrorType::InsufficientQuota => AttemptEnd::Error,
             ErrorType::Overloaded => AttemptEnd::Overloaded,
             _ => AttemptEnd::Error,
         },
@@ -151,11 +154,11 @@ impl Tally {
 
     /// A measured attempt of `model` with `key` ended with `outcome` at `now`.
     pub fn on_outcome(&mut self, now: Nanos, model: u16, key: u16, outcome: &Outcome) {
-        self.collector
-            .on_attempt_end(now, model, attempt_end(outcome));
+        let end = attempt_end(outcome);
+        self.collector.on_attempt_end(now, model, end);
         let k = &mut self.keys[usize::from(key)];
         match outcome {
-            Outcome::HttpError { status: 429, .. } => k.rate_limited += 1,
+            Outcome::HttpError { .. } if end == AttemptEnd::RateLimited => k.rate_limited += 1,
             Outcome::HttpError {
                 status: 401 | 403, ..
             } => k.auth_errors += 1,
