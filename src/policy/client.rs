@@ -146,8 +146,9 @@ struct ReqState {
 /// earliest timer is usually the one it was last time, still live: checking
 /// its request again cost a lookup per input. Whether a timer is live
 /// depends only on its request's state and the request slot's `armed`
-/// serials, and every change to either goes through [`Requests::get_mut`] or
-/// [`Requests::remove`] for that request, which forget the timer.
+/// serials; every change to the state goes through [`Requests::get_mut`] or
+/// [`Requests::remove`], and every new serial through `Client::arm`, and
+/// each of them forgets the timer.
 #[derive(Default)]
 struct Requests {
     slab: Slab<ReqState>,
@@ -466,6 +467,9 @@ impl Client {
             self.armed.resize(i + 1, [0; LANES]);
         }
         self.armed[i][lane] = serial;
+        // A new serial kills the lane's older timers: the remembered live
+        // head may be one of them.
+        self.requests.forget(h.index);
     }
 
     fn next_serial(&mut self) -> u32 {
