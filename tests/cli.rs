@@ -1,6 +1,6 @@
 //! The `stormglass` binary as a user runs it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn bin() -> Command {
@@ -132,9 +132,19 @@ fn bad_flags_are_refused_by_the_parser() {
 #[test]
 fn serve_runs_the_mock_provider_for_a_scenario() {
     use std::io::{BufRead as _, BufReader, Read as _, Write as _};
-    // Under `cargo test`, `serve` builds mock-provider first (Cargo sets
-    // CARGO for the processes it runs), as `cargo run` does.
-    let mut child = bin()
+    // `serve` run by Cargo (which sets CARGO) builds mock-provider first,
+    // with the dev profile, as `cargo run` does: a dev build of the whole
+    // crate, over a minute of CI. `cargo test --workspace` has built the
+    // binary already (for mock-provider's own tests), beside stormglass's:
+    // then `serve` runs without CARGO and takes that one. Where there is
+    // none yet (`cargo test --test cli` on a fresh clone), `serve` builds it.
+    let beside = Path::new(env!("CARGO_BIN_EXE_stormglass"))
+        .with_file_name(format!("mock-provider{}", std::env::consts::EXE_SUFFIX));
+    let mut serve = bin();
+    if beside.exists() {
+        serve.env_remove("CARGO");
+    }
+    let mut child = serve
         .args(["serve"])
         .arg(concat!(
             env!("CARGO_MANIFEST_DIR"),
