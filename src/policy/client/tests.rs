@@ -1922,11 +1922,12 @@ fn an_outer_layer_s_decorrelated_jitter_remembers_its_last_wait_within_a_pass() 
 }
 
 proptest::proptest! {
-    /// Whatever the layers, their timeouts, retries and waits, and however
-    /// attempts end (hang, fail or succeed, at any time): every attempt's
-    /// deadline lies within the passes it runs in and the request's
-    /// deadline, and every attempt has ended (answered or cancelled) by
-    /// its deadline.
+    /// Whatever the layers, their timeouts, retries and waits, with or
+    /// without hedging and a bulkhead, and however attempts end (hang,
+    /// fail or succeed, at any time): every attempt's deadline lies within
+    /// the passes it runs in and the request's deadline, every attempt has
+    /// ended (answered or cancelled) by its deadline, and every request
+    /// finishes by its deadline, leaving nothing queued.
     #[test]
     fn no_attempt_outlives_its_enclosing_passes(
         layers in proptest::collection::vec(
@@ -1937,6 +1938,9 @@ proptest::proptest! {
         own_wait_ms in 0u64..5_000,
         total_s in 1u64..100,
         deadline_s in 1u64..400,
+        arrivals_ms in proptest::collection::vec(0u64..20_000, 1..4),
+        hedge_ms in proptest::option::of(100u64..10_000),
+        bulkhead in proptest::option::of((1u32..3, 0u32..3)),
         // Per attempt, in order: 0 hangs, 1 fails, 2 succeeds; after ms.
         script in proptest::collection::vec((0u8..3, 0u64..40_000), 1..64),
     ) {
@@ -1952,21 +1956,42 @@ proptest::proptest! {
             l.retry.backoff = Backoff::Decorrelated { base: w * MILLIS + 1, cap: 10 * SECS };
             l.classify = c.classify;
         }
+        c.hedge = hedge_ms.map(|d| crate::policy::hedge::HedgeConfig {
+            delay: crate::policy::hedge::HedgeDelay::Fixed(d * MILLIS),
+            target: crate::policy::hedge::HedgeTarget::Same,
+        });
+        c.concurrency = bulkhead.map(|(limit, queue)| {
+            crate::policy::concurrency::ConcurrencyConfig::Fixed { limit, queue }
+        });
         let timeouts: Vec<Option<Nanos>> = c.layers.iter().map(|l| l.timeout).collect();
-        let mut r = req(1);
-        r.deadline = deadline_s * SECS;
+        let mut arrivals: Vec<(Nanos, Request)> = arrivals_ms
+            .iter()
+            .enumerate()
+            .map(|(i, &ms)| {
+                let mut r = req(i as u64);
+                r.deadline = ms * MILLIS + deadline_s * SECS;
+                (ms * MILLIS, r)
+            })
+            .collect();
+        arrivals.sort_by_key(|a| std::cmp::Reverse(a.0));
+        let deadlines: Vec<Nanos> = {
+            let mut d: Vec<(u64, Nanos)> = arrivals.iter().map(|a| (a.1.id, a.1.deadline)).collect();
+            d.sort_unstable();
+            d.into_iter().map(|x| x.1).collect()
+        };
         let mut h = Harness::new(c, 7);
-        // Live attempts: (sent, deadline), and the answers due.
-        let mut live: BTreeMap<AttemptId, (Nanos, Nanos)> = BTreeMap::new();
+        // Live attempts: (request, deadline), and the answers due.
+        let mut live: BTreeMap<AttemptId, (u64, Nanos)> = BTreeMap::new();
         let mut due: Vec<(Nanos, AttemptId, Outcome)> = Vec::new();
         let mut sends = 0usize;
-        let mut out = h.request(r);
-        let mut done = false;
+        let mut finished = 0usize;
+        let mut out = Vec::new();
         for _ in 0..10_000 {
             for a in &out {
                 match *a {
-                    Action::Send { attempt, deadline, .. } => {
-                        proptest::prop_assert!(deadline > h.now && deadline <= r.deadline);
+                    Action::Send { attempt, request, deadline, .. } => {
+                        let r_deadline = deadlines[request as usize];
+                        proptest::prop_assert!(deadline > h.now && deadline <= r_deadline);
                         let p = h.client.passes[slot_lane(attempt).0 as usize];
                         for (i, t) in timeouts.iter().enumerate() {
                             let Some(t) = *t else { continue };
@@ -1976,7 +2001,7 @@ proptest::proptest! {
                             proptest::prop_assert!(deadline <= p.start[i + 1] + t);
                             proptest::prop_assert!(deadline - h.now <= t);
                         }
-                        live.insert(attempt, (h.now, deadline));
+                        live.insert(attempt, (request, deadline));
                         let (kind, after) = script[sends % script.len()];
                         sends += 1;
                         let o = match kind {
@@ -1995,37 +2020,51 @@ proptest::proptest! {
                         let cancelled = Outcome::Cancelled { input_tokens: 0, output_tokens: 0 };
                         due.push((h.now, attempt, cancelled));
                     }
-                    Action::Finish { .. } => {
-                        proptest::prop_assert!(h.now <= r.deadline);
-                        done = true;
+                    Action::Finish { request, .. } => {
+                        proptest::prop_assert!(h.now <= deadlines[request as usize]);
+                        // Its attempts have ended or been cancelled.
+                        proptest::prop_assert!(live.values().all(|l| l.0 != request));
+                        finished += 1;
                     }
                     Action::Alert { .. } => {}
                 }
             }
-            // The next input: an answer due (first, at a tie with a timer,
-            // so an answer may come at the very end of a pass) or a timer.
+            // The next input: an arrival, an answer due (first, at a tie
+            // with a timer, so an answer may come at the very end of a
+            // pass) or a timer.
             due.sort_by_key(|d| d.0);
             let timer = h.client.poll_timeout();
-            let answer_first = match (due.first(), timer) {
-                (Some(d), Some(t)) => d.0 <= t,
-                (Some(_), None) => true,
-                (None, _) => false,
-            };
-            if answer_first {
-                let (at, id, o) = due.remove(0);
-                h.set_time(at.max(h.now));
+            let answer = due.first().map(|d| d.0);
+            let arrival = arrivals.last().map(|a| a.0);
+            let first = [arrival, answer, timer].into_iter().flatten().min();
+            let Some(at) = first else { break };
+            h.set_time(at.max(h.now));
+            if arrival == Some(at) {
+                let (_, r) = arrivals.pop().expect("an arrival");
+                out = h.request(r);
+            } else if answer == Some(at) {
+                let (_, id, o) = due.remove(0);
                 if !matches!(o, Outcome::Cancelled { .. }) {
                     let (_, deadline) = live.remove(&id).expect("a live attempt");
                     proptest::prop_assert!(h.now <= deadline);
                 }
                 out = h.outcome(id, o);
-            } else if timer.is_some() {
-                out = h.next_timer().expect("a timer");
             } else {
-                break;
+                out = h.next_timer().expect("a timer");
+                // Once the timers due now have fired, no request is still
+                // in a pass (or past a deadline) that has ended: a timer
+                // caught each end on time.
+                for i in 0..8 {
+                    let rs = &h.client.requests;
+                    if let Some(st) = rs.handle_at(i).and_then(|x| rs.get(x)) {
+                        proptest::prop_assert!(st.cut > h.now, "{} <= {}", st.cut, h.now);
+                    }
+                }
             }
         }
-        proptest::prop_assert!(done, "the request never finished");
+        proptest::prop_assert_eq!(finished, deadlines.len(), "a request never finished");
         proptest::prop_assert!(live.is_empty());
+        proptest::prop_assert_eq!(h.client.waiting_live, 0);
+        proptest::prop_assert_eq!(h.client.in_flight(), 0);
     }
 }
