@@ -1628,7 +1628,8 @@ fn the_remembered_head_timer_goes_stale_with_its_request() {
 /// What a step of the harness did, for exact timelines: (time, what).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Step {
-    Send { deadline: Nanos },
+    /// An attempt, due by this deadline.
+    Send(Nanos),
     Cancel(CancelReason),
     Finish(RequestResult, u32),
 }
@@ -1636,7 +1637,7 @@ enum Step {
 fn steps(out: &[Action], now: Nanos) -> Vec<(Nanos, Step)> {
     out.iter()
         .filter_map(|a| match *a {
-            Action::Send { deadline, .. } => Some(Step::Send { deadline }),
+            Action::Send { deadline, .. } => Some(Step::Send(deadline)),
             Action::Cancel { reason, .. } => Some(Step::Cancel(reason)),
             Action::Finish {
                 result, attempts, ..
@@ -1694,26 +1695,11 @@ fn a_layer_timeout_cuts_each_pass_of_a_hanging_sdk_and_the_layer_retries_it() {
     assert_eq!(
         hang_everything(&mut h, r),
         [
-            (
-                0,
-                Send {
-                    deadline: 30 * SECS
-                }
-            ),
+            (0, Send(30 * SECS)),
             (30 * SECS, Cancel(CancelReason::PassTimeout)),
-            (
-                31 * SECS,
-                Send {
-                    deadline: 61 * SECS
-                }
-            ),
+            (31 * SECS, Send(61 * SECS)),
             (61 * SECS, Cancel(CancelReason::PassTimeout)),
-            (
-                62 * SECS,
-                Send {
-                    deadline: 92 * SECS
-                }
-            ),
+            (62 * SECS, Send(92 * SECS)),
             (92 * SECS, Cancel(CancelReason::PassTimeout)),
             (
                 92 * SECS,
@@ -1734,26 +1720,11 @@ fn a_layer_timeout_cuts_each_pass_of_a_hanging_sdk_and_the_layer_retries_it() {
     assert_eq!(
         log[..6],
         [
-            (
-                0,
-                Send {
-                    deadline: 20 * SECS
-                }
-            ),
+            (0, Send(20 * SECS)),
             (20 * SECS, Cancel(CancelReason::TotalTimeout)),
-            (
-                21 * SECS,
-                Send {
-                    deadline: 30 * SECS
-                }
-            ),
+            (21 * SECS, Send(30 * SECS)),
             (30 * SECS, Cancel(CancelReason::PassTimeout)),
-            (
-                31 * SECS,
-                Send {
-                    deadline: 51 * SECS
-                }
-            ),
+            (31 * SECS, Send(51 * SECS)),
             (51 * SECS, Cancel(CancelReason::TotalTimeout)),
         ]
     );
@@ -1784,26 +1755,11 @@ fn a_layer_timeout_drops_a_pending_inner_wait_and_the_deadline_still_wins() {
     assert_eq!(
         log[..6],
         [
-            (
-                0,
-                Send {
-                    deadline: 20 * SECS
-                }
-            ),
+            (0, Send(20 * SECS)),
             (20 * SECS, Cancel(CancelReason::TotalTimeout)),
-            (
-                31 * SECS,
-                Send {
-                    deadline: 51 * SECS
-                }
-            ),
+            (31 * SECS, Send(51 * SECS)),
             (51 * SECS, Cancel(CancelReason::TotalTimeout)),
-            (
-                62 * SECS,
-                Send {
-                    deadline: 82 * SECS
-                }
-            ),
+            (62 * SECS, Send(82 * SECS)),
             (82 * SECS, Cancel(CancelReason::TotalTimeout)),
         ]
     );
@@ -1817,12 +1773,7 @@ fn a_layer_timeout_drops_a_pending_inner_wait_and_the_deadline_still_wins() {
     assert_eq!(
         hang_everything(&mut h, r)[2..],
         [
-            (
-                31 * SECS,
-                Send {
-                    deadline: 45 * SECS
-                }
-            ),
+            (31 * SECS, Send(45 * SECS)),
             (45 * SECS, Cancel(CancelReason::Deadline)),
             (
                 45 * SECS,
