@@ -560,9 +560,6 @@ impl Client {
             }
         }
         let first = chain.get(0).unwrap_or(self.cfg.default_model);
-        // Every loop's first pass begins with the request.
-        let starts = [now; MAX_LAYERS + 1];
-        let cut = pass_cut(&self.cfg.layers, &starts, req.deadline);
         let h = self.requests.insert(ReqState {
             req,
             arrived: now,
@@ -582,17 +579,22 @@ impl Client {
             paced: None,
             queued: false,
             outer: [0; MAX_LAYERS],
-            cut,
+            cut: req.deadline,
         });
         if !self.cfg.layers.is_empty() {
+            // Every loop's first pass begins with the request.
+            let p = Passes {
+                start: [now; MAX_LAYERS + 1],
+                prev_wait: [0; MAX_LAYERS],
+            };
             let i = h.index as usize;
             if self.passes.len() <= i {
                 self.passes.resize(i + 1, Passes::default());
             }
-            self.passes[i] = Passes {
-                start: starts,
-                prev_wait: [0; MAX_LAYERS],
-            };
+            self.passes[i] = p;
+            if let Some(st) = self.requests.get_mut(h) {
+                st.cut = pass_cut(&self.cfg.layers, &p.start, req.deadline);
+            }
         }
         self.budget.with(|x| x.on_request(now));
         if req.deadline <= now {
