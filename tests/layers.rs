@@ -159,14 +159,17 @@ fn a_layer_takes_every_retry_key_of_the_strategy() {
 }
 
 #[test]
-fn a_per_layer_timeout_is_rejected_as_not_yet_supported() {
-    let e = err(r#"[{ name = "app", timeout = "30s" }]"#);
-    check(
-        &e,
-        37,
-        "per-layer `timeout` is not supported yet",
-        "deadline",
-    );
+fn a_layer_s_timeout_is_a_positive_duration_and_defaults_to_none() {
+    let sc = ok(r#"[{ name = "app", timeout = "30s" }, { name = "gateway" }]"#);
+    let l = &sc.strategies[0].layers;
+    assert_eq!(l[0].timeout, Some(30_000_000_000));
+    assert_eq!(l[1].timeout, None);
+    let e = err(r#"[{ name = "app", timeout = "0s" }]"#);
+    assert_eq!((e.line, e.column), (25, 37), "wrong location for: {e}");
+    assert!(e.message.contains("greater than zero"), "{}", e.message);
+    let e = err(r#"[{ name = "app", timeout = "-5s" }]"#);
+    assert_eq!((e.line, e.column), (25, 37), "wrong location for: {e}");
+    assert!(e.message.contains("negative"), "{}", e.message);
 }
 
 #[test]
@@ -217,4 +220,49 @@ fn layered_retries_multiply_attempts_in_an_outage() {
     assert!(app.retries > 0 && app.retries <= 2 * app.passes);
     assert!(gw.retries > app.retries && gw.retries <= 2 * gw.passes);
     assert!(stack.attempts <= 3 * (gw.passes + gw.retries));
+}
+
+#[test]
+fn a_layer_timeout_lets_the_app_retry_what_its_sdk_would_hang_on() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios/layer-timeout.toml");
+    let sc = stormglass::scenario::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    let r = run(&sc);
+    let plain = strategy(&r, "app-no-timeout");
+    let bounded = strategy(&r, "app-timeout-30s");
+    assert_eq!(plain.requests, bounded.requests);
+    let s = 1_000_000; // microseconds
+
+    // Without a bound, the app waits on the SDK's hung attempt (its own
+    // timeout is 600 s) until the 150 s deadline: it never retries, and
+    // every request of the blackhole fails there.
+    assert_eq!(plain.layers[0].retries, 0);
+    assert_eq!(plain.attempts, plain.requests);
+    let failed = plain.requests - plain.successes;
+    assert!(failed > 500, "{failed}");
+    assert_eq!(plain.failures["deadline"], failed);
+    assert!(plain.latency.give_up.min_us >= 149_900 * s / 1000);
+
+    // With `timeout = "30s"`, each pass is cut at 30 s and the app
+    // retries after 1 s: a request gives up after three passes, at 92 s,
+    // as a timeout, and those whose last pass starts after the outage (it
+    // lasts 120 s) are answered.
+    let failed = bounded.requests - bounded.successes;
+    assert_eq!(bounded.failures["timeout"], failed);
+    assert_eq!(bounded.failures["deadline"], 0);
+    let give_up = &bounded.latency.give_up;
+    assert!(
+        give_up.min_us >= 91_900 * s / 1000 && give_up.max_us <= 92_100 * s / 1000,
+        "{give_up:?}"
+    );
+    assert!(
+        bounded.success_rate > plain.success_rate + 0.15,
+        "{} vs {}",
+        bounded.success_rate,
+        plain.success_rate
+    );
+    // A failed request made three attempts, one per pass; the app retried
+    // each of them twice.
+    let app = &bounded.layers[0];
+    assert!(app.retries >= 2 * failed && app.retries <= 2 * app.passes);
+    assert_eq!(bounded.attempts, bounded.requests + app.retries);
 }

@@ -47,7 +47,7 @@ use crate::wire::{BodyKind, ErrorType, RateLimits};
 
 use super::breaker::CircuitBreaker;
 use super::concurrency::{ConcurrencyLimit, Signal};
-use super::config::{RetryConfig, StrategyConfig, TooLongRetryAfter, MAX_LAYERS};
+use super::config::{LayerConfig, RetryConfig, StrategyConfig, TooLongRetryAfter, MAX_LAYERS};
 use super::contract::{
     Action, AttemptId, CancelReason, FailReason, KeyId, ModelId, Outcome, Request, RequestResult,
 };
@@ -137,6 +137,37 @@ struct ReqState {
     queued: bool,
     /// Retries each outer layer has made in its current pass.
     outer: [u8; MAX_LAYERS],
+    /// The earliest of the request's deadline and the ends of the layers'
+    /// passes it is in (their `timeout`s, see [`Passes`]): every attempt
+    /// and wait of the request ends by then. The deadline itself for a
+    /// strategy without layer timeouts.
+    cut: Nanos,
+}
+
+/// Where a request is in the loops around the strategy's own, for
+/// strategies with layers, kept per request slot beside the request table
+/// (so requests of strategies without layers carry none of it).
+#[derive(Clone, Copy, Debug, Default)]
+struct Passes {
+    /// When the current pass of each loop began, outermost first: layer
+    /// `i`'s at `start[i]`, the strategy's own loop's at `start[layers]`.
+    /// The outermost's pass is the request. Layer `i`'s `timeout` bounds
+    /// the pass of the loop inside it, `start[i + 1]`; every loop's
+    /// `max_elapsed` counts from the start of its own pass.
+    start: [Nanos; MAX_LAYERS + 1],
+    /// Each layer's last wait in its current pass: the memory of its
+    /// decorrelated jitter.
+    prev_wait: [Nanos; MAX_LAYERS],
+}
+
+/// The earliest of `deadline` and the ends of the passes that began at
+/// `start` (see [`Passes`]), by the layers' `timeout`s.
+fn pass_cut(layers: &[LayerConfig], start: &[Nanos; MAX_LAYERS + 1], deadline: Nanos) -> Nanos {
+    layers
+        .iter()
+        .zip(&start[1..])
+        .filter_map(|(l, &s)| l.timeout.map(|t| s.saturating_add(t)))
+        .fold(deadline, Nanos::min)
 }
 
 /// The requests in flight, and the timer last found live at the head of
@@ -239,6 +270,9 @@ pub struct Client {
     reports_shared: bool,
     /// Retries of measured requests made by each outer layer.
     layer_retries: [u64; MAX_LAYERS],
+    /// Per request slot, its passes through the layers (strategies with
+    /// layers only).
+    passes: Vec<Passes>,
 }
 
 fn attempt_id(req: Handle, lane: usize, serial: u32) -> AttemptId {
@@ -301,6 +335,7 @@ impl Client {
             spend: spend_budget.map(|s| Scoped::Replica(SpendBudget::new(s))),
             reports_shared: true,
             layer_retries: [0; MAX_LAYERS],
+            passes: Vec::new(),
         }
     }
 
@@ -544,7 +579,23 @@ impl Client {
             paced: None,
             queued: false,
             outer: [0; MAX_LAYERS],
+            cut: req.deadline,
         });
+        if !self.cfg.layers.is_empty() {
+            // Every loop's first pass begins with the request.
+            let p = Passes {
+                start: [now; MAX_LAYERS + 1],
+                prev_wait: [0; MAX_LAYERS],
+            };
+            let i = h.index as usize;
+            if self.passes.len() <= i {
+                self.passes.resize(i + 1, Passes::default());
+            }
+            self.passes[i] = p;
+            if let Some(st) = self.requests.get_mut(h) {
+                st.cut = pass_cut(&self.cfg.layers, &p.start, req.deadline);
+            }
+        }
         self.budget.with(|x| x.on_request(now));
         if req.deadline <= now {
             self.finish(h, RequestResult::Failed(FailReason::Deadline), None);
@@ -569,6 +620,12 @@ impl Client {
             let Some(st) = self.requests.get_mut(h) else {
                 return;
             };
+            if st.cut <= now && st.cut < st.req.deadline {
+                // A layer's pass has run out (an answer came in at its very
+                // end): nothing more is sent in it.
+                self.pass_timed_out(now, h);
+                return;
+            }
             let Some(m) = st.chain.get(st.pos) else {
                 let reason = if shed {
                     FailReason::Shed
@@ -606,8 +663,10 @@ impl Client {
                         self.queued += 1;
                     }
                     // The wait ends with the time an attempt may start.
+                    // Or with the end of a layer's pass.
                     let at = (st.req.deadline.saturating_sub(self.cfg.min_attempt_time) + 1)
-                        .min(st.req.deadline);
+                        .min(st.req.deadline)
+                        .min(st.cut);
                     st.wake_at = Some(at);
                     let serial = self.next_serial();
                     self.arm(h, MAIN, serial);
@@ -684,6 +743,8 @@ impl Client {
                 match admit {
                     Admit::Now => {}
                     Admit::At(t) => {
+                        // The wait is cut by the end of a layer's pass.
+                        let t = t.min(st.cut);
                         st.paced = Some(k);
                         st.wake_at = Some(t);
                         if st.req.measured {
@@ -768,7 +829,9 @@ impl Client {
             return;
         };
         let timeouts = cfg.timeouts[st.req.tier.index()];
-        let end = timeouts.attempt_deadline(now, st.req.deadline);
+        // Cut by the request's deadline and by the end of any layer's pass
+        // (deadline propagation).
+        let end = timeouts.attempt_deadline(now, st.cut);
         let ft = timeouts.first_token.map(|t| now + t).filter(|&t| t < end);
         let id = attempt_id(h, lane, serial);
         let try_on_model = st.tries[pos];
@@ -1145,10 +1208,10 @@ impl Client {
             if !self.timer_live(at, &t) {
                 continue;
             }
-            let past_deadline = self
+            let (past_deadline, past_cut) = self
                 .requests
                 .get(t.req)
-                .is_some_and(|st| now >= st.req.deadline);
+                .map_or((false, false), |st| (now >= st.req.deadline, now >= st.cut));
             let lane = usize::from(t.lane);
             match t.kind {
                 _ if past_deadline => {
@@ -1157,6 +1220,7 @@ impl Client {
                     }
                     self.finish(t.req, RequestResult::Failed(FailReason::Deadline), None);
                 }
+                _ if past_cut => self.pass_timed_out(now, t.req),
                 TimerKind::Hedge => self.hedge(now, t.req),
                 TimerKind::Wake => {
                     if let Some(st) = self.requests.get_mut(t.req) {
@@ -1205,6 +1269,7 @@ impl Client {
             c.with(|x| {
                 x.release(match reason {
                     CancelReason::Deadline | CancelReason::HedgeLost => Signal::Ignore,
+                    // A layer's timeout is a timeout, as an attempt's own.
                     _ => Signal::Drop,
                 })
             });
@@ -1212,10 +1277,11 @@ impl Client {
         self.cancelled
             .insert(l.id, (l.model, st.req.measured, h, l.extra));
         match reason {
-            CancelReason::Deadline => {
-                // Timeouts are counted where they are classified; a deadline
-                // cut is counted here, alike for breaker and budget, so that
-                // a probe is never left hanging.
+            CancelReason::Deadline | CancelReason::PassTimeout => {
+                // Timeouts are counted where they are classified; a cut by
+                // the deadline or a layer's timeout, which the loop that sent
+                // the attempt never classifies, is counted here, alike for
+                // breaker and budget, so that a probe is never left hanging.
                 self.breakers.with(|x| x[b].on_result(now, false));
                 self.budget.with(|x| x.on_attempt(false));
             }
@@ -1331,10 +1397,15 @@ impl Client {
                 .saturating_add(cfg.min_attempt_time)
                 < st.req.deadline;
             // The `backoff` crate's `max_elapsed_time`: no retry whose wait
-            // would end past it.
-            possible &= retry
-                .max_elapsed
-                .is_none_or(|m| now.saturating_add(wait) <= st.arrived.saturating_add(m));
+            // would end past it, counted from the start of this loop's pass
+            // (the request's arrival without layers).
+            possible &= retry.max_elapsed.is_none_or(|m| {
+                let start = match self.passes.get(h.index as usize) {
+                    Some(p) if !cfg.layers.is_empty() => p.start[cfg.layers.len()],
+                    _ => st.arrived,
+                };
+                now.saturating_add(wait) <= start.saturating_add(m)
+            });
             let spend_ok = self
                 .spend
                 .as_mut()
@@ -1347,7 +1418,8 @@ impl Client {
                 possible = false;
             }
             if possible {
-                let wake = now + wait;
+                // A layer's pass may end first: the wait is dropped then.
+                let wake = (now + wait).min(st.cut);
                 st.budgeted = true;
                 st.retries_here += 1;
                 st.prev_wait = wait;
@@ -1376,19 +1448,23 @@ impl Client {
             return;
         }
         let r = st.last_fail;
-        if !cfg.layers.is_empty() && self.outer_retry(now, h, class, retry_after, should_retry) {
+        if !cfg.layers.is_empty()
+            && self.outer_retry(now, h, cfg.layers.len(), class, retry_after, should_retry)
+        {
             return;
         }
         self.finish(h, RequestResult::Failed(r), None);
     }
 
-    /// The request's own loop gave up on a failure of `class`: the
-    /// innermost outer layer that retries it and has retries left starts
-    /// a fresh pass of every loop inside it, after its own backoff.
+    /// The loops inside layer `upto` gave up on a failure of `class` (the
+    /// request's own loop, for `upto` = the number of layers): the
+    /// innermost layer outside them that retries it and has retries left
+    /// starts a fresh pass of every loop inside it, after its own backoff.
     fn outer_retry(
         &mut self,
         now: Nanos,
         h: Handle,
+        upto: usize,
         class: FailureClass,
         retry_after: Option<Nanos>,
         should_retry: Option<bool>,
@@ -1397,7 +1473,10 @@ impl Client {
         let Some(st) = self.requests.get_mut(h) else {
             return false;
         };
-        for (i, layer) in cfg.layers.iter().enumerate().rev() {
+        let Some(p) = self.passes.get_mut(h.index as usize) else {
+            return false;
+        };
+        for (i, layer) in cfg.layers[..upto].iter().enumerate().rev() {
             let retry = layer.retry;
             let done = u32::from(st.outer[i]);
             let disposition = heed_should_retry(&retry, layer.classify.get(class), should_retry);
@@ -1413,15 +1492,15 @@ impl Client {
             };
             // This layer gives up (and the next one out may retry) when the
             // provider's wait is too long for it, when its own backoff would
-            // end past its `max_elapsed` (counted from the request's
-            // arrival) or when the retry could not start before the deadline.
-            let Some(wait) = retry_wait(&retry, retry.backoff.delay(done, 0, u), retry_after)
-            else {
+            // end past its `max_elapsed` (counted from the start of its
+            // pass) or when the retry could not start before the deadline.
+            let step = retry.backoff.delay(done, p.prev_wait[i], u);
+            let Some(wait) = retry_wait(&retry, step, retry_after) else {
                 continue;
             };
             if retry
                 .max_elapsed
-                .is_some_and(|m| now.saturating_add(wait) > st.arrived.saturating_add(m))
+                .is_some_and(|m| now.saturating_add(wait) > p.start[i].saturating_add(m))
                 || now
                     .saturating_add(wait)
                     .saturating_add(cfg.min_attempt_time)
@@ -1433,6 +1512,17 @@ impl Client {
             for o in &mut st.outer[i + 1..] {
                 *o = 0;
             }
+            // The loops inside this layer start their passes when its wait
+            // ends, with no memory of their last ones.
+            let wake = now + wait;
+            p.prev_wait[i] = wait;
+            for w in &mut p.prev_wait[i + 1..] {
+                *w = 0;
+            }
+            for s in &mut p.start[i + 1..] {
+                *s = wake;
+            }
+            st.cut = pass_cut(&cfg.layers, &p.start, st.req.deadline);
             st.pos = 0;
             st.retries_here = 0;
             st.prev_wait = 0;
@@ -1444,14 +1534,56 @@ impl Client {
             if wait == 0 {
                 self.send(now, h);
             } else {
-                st.wake_at = Some(now + wait);
+                // An outer layer's pass may end before the wait does.
+                let wake = wake.min(st.cut);
+                st.wake_at = Some(wake);
                 let serial = self.next_serial();
                 self.arm(h, MAIN, serial);
-                self.push_timer(now + wait, h, MAIN, serial, TimerKind::Wake);
+                self.push_timer(wake, h, MAIN, serial, TimerKind::Wake);
             }
             return true;
         }
         false
+    }
+
+    /// A layer's pass has run out of time (its `timeout`): every attempt
+    /// inside is cancelled, a pending wait is dropped, and the layer sees a
+    /// timeout, which it retries or passes outward by its own rules.
+    fn pass_timed_out(&mut self, now: Nanos, h: Handle) {
+        let cfg = Arc::clone(&self.cfg);
+        let Some(p) = self.passes.get(h.index as usize) else {
+            return;
+        };
+        // The outermost layer whose pass has ended: the loops inside it go
+        // with it, whatever their own timeouts.
+        let Some(k) = cfg
+            .layers
+            .iter()
+            .zip(&p.start[1..])
+            .position(|(l, &s)| l.timeout.is_some_and(|t| s.saturating_add(t) <= now))
+        else {
+            return;
+        };
+        for lane in 0..LANES {
+            self.cancel_live(now, h, lane, CancelReason::PassTimeout);
+        }
+        let Some(st) = self.requests.get_mut(h) else {
+            return;
+        };
+        st.wake_at = None;
+        // A paced attempt's share stays spent; a queued one leaves the queue.
+        st.paced = None;
+        if std::mem::take(&mut st.queued) {
+            self.waiting_live -= 1;
+        }
+        if std::mem::take(&mut st.budgeted) {
+            // A retry the budget granted is not made.
+            self.budget.with(|x| x.on_retry_done());
+        }
+        st.last_fail = FailReason::Timeout;
+        if !self.outer_retry(now, h, k + 1, FailureClass::Timeout, None, None) {
+            self.finish(h, RequestResult::Failed(FailReason::Timeout), None);
+        }
     }
 
     fn finish(&mut self, h: Handle, result: RequestResult, first_token: Option<Nanos>) {

@@ -73,8 +73,11 @@ pub struct RetryConfig {
     pub honor_should_retry: bool,
     /// What a `retry-after` above `max_retry_after` leads to.
     pub too_long_retry_after: TooLongRetryAfter,
-    /// No retry whose wait would end later than this after the request
-    /// arrived (the `backoff` crate's `max_elapsed_time`); `None`: no limit.
+    /// No retry whose wait would end later than this after the loop's
+    /// current pass began (the `backoff` crate's `max_elapsed_time`): the
+    /// request's arrival for the outermost loop and for a strategy without
+    /// layers, the start of the pass for a loop inside a layer; `None`: no
+    /// limit.
     pub max_elapsed: Option<u64>,
     /// Wait what a (positive, in-bound) `retry-after` says instead of the
     /// backoff, as the SDKs do, rather than at least it.
@@ -108,6 +111,11 @@ pub struct LayerConfig {
     pub retry: RetryConfig,
     /// Which failures this layer retries.
     pub classify: Classifier,
+    /// A bound on each pass of the loops inside this layer (each call this
+    /// layer makes, as `asyncio.wait_for(call, timeout)` bounds it): when it
+    /// runs out, everything inside is cancelled and this layer sees a
+    /// timeout. `None`: no bound but the request's deadline.
+    pub timeout: Option<u64>,
 }
 
 /// One strategy.

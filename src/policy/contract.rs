@@ -189,6 +189,9 @@ pub enum CancelReason {
     TotalTimeout,
     /// The request's deadline passed.
     Deadline,
+    /// A layer's `timeout` ended the pass the attempt was in (see
+    /// [`super::config::LayerConfig::timeout`]).
+    PassTimeout,
     /// The other attempt of a hedged request answered first.
     HedgeLost,
 }

@@ -1272,15 +1272,6 @@ fn layers(
                 )
                 .hint("layer names tell the layers apart in the report; give each its own (and not the strategy's)"));
         }
-        if let Some(t) = &lv.timeout {
-            return Err(src
-                .error_at(
-                    file,
-                    t,
-                    format!("layer `{name}`: a per-layer `timeout` is not supported yet"),
-                )
-                .hint("remove it; the task's deadline and the strategy's [strategy.timeouts] bound every attempt"));
-        }
         let who = format!("strategy `{}` layer `{name}`", sv.name);
         let preset = find_preset(src, file, lv.preset.as_ref())?;
         let retry = retry_config(src, file, l.span(), &who, preset, &lv.retry)?;
@@ -1288,6 +1279,7 @@ fn layers(
             name: name.clone(),
             retry,
             classify: classifier(src, file, preset, &lv.on)?,
+            timeout: lv.timeout.map(|t| t.0),
         });
     }
     Ok(out)

@@ -465,9 +465,10 @@ pub struct LayerSection {
     /// Which failures this layer retries (defaults as the strategy's `on`).
     #[serde(default)]
     pub on: BTreeMap<Spanned<String>, Disposition>,
-    /// A bound on one pass of this layer: not supported yet (rejected).
+    /// A bound on each pass of the loops inside this layer (each call it
+    /// makes), greater than zero; default none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timeout: Option<Spanned<Duration>>,
+    pub timeout: Option<PositiveDuration>,
 }
 
 /// Retry budget kinds.

@@ -1477,6 +1477,7 @@ fn layered(layers: &[(&str, u32)], own_retries: u32) -> StrategyConfig {
                 ..c.retry
             },
             classify: c.classify,
+            timeout: None,
         })
         .collect();
     c
@@ -1622,4 +1623,399 @@ fn the_remembered_head_timer_goes_stale_with_its_request() {
     assert_eq!(h.client.poll_timeout(), None);
     h.request(req(3));
     assert_eq!(h.client.poll_timeout(), Some(8 * SECS));
+}
+
+/// What a step of the harness did, for exact timelines: (time, what).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Step {
+    /// An attempt, due by this deadline.
+    Send(Nanos),
+    Cancel(CancelReason),
+    Finish(RequestResult, u32),
+}
+
+fn steps(out: &[Action], now: Nanos) -> Vec<(Nanos, Step)> {
+    out.iter()
+        .filter_map(|a| match *a {
+            Action::Send { deadline, .. } => Some(Step::Send(deadline)),
+            Action::Cancel { reason, .. } => Some(Step::Cancel(reason)),
+            Action::Finish {
+                result, attempts, ..
+            } => Some(Step::Finish(result, attempts)),
+            Action::Alert { .. } => None,
+        })
+        .map(|s| (now, s))
+        .collect()
+}
+
+/// Runs request `r` through `h`, answering every cancel at once and
+/// nothing else (every attempt hangs), until it finishes.
+fn hang_everything(h: &mut Harness, r: Request) -> Vec<(Nanos, Step)> {
+    let mut log = steps(&h.request(r), h.now);
+    while let Some(out) = h.next_timer() {
+        for a in &out {
+            if let Action::Cancel { attempt, .. } = *a {
+                h.outcome(
+                    attempt,
+                    Outcome::Cancelled {
+                        input_tokens: 1000,
+                        output_tokens: 0,
+                    },
+                );
+            }
+        }
+        log.extend(steps(&out, h.now));
+    }
+    log
+}
+
+/// An app loop (2 retries, 1 s apart, 30 s `timeout`) around an SDK loop
+/// (2 retries, 1 s apart, its own `total` timeout), requests due in 200 s.
+fn app_timeout_around_sdk(sdk_total: Nanos, sdk_wait: Nanos) -> (StrategyConfig, Request) {
+    let mut c = layered(&[("app", 2)], 2);
+    c.retry.backoff = Backoff::Constant { base: sdk_wait };
+    c.timeouts = [Timeouts {
+        total: Some(sdk_total),
+        ..Timeouts::default()
+    }; 3];
+    c.layers[0].retry.backoff = Backoff::Constant { base: SECS };
+    c.layers[0].timeout = Some(30 * SECS);
+    let mut r = req(1);
+    r.deadline = 200 * SECS;
+    (c, r)
+}
+
+#[test]
+fn a_layer_timeout_cuts_each_pass_of_a_hanging_sdk_and_the_layer_retries_it() {
+    use Step::{Cancel, Finish, Send};
+    // The SDK's 600 s timeout never comes: each pass is cut at the app's
+    // 30 s and the app retries it after 1 s, three passes in all.
+    let (c, r) = app_timeout_around_sdk(600 * SECS, SECS);
+    let mut h = Harness::new(c, 1);
+    assert_eq!(
+        hang_everything(&mut h, r),
+        [
+            (0, Send(30 * SECS)),
+            (30 * SECS, Cancel(CancelReason::PassTimeout)),
+            (31 * SECS, Send(61 * SECS)),
+            (61 * SECS, Cancel(CancelReason::PassTimeout)),
+            (62 * SECS, Send(92 * SECS)),
+            (92 * SECS, Cancel(CancelReason::PassTimeout)),
+            (
+                92 * SECS,
+                Finish(RequestResult::Failed(FailReason::Timeout), 3)
+            ),
+        ]
+    );
+    assert_eq!(h.client.layer_retries(), [2, 0, 0, 0]);
+    // Every cancelled attempt still bills what it had used.
+    assert_eq!(h.client.ledger().all[0].input_tokens, 3000);
+
+    // With a 20 s SDK timeout, the SDK's own retry inside a pass is cut
+    // to what is left of the pass (deadline propagation): 20 s + 1 s, then
+    // an attempt due at the pass's 30 s rather than at its own 41 s.
+    let (c, r) = app_timeout_around_sdk(20 * SECS, SECS);
+    let mut h = Harness::new(c, 1);
+    let log = hang_everything(&mut h, r);
+    assert_eq!(
+        log[..6],
+        [
+            (0, Send(20 * SECS)),
+            (20 * SECS, Cancel(CancelReason::TotalTimeout)),
+            (21 * SECS, Send(30 * SECS)),
+            (30 * SECS, Cancel(CancelReason::PassTimeout)),
+            (31 * SECS, Send(51 * SECS)),
+            (51 * SECS, Cancel(CancelReason::TotalTimeout)),
+        ]
+    );
+    assert_eq!(
+        log.last(),
+        Some(&(
+            92 * SECS,
+            Finish(RequestResult::Failed(FailReason::Timeout), 6)
+        ))
+    );
+}
+
+#[test]
+fn a_layer_timeout_drops_a_pending_inner_wait_and_the_deadline_still_wins() {
+    use Step::{Cancel, Finish, Send};
+    // The SDK's 15 s wait after its 20 s timeout would end at 35 s: the
+    // pass ends at 30 s during the wait, and the app's retry comes at 31 s.
+    // A concurrent budget of one retry in flight: the retry granted for
+    // the dropped wait must be given back, or the SDK's next retry (after
+    // its timeout at 51 s) would be refused and the app's come at 52 s.
+    let (mut c, r) = app_timeout_around_sdk(20 * SECS, 15 * SECS);
+    c.budget = crate::policy::retry::BudgetConfig::Concurrent {
+        percent: 0.0,
+        min_concurrent: 1,
+    };
+    let mut h = Harness::new(c, 1);
+    let log = hang_everything(&mut h, r);
+    assert_eq!(
+        log[..6],
+        [
+            (0, Send(20 * SECS)),
+            (20 * SECS, Cancel(CancelReason::TotalTimeout)),
+            (31 * SECS, Send(51 * SECS)),
+            (51 * SECS, Cancel(CancelReason::TotalTimeout)),
+            (62 * SECS, Send(82 * SECS)),
+            (82 * SECS, Cancel(CancelReason::TotalTimeout)),
+        ]
+    );
+    assert_eq!(h.client.retries_denied(), 0);
+
+    // A request due at 45 s: its deadline comes before the second pass's
+    // end (61 s) and ends the request as the deadline always does.
+    let (c, mut r) = app_timeout_around_sdk(600 * SECS, SECS);
+    r.deadline = 45 * SECS;
+    let mut h = Harness::new(c, 1);
+    assert_eq!(
+        hang_everything(&mut h, r)[2..],
+        [
+            (31 * SECS, Send(45 * SECS)),
+            (45 * SECS, Cancel(CancelReason::Deadline)),
+            (
+                45 * SECS,
+                Finish(RequestResult::Failed(FailReason::Deadline), 2)
+            ),
+        ]
+    );
+}
+
+/// Sends of request `r` under `c` when every attempt fails with a 503
+/// `fail_after` after it was sent: their times, and the finish time.
+fn send_times(c: StrategyConfig, r: Request, fail_after: Nanos) -> (Vec<Nanos>, Nanos) {
+    let mut h = Harness::new(c, 1);
+    let mut sends = Vec::new();
+    let mut out = h.request(r);
+    loop {
+        if let Some(Action::Finish { .. }) = finished(&out) {
+            return (sends, h.now);
+        }
+        if let Some((id, ..)) = sent(&out) {
+            sends.push(h.now);
+            h.set_time(h.now + fail_after);
+            out = h.outcome(id, http(503, ErrorType::Overloaded, None));
+        } else {
+            out = h.next_timer().expect("a timer");
+        }
+    }
+}
+
+#[test]
+fn every_loop_s_max_elapsed_counts_from_the_start_of_its_pass() {
+    let mut r = req(1);
+    r.deadline = 200 * SECS;
+    // The SDK (5 retries, 1 s apart, at most 10 s) inside an app loop (1
+    // retry after 1 s); every attempt fails 4 s after it is sent. The SDK
+    // retries at 5 s and 10 s and gives up at 14 s (15 s > 10 s); the app's
+    // retry at 15 s starts a new pass, whose 10 s count from 15 s.
+    let mut c = layered(&[("app", 1)], 5);
+    c.retry.backoff = Backoff::Constant { base: SECS };
+    c.retry.max_elapsed = Some(10 * SECS);
+    c.layers[0].retry.backoff = Backoff::Constant { base: SECS };
+    let s = SECS;
+    assert_eq!(
+        send_times(c, r, 4 * SECS),
+        (vec![0, 5 * s, 10 * s, 15 * s, 20 * s, 25 * s], 29 * s)
+    );
+    // The same for a middle layer: a gateway (5 retries, 1 s apart, at
+    // most 10 s) between the app and an SDK that does not retry.
+    let mut c = layered(&[("app", 1), ("gateway", 5)], 0);
+    for l in &mut c.layers {
+        l.retry.backoff = Backoff::Constant { base: SECS };
+    }
+    c.layers[1].retry.max_elapsed = Some(10 * SECS);
+    assert_eq!(
+        send_times(c, r, 4 * SECS),
+        (vec![0, 5 * s, 10 * s, 15 * s, 20 * s, 25 * s], 29 * s)
+    );
+    // Without layers the pass is the request: as before.
+    let mut c = layered(&[], 5);
+    c.retry.backoff = Backoff::Constant { base: SECS };
+    c.retry.max_elapsed = Some(10 * SECS);
+    assert_eq!(send_times(c, r, 4 * SECS), (vec![0, 5 * s, 10 * s], 14 * s));
+}
+
+#[test]
+fn an_outer_layer_s_decorrelated_jitter_remembers_its_last_wait_within_a_pass() {
+    // An app loop (1 retry after 10 s) around a gateway with decorrelated
+    // jitter (base 1 s, cap 1000 s, 3 retries) around an SDK that does not
+    // retry; every attempt fails at once. Gaps between sends: the
+    // gateway's three waits, the app's 10 s, the gateway's three again.
+    let mut c = layered(&[("app", 1), ("gateway", 3)], 0);
+    c.layers[0].retry.backoff = Backoff::Constant { base: 10 * SECS };
+    c.layers[1].retry.backoff = Backoff::Decorrelated {
+        base: SECS,
+        cap: 1000 * SECS,
+    };
+    let mut beyond_three_bases = 0;
+    for id in 0..40 {
+        let mut r = req(id);
+        r.deadline = 10_000 * SECS;
+        let (sends, _) = send_times(c.clone(), r, 0);
+        assert_eq!(sends.len(), 8);
+        let gaps: Vec<Nanos> = sends.windows(2).map(|w| w[1] - w[0]).collect();
+        assert_eq!(gaps[3], 10 * SECS);
+        for pass in [&gaps[..3], &gaps[4..]] {
+            // A pass starts with no memory: base to 3 x base.
+            assert!((SECS..3 * SECS).contains(&pass[0]), "{gaps:?}");
+            for w in pass.windows(2) {
+                // Then base to 3 x the previous wait.
+                assert!(w[1] >= SECS && w[1] <= 3 * w[0], "{gaps:?}");
+                beyond_three_bases += u32::from(w[1] >= 3 * SECS);
+            }
+        }
+    }
+    // Only a memory of the previous wait reaches past 3 x base.
+    assert!(beyond_three_bases > 10, "{beyond_three_bases}");
+}
+
+proptest::proptest! {
+    /// Whatever the layers, their timeouts, retries and waits, with or
+    /// without hedging and a bulkhead, and however attempts end (hang,
+    /// fail or succeed, at any time): every attempt's deadline lies within
+    /// the passes it runs in and the request's deadline, every attempt has
+    /// ended (answered or cancelled) by its deadline, and every request
+    /// finishes by its deadline, leaving nothing queued.
+    #[test]
+    fn no_attempt_outlives_its_enclosing_passes(
+        layers in proptest::collection::vec(
+            (proptest::option::of(1u64..60), 0u32..3, 0u64..5_000),
+            1..=MAX_LAYERS,
+        ),
+        own_retries in 0u32..3,
+        own_wait_ms in 0u64..5_000,
+        total_s in 1u64..100,
+        deadline_s in 1u64..400,
+        arrivals_ms in proptest::collection::vec(0u64..20_000, 1..4),
+        hedge_ms in proptest::option::of(100u64..10_000),
+        bulkhead in proptest::option::of((1u32..3, 0u32..3)),
+        // Per attempt, in order: 0 hangs, 1 fails, 2 succeeds; after ms.
+        script in proptest::collection::vec((0u8..3, 0u64..40_000), 1..64),
+    ) {
+        let names = ["a", "b", "c", "d"];
+        let spec: Vec<(&str, u32)> =
+            layers.iter().zip(names).map(|(&(_, n, _), name)| (name, n)).collect();
+        let mut c = layered(&spec, own_retries);
+        c.retry.backoff = Backoff::Constant { base: own_wait_ms * MILLIS };
+        c.classify.set(FailureClass::Timeout, Disposition::Retry);
+        c.timeouts = [Timeouts { total: Some(total_s * SECS), ..Timeouts::default() }; 3];
+        for (l, &(t, _, w)) in c.layers.iter_mut().zip(&layers) {
+            l.timeout = t.map(|t| t * SECS);
+            l.retry.backoff = Backoff::Decorrelated { base: w * MILLIS + 1, cap: 10 * SECS };
+            l.classify = c.classify;
+        }
+        c.hedge = hedge_ms.map(|d| crate::policy::hedge::HedgeConfig {
+            delay: crate::policy::hedge::HedgeDelay::Fixed(d * MILLIS),
+            target: crate::policy::hedge::HedgeTarget::Same,
+        });
+        c.concurrency = bulkhead.map(|(limit, queue)| {
+            crate::policy::concurrency::ConcurrencyConfig::Fixed { limit, queue }
+        });
+        let timeouts: Vec<Option<Nanos>> = c.layers.iter().map(|l| l.timeout).collect();
+        let mut arrivals: Vec<(Nanos, Request)> = arrivals_ms
+            .iter()
+            .enumerate()
+            .map(|(i, &ms)| {
+                let mut r = req(i as u64);
+                r.deadline = ms * MILLIS + deadline_s * SECS;
+                (ms * MILLIS, r)
+            })
+            .collect();
+        arrivals.sort_by_key(|a| std::cmp::Reverse(a.0));
+        let deadlines: Vec<Nanos> = {
+            let mut d: Vec<(u64, Nanos)> = arrivals.iter().map(|a| (a.1.id, a.1.deadline)).collect();
+            d.sort_unstable();
+            d.into_iter().map(|x| x.1).collect()
+        };
+        let mut h = Harness::new(c, 7);
+        // Live attempts: (request, deadline), and the answers due.
+        let mut live: BTreeMap<AttemptId, (u64, Nanos)> = BTreeMap::new();
+        let mut due: Vec<(Nanos, AttemptId, Outcome)> = Vec::new();
+        let mut sends = 0usize;
+        let mut finished = 0usize;
+        let mut out = Vec::new();
+        for _ in 0..10_000 {
+            for a in &out {
+                match *a {
+                    Action::Send { attempt, request, deadline, .. } => {
+                        let r_deadline = deadlines[request as usize];
+                        proptest::prop_assert!(deadline > h.now && deadline <= r_deadline);
+                        let p = h.client.passes[slot_lane(attempt).0 as usize];
+                        for (i, t) in timeouts.iter().enumerate() {
+                            let Some(t) = *t else { continue };
+                            // The pass inside layer `i` began no later than
+                            // this attempt and ends no earlier than it.
+                            proptest::prop_assert!(p.start[i + 1] <= h.now);
+                            proptest::prop_assert!(deadline <= p.start[i + 1] + t);
+                            proptest::prop_assert!(deadline - h.now <= t);
+                        }
+                        live.insert(attempt, (request, deadline));
+                        let (kind, after) = script[sends % script.len()];
+                        sends += 1;
+                        let o = match kind {
+                            0 => None,
+                            1 => Some(http(503, ErrorType::Overloaded, None)),
+                            _ => Some(ok(BodyKind::Valid)),
+                        };
+                        if let Some(o) = o {
+                            due.push((h.now + after * MILLIS, attempt, o));
+                        }
+                    }
+                    Action::Cancel { attempt, .. } => {
+                        let (_, deadline) = live.remove(&attempt).expect("a live attempt");
+                        proptest::prop_assert!(h.now <= deadline);
+                        due.retain(|d| d.1 != attempt);
+                        let cancelled = Outcome::Cancelled { input_tokens: 0, output_tokens: 0 };
+                        due.push((h.now, attempt, cancelled));
+                    }
+                    Action::Finish { request, .. } => {
+                        proptest::prop_assert!(h.now <= deadlines[request as usize]);
+                        // Its attempts have ended or been cancelled.
+                        proptest::prop_assert!(live.values().all(|l| l.0 != request));
+                        finished += 1;
+                    }
+                    Action::Alert { .. } => {}
+                }
+            }
+            // The next input: an arrival, an answer due (first, at a tie
+            // with a timer, so an answer may come at the very end of a
+            // pass) or a timer.
+            due.sort_by_key(|d| d.0);
+            let timer = h.client.poll_timeout();
+            let answer = due.first().map(|d| d.0);
+            let arrival = arrivals.last().map(|a| a.0);
+            let first = [arrival, answer, timer].into_iter().flatten().min();
+            let Some(at) = first else { break };
+            h.set_time(at.max(h.now));
+            if arrival == Some(at) {
+                let (_, r) = arrivals.pop().expect("an arrival");
+                out = h.request(r);
+            } else if answer == Some(at) {
+                let (_, id, o) = due.remove(0);
+                if !matches!(o, Outcome::Cancelled { .. }) {
+                    let (_, deadline) = live.remove(&id).expect("a live attempt");
+                    proptest::prop_assert!(h.now <= deadline);
+                }
+                out = h.outcome(id, o);
+            } else {
+                out = h.next_timer().expect("a timer");
+                // Once the timers due now have fired, no request is still
+                // in a pass (or past a deadline) that has ended: a timer
+                // caught each end on time.
+                for i in 0..8 {
+                    let rs = &h.client.requests;
+                    if let Some(st) = rs.handle_at(i).and_then(|x| rs.get(x)) {
+                        proptest::prop_assert!(st.cut > h.now, "{} <= {}", st.cut, h.now);
+                    }
+                }
+            }
+        }
+        proptest::prop_assert_eq!(finished, deadlines.len(), "a request never finished");
+        proptest::prop_assert!(live.is_empty());
+        proptest::prop_assert_eq!(h.client.waiting_live, 0);
+        proptest::prop_assert_eq!(h.client.in_flight(), 0);
+    }
 }
