@@ -13,9 +13,15 @@
 //!    `Outcome::Cancelled` in answer to every `Action::Cancel`;
 //! 4. [`Client::handle_timeout`] when the time from [`Client::poll_timeout`]
 //!    has come;
+//! 5. [`Client::handle_room`], for replicas sharing a fleet concurrency
+//!    limit, on the replica [`Client::poll_room`] names (below);
 //!
 //! and after each call drains [`Client::poll_action`] until it returns
-//! `None`, carrying the actions out in order. Then it sleeps until
+//! `None`, carrying the actions out in order. A driver of a fleet then asks
+//! the replica [`Client::poll_room`]: while it names a replica, that
+//! replica's oldest queued request may take a place freed elsewhere in the
+//! fleet, so the driver calls [`Client::handle_room`] on it at the same
+//! `now` and carries out its actions in turn. Then it sleeps until
 //! [`Client::poll_timeout`] or the next input. The core never reads a clock
 //! and draws randomness only from a generator seeded by its configuration,
 //! so the same inputs at the same times give the same actions, in any driver.
@@ -46,7 +52,7 @@ use crate::units::{NanoUsd, Nanos};
 use crate::wire::{BodyKind, ErrorType, RateLimits};
 
 use super::breaker::CircuitBreaker;
-use super::concurrency::{ConcurrencyLimit, Signal};
+use super::concurrency::{ConcurrencyLimit, Signal, Ticket};
 use super::config::{RetryConfig, StrategyConfig, TooLongRetryAfter, MAX_LAYERS};
 use super::contract::{
     Action, AttemptId, CancelReason, FailReason, KeyId, ModelId, Outcome, Request, RequestResult,
@@ -228,6 +234,11 @@ pub struct Client {
     /// ones are skipped when reached).
     waiting: VecDeque<Handle>,
     waiting_live: usize,
+    /// This replica's number in its fleet (the order it joined in).
+    member: u32,
+    /// The request being taken from the head of the fleet's queue: it may
+    /// have the free place although later tickets still wait.
+    serving: Option<Handle>,
     paced: u64,
     shed: u64,
     queued: u64,
@@ -293,6 +304,8 @@ impl Client {
             conc: concurrency.map(|c| Scoped::Replica(ConcurrencyLimit::new(c))),
             waiting: VecDeque::new(),
             waiting_live: 0,
+            member: 0,
+            serving: None,
             paced: 0,
             shed: 0,
             queued: 0,
@@ -363,6 +376,7 @@ impl Client {
         join(self.conc.as_mut(), fleet.conc.as_ref());
         join(self.limiter.as_mut(), fleet.limiter.as_ref());
         self.reports_shared = reports_shared;
+        self.member = fleet.enrol();
     }
 
     /// Attempts of measured requests the client's rate limit delayed.
@@ -592,16 +606,16 @@ impl Client {
                 self.finish(h, RequestResult::Failed(reason), None);
                 return;
             }
-            // Client-wide, so before any model is picked.
-            let full = self
-                .conc
-                .as_ref()
-                .and_then(|c| c.with_ref(|c| (!c.has_room()).then(|| c.queue())));
-            if let Some(queue) = full {
-                if self.waiting_live < queue {
+            // Client-wide, so before any model is picked. `Some(may_wait)`
+            // when the request may not have a place now.
+            let full = match self.conc.as_ref() {
+                None => None,
+                Some(Scoped::Replica(c)) => (!c.has_room()).then(|| self.waiting_live < c.queue()),
+                Some(Scoped::Fleet(c)) => fleet_full(c, self.serving == Some(h)),
+            };
+            if let Some(may_wait) = full {
+                if may_wait {
                     st.queued = true;
-                    self.waiting_live += 1;
-                    self.waiting.push_back(h);
                     if st.req.measured {
                         self.queued += 1;
                     }
@@ -612,6 +626,7 @@ impl Client {
                     let serial = self.next_serial();
                     self.arm(h, MAIN, serial);
                     self.push_timer(at, h, MAIN, serial, TimerKind::Wake);
+                    self.wait_for_room(h);
                 } else {
                     if st.req.measured {
                         self.shed += 1;
@@ -727,8 +742,71 @@ impl Client {
         self.emit(now, h, MAIN, pos, key);
     }
 
+    /// Puts a request the concurrency limit has no place for in its queue:
+    /// this replica's own, or the fleet's.
+    fn wait_for_room(&mut self, h: Handle) {
+        match self.conc.as_ref() {
+            Some(Scoped::Fleet(c)) => c.borrow_mut().enqueue(Ticket {
+                replica: self.member,
+                request: h,
+            }),
+            _ => {
+                self.waiting_live += 1;
+                self.waiting.push_back(h);
+            }
+        }
+    }
+
+    /// For a driver of a fleet whose concurrency limit is fleet-scoped: the
+    /// replica (by the order it joined the fleet, see
+    /// [`Client::join_fleet`]) that holds the oldest queued request, when
+    /// the limit has a place free for it. The driver then calls
+    /// [`Client::handle_room`] on that replica, at once, and asks again
+    /// until the answer is `None`. Any replica of the fleet gives the same
+    /// answer; always `None` without a fleet limit.
+    pub fn poll_room(&self) -> Option<u32> {
+        match self.conc.as_ref() {
+            Some(Scoped::Fleet(c)) => fleet_room(c),
+            _ => None,
+        }
+    }
+
+    /// A place of the fleet's concurrency limit is free and this replica
+    /// holds the oldest queued request (the answer of
+    /// [`Client::poll_room`]): it takes that place, and the next ones while
+    /// the oldest requests are its own. Does nothing otherwise.
+    pub fn handle_room(&mut self, now: Nanos) {
+        loop {
+            let Some(Scoped::Fleet(c)) = self.conc.as_ref() else {
+                return;
+            };
+            let Some(t) = c.borrow_mut().take_head(self.member) else {
+                return;
+            };
+            self.leave_queue(now, t.request);
+        }
+    }
+
+    /// A request taken from the head of the concurrency limit's queue goes.
+    fn leave_queue(&mut self, now: Nanos, h: Handle) {
+        let Some(st) = self.requests.get_mut(h) else {
+            return;
+        };
+        if !std::mem::take(&mut st.queued) {
+            return;
+        }
+        st.wake_at = None;
+        self.serving = Some(h);
+        self.send(now, h);
+        self.serving = None;
+    }
+
     /// Lets queued requests go while the concurrency limit has room.
     fn pump(&mut self, now: Nanos) {
+        if self.conc.as_ref().is_some_and(Scoped::is_fleet) {
+            self.handle_room(now);
+            return;
+        }
         while self
             .conc
             .as_ref()
@@ -847,7 +925,7 @@ impl Client {
         if self
             .conc
             .as_ref()
-            .is_some_and(|c| !c.with_ref(|x| x.has_room()))
+            .is_some_and(|c| !c.with_ref(|x| x.has_room_for_newcomer()))
         {
             return;
         }
@@ -1476,7 +1554,13 @@ impl Client {
             self.budget.with(|x| x.on_retry_done());
         }
         if st.queued {
-            self.waiting_live -= 1;
+            match self.conc.as_ref() {
+                Some(Scoped::Fleet(c)) => c.borrow_mut().withdraw(Ticket {
+                    replica: self.member,
+                    request: h,
+                }),
+                _ => self.waiting_live -= 1,
+            }
         }
         self.budget.with(|x| x.on_request_done());
         self.actions.push_back(Action::Finish {
@@ -1490,6 +1574,28 @@ impl Client {
             measured: st.req.measured,
         });
     }
+}
+
+/// For a request in `send` under a fleet limit: `Some(may_wait)` when it
+/// may not have a place now (none is free, or older requests wait for it
+/// and it is not the one taken from the head), `may_wait` if the fleet's
+/// queue has room for it.
+#[cold]
+#[inline(never)]
+fn fleet_full(c: &std::cell::RefCell<ConcurrencyLimit>, at_head: bool) -> Option<bool> {
+    let c = c.borrow();
+    let go = if at_head {
+        c.has_room()
+    } else {
+        c.has_room_for_newcomer()
+    };
+    (!go).then(|| c.waiting() < c.queue())
+}
+
+#[cold]
+#[inline(never)]
+fn fleet_room(c: &std::cell::RefCell<ConcurrencyLimit>) -> Option<u32> {
+    c.borrow().head_with_room().map(|t| t.replica)
 }
 
 /// The next key of `model`'s round-robin.

@@ -368,8 +368,23 @@ impl Sim<'_> {
         }
     }
 
-    /// Carries out the client's actions and re-arms its timer.
+    /// Carries out the client's actions and re-arms its timer; then, while
+    /// a fleet concurrency limit has a place free and its oldest queued
+    /// request is some replica's, hands that replica the moment (the
+    /// contract's "Replicas that share a queue") and does the same for it.
     fn after_input(&mut self, now: Nanos, c: u32) {
+        self.carry_out(now, c);
+        let mut c = c;
+        // Each round takes at least the queue's head: bounded by the queue.
+        while let Some(r) = self.clients[c as usize].poll_room() {
+            self.clients[r as usize].handle_room(now);
+            self.carry_out(now, r);
+            c = r;
+        }
+    }
+
+    /// Carries out the client's actions and re-arms its timer.
+    fn carry_out(&mut self, now: Nanos, c: u32) {
         while let Some(a) = self.clients[c as usize].poll_action() {
             match a {
                 Action::Send { .. } => self.send(now, c, a),
