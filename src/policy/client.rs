@@ -771,6 +771,13 @@ impl Client {
         }
     }
 
+    /// Whether this replica shares a fleet concurrency limit (and so its
+    /// queue) with its siblings: a driver that sees `false` for every
+    /// replica may skip [`Client::poll_room`], which would always be `None`.
+    pub fn shares_queue(&self) -> bool {
+        self.conc.as_ref().is_some_and(Scoped::is_fleet)
+    }
+
     /// A place of the fleet's concurrency limit is free and this replica
     /// holds the oldest queued request (the answer of
     /// [`Client::poll_room`]): it takes that place, and the next ones while
@@ -801,17 +808,27 @@ impl Client {
         self.serving = None;
     }
 
+    /// The fleet's queue: this replica serves its own head tickets; a
+    /// driver hands it the others' (`poll_room`). Out of line, so that
+    /// `pump` stays small for replica limits.
+    #[cold]
+    #[inline(never)]
+    fn pump_fleet(&mut self, now: Nanos) {
+        self.handle_room(now);
+    }
+
     /// Lets queued requests go while the concurrency limit has room.
+    #[inline(always)]
     fn pump(&mut self, now: Nanos) {
-        if self.conc.as_ref().is_some_and(Scoped::is_fleet) {
-            self.handle_room(now);
-            return;
-        }
         while self
             .conc
             .as_ref()
             .is_some_and(|c| c.with_ref(|x| x.has_room()))
         {
+            if self.conc.as_ref().is_some_and(Scoped::is_fleet) {
+                self.pump_fleet(now);
+                return;
+            }
             let Some(h) = self.waiting.pop_front() else {
                 return;
             };

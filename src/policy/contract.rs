@@ -21,7 +21,8 @@
 //! would: the oldest waiting request gets the next free place at the
 //! instant it frees, and a new arrival that finds a free place while older
 //! requests wait queues behind them. Without a fleet limit `poll_room` is
-//! always `None`, and nothing else changes.
+//! always `None`, and nothing else changes: a driver may skip the question
+//! for a strategy none of whose replicas [`super::Client::shares_queue`].
 
 use crate::units::{NanoUsd, Nanos};
 use crate::wire::{BodyKind, ErrorType};
