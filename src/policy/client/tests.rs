@@ -1588,6 +1588,58 @@ fn a_fleet_queue_is_one_queue_for_all_replicas() {
     assert!(actions_of(&mut f[2]).is_empty(), "queued, not shed");
 }
 
+proptest::proptest! {
+    /// Replicas sharing a fleet limit, driven as the drivers do: never more
+    /// attempts in flight than the limit, never a free place while a
+    /// request waits, and waiting requests start in the order they queued,
+    /// whichever replica holds them.
+    #[test]
+    fn a_fleet_limit_is_one_fifo_bulkhead(
+        ops in proptest::collection::vec((0u8..4, 0usize..4, 0usize..64), 1..200),
+        limit in 1u32..5,
+        replicas in 1u32..5,
+    ) {
+        let mut f = fleet_of(fleet_bulkhead(limit, 1000), replicas);
+        // Live attempts: (replica, attempt); requests waiting, oldest first.
+        let mut live: Vec<(usize, AttemptId)> = Vec::new();
+        let mut waiting: VecDeque<u64> = VecDeque::new();
+        for (i, &(kind, r, pick)) in ops.iter().enumerate() {
+            let now = i as u64 * MILLIS;
+            let r = r % replicas as usize;
+            let id = i as u64;
+            // 0, 1: an arrival; 2: an attempt ends; 3: an attempt ends and
+            // a request arrives at that instant, before the driver hands
+            // the freed place round.
+            if kind >= 2 && !live.is_empty() {
+                let (lr, a) = live.remove(pick % live.len());
+                f[lr].handle_outcome(now, a, ok(BodyKind::Valid), RateLimits::default());
+                for (q, a) in requests_sent(&actions_of(&mut f[lr])) {
+                    proptest::prop_assert_eq!(waiting.pop_front(), Some(q));
+                    live.push((lr, a));
+                }
+            }
+            if kind != 2 || live.is_empty() {
+                f[r].handle_request(now, req(id));
+                match requests_sent(&actions_of(&mut f[r]))[..] {
+                    [] => waiting.push_back(id),
+                    [(_, a)] => {
+                        // Only when nobody waits.
+                        proptest::prop_assert!(waiting.is_empty());
+                        live.push((r, a));
+                    }
+                    _ => proptest::prop_assert!(false, "two sends"),
+                }
+            }
+            for (rr, q, a) in serve_room(&mut f, now) {
+                proptest::prop_assert_eq!(waiting.pop_front(), Some(q));
+                live.push((rr as usize, a));
+            }
+            proptest::prop_assert!(live.len() <= limit as usize);
+            proptest::prop_assert!(live.len() == limit as usize || waiting.is_empty());
+        }
+    }
+}
+
 fn layered(layers: &[(&str, u32)], own_retries: u32) -> StrategyConfig {
     let mut c = cfg();
     c.chains = [vec![], vec![], vec![]];
