@@ -265,6 +265,52 @@ fn a_live_trace_replays_through_the_core_action_for_action() {
 }
 
 #[test]
+fn a_live_fleet_limit_hands_freed_places_to_sibling_replicas_and_replays() {
+    let _alone = alone();
+    let sc = load(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/scenarios/fleet-queue-live.toml"
+    ));
+    let dir = std::env::temp_dir().join(format!("stormglass-fleetq-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let opts = LiveOptions {
+        serve: true,
+        trace: Some(dir.clone()),
+        ..Default::default()
+    };
+    let report = live::run(&sc, &opts).expect("live run");
+    let s = &report.strategies[0];
+    assert!(s.queued_locally > 10, "{}", s.queued_locally);
+    assert_eq!(s.shed_locally, 0);
+    assert!(s.success_rate > 0.99, "{}", s.success_rate);
+    let strategy = &sc.strategies[0];
+    let path = dir.join(format!("{}.trace.jsonl", strategy.name));
+    let events = live::trace::read(&path).expect("trace");
+    // The fleet's 2 places hold across the 4 replicas: an attempt takes one
+    // when sent and gives it back with its outcome (a cancel's included).
+    let (mut in_flight, mut most, mut rooms) = (0i64, 0i64, 0);
+    for e in &events {
+        match e {
+            live::trace::Event::Out { action, .. } if action.starts_with("Send") => {
+                in_flight += 1;
+                most = most.max(in_flight);
+            }
+            live::trace::Event::In { input, .. } => match input {
+                live::trace::Input::Outcome(..) => in_flight -= 1,
+                live::trace::Input::Room => rooms += 1,
+                _ => {}
+            },
+            live::trace::Event::Out { .. } => {}
+        }
+    }
+    assert_eq!(most, 2);
+    // Places freed by one replica went to another's older waiter.
+    assert!(rooms > 5, "{rooms}");
+    live::trace::replay(&sc, strategy, &events).expect("the core replays the trace exactly");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn a_refused_connection_ends_in_resets_and_a_report() {
     let _alone = alone();
     // A port nobody listens on: bind one, then let it go.

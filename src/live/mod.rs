@@ -630,8 +630,23 @@ impl<'a> Driver<'a> {
         NanoUsd(total)
     }
 
-    /// Carries out a client's actions.
+    /// Carries out a client's actions; then, while a fleet concurrency
+    /// limit has a place free and its oldest queued request is some
+    /// replica's, hands that replica the moment (the contract's "Replicas
+    /// that share a queue") and carries out its actions too.
     fn drain(&mut self, now: Nanos, c: u32) {
+        self.carry_out(now, c);
+        let mut c = c;
+        // Each round takes at least the queue's head: bounded by the queue.
+        while let Some(r) = self.clients[c as usize].poll_room() {
+            self.input(r, now, trace::Input::Room);
+            self.carry_out(now, r);
+            c = r;
+        }
+    }
+
+    /// Carries out a client's actions.
+    fn carry_out(&mut self, now: Nanos, c: u32) {
         while let Some(a) = self.clients[c as usize].poll_action() {
             if let Some(t) = &mut self.trace {
                 t.push(trace::Event::Out {

@@ -33,6 +33,9 @@ pub enum Input {
     Outcome(AttemptId, Outcome, RateLimits),
     /// `handle_timeout`.
     Timeout,
+    /// `handle_room` (a place of the fleet's concurrency limit for this
+    /// replica's oldest queued request).
+    Room,
 }
 
 /// What happened at a client core, in order.
@@ -65,6 +68,7 @@ pub fn apply(client: &mut Client, now: Nanos, input: &Input) {
         Input::Chunk(id) => client.handle_chunk(now, id),
         Input::Outcome(id, o, l) => client.handle_outcome(now, id, o, l),
         Input::Timeout => client.handle_timeout(now),
+        Input::Room => client.handle_room(now),
     }
 }
 

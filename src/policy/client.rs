@@ -13,9 +13,15 @@
 //!    `Outcome::Cancelled` in answer to every `Action::Cancel`;
 //! 4. [`Client::handle_timeout`] when the time from [`Client::poll_timeout`]
 //!    has come;
+//! 5. [`Client::handle_room`], for replicas sharing a fleet concurrency
+//!    limit, on the replica [`Client::poll_room`] names (below);
 //!
 //! and after each call drains [`Client::poll_action`] until it returns
-//! `None`, carrying the actions out in order. Then it sleeps until
+//! `None`, carrying the actions out in order. A driver of a fleet then asks
+//! the replica [`Client::poll_room`]: while it names a replica, that
+//! replica's oldest queued request may take a place freed elsewhere in the
+//! fleet, so the driver calls [`Client::handle_room`] on it at the same
+//! `now` and carries out its actions in turn. Then it sleeps until
 //! [`Client::poll_timeout`] or the next input. The core never reads a clock
 //! and draws randomness only from a generator seeded by its configuration,
 //! so the same inputs at the same times give the same actions, in any driver.
@@ -46,7 +52,7 @@ use crate::units::{NanoUsd, Nanos};
 use crate::wire::{BodyKind, ErrorType, RateLimits};
 
 use super::breaker::CircuitBreaker;
-use super::concurrency::{ConcurrencyLimit, Signal};
+use super::concurrency::{ConcurrencyLimit, Signal, Ticket};
 use super::config::{LayerConfig, RetryConfig, StrategyConfig, TooLongRetryAfter, MAX_LAYERS};
 use super::contract::{
     Action, AttemptId, CancelReason, FailReason, KeyId, ModelId, Outcome, Request, RequestResult,
@@ -259,6 +265,11 @@ pub struct Client {
     /// ones are skipped when reached).
     waiting: VecDeque<Handle>,
     waiting_live: usize,
+    /// This replica's number in its fleet (the order it joined in).
+    member: u32,
+    /// The request being taken from the head of the fleet's queue: it may
+    /// have the free place although later tickets still wait.
+    serving: Option<Handle>,
     paced: u64,
     shed: u64,
     queued: u64,
@@ -327,6 +338,8 @@ impl Client {
             conc: concurrency.map(|c| Scoped::Replica(ConcurrencyLimit::new(c))),
             waiting: VecDeque::new(),
             waiting_live: 0,
+            member: 0,
+            serving: None,
             paced: 0,
             shed: 0,
             queued: 0,
@@ -398,6 +411,7 @@ impl Client {
         join(self.conc.as_mut(), fleet.conc.as_ref());
         join(self.limiter.as_mut(), fleet.limiter.as_ref());
         self.reports_shared = reports_shared;
+        self.member = fleet.enrol();
     }
 
     /// Attempts of measured requests the client's rate limit delayed.
@@ -649,16 +663,16 @@ impl Client {
                 self.finish(h, RequestResult::Failed(reason), None);
                 return;
             }
-            // Client-wide, so before any model is picked.
-            let full = self
-                .conc
-                .as_ref()
-                .and_then(|c| c.with_ref(|c| (!c.has_room()).then(|| c.queue())));
-            if let Some(queue) = full {
-                if self.waiting_live < queue {
+            // Client-wide, so before any model is picked. `Some(may_wait)`
+            // when the request may not have a place now.
+            let full = match self.conc.as_ref() {
+                None => None,
+                Some(Scoped::Replica(c)) => (!c.has_room()).then(|| self.waiting_live < c.queue()),
+                Some(Scoped::Fleet(c)) => fleet_full(c, self.serving == Some(h)),
+            };
+            if let Some(may_wait) = full {
+                if may_wait {
                     st.queued = true;
-                    self.waiting_live += 1;
-                    self.waiting.push_back(h);
                     if st.req.measured {
                         self.queued += 1;
                     }
@@ -671,6 +685,7 @@ impl Client {
                     let serial = self.next_serial();
                     self.arm(h, MAIN, serial);
                     self.push_timer(at, h, MAIN, serial, TimerKind::Wake);
+                    self.wait_for_room(h);
                 } else {
                     if st.req.measured {
                         self.shed += 1;
@@ -788,13 +803,106 @@ impl Client {
         self.emit(now, h, MAIN, pos, key);
     }
 
+    /// Puts a request the concurrency limit has no place for in its queue:
+    /// this replica's own, or the fleet's.
+    fn wait_for_room(&mut self, h: Handle) {
+        match self.conc.as_ref() {
+            Some(Scoped::Fleet(c)) => c.borrow_mut().enqueue(Ticket {
+                replica: self.member,
+                request: h,
+            }),
+            _ => {
+                self.waiting_live += 1;
+                self.waiting.push_back(h);
+            }
+        }
+    }
+
+    /// For a driver of a fleet whose concurrency limit is fleet-scoped: the
+    /// replica (by the order it joined the fleet, see
+    /// [`Client::join_fleet`]) that holds the oldest queued request, when
+    /// the limit has a place free for it. The driver then calls
+    /// [`Client::handle_room`] on that replica, at once, and asks again
+    /// until the answer is `None`. Any replica of the fleet gives the same
+    /// answer; always `None` without a fleet limit.
+    pub fn poll_room(&self) -> Option<u32> {
+        match self.conc.as_ref() {
+            Some(Scoped::Fleet(c)) => fleet_room(c),
+            _ => None,
+        }
+    }
+
+    /// Whether this replica shares a fleet concurrency limit (and so its
+    /// queue) with its siblings: a driver that sees `false` for every
+    /// replica may skip [`Client::poll_room`], which would always be `None`.
+    pub fn shares_queue(&self) -> bool {
+        self.conc.as_ref().is_some_and(Scoped::is_fleet)
+    }
+
+    /// A place of the fleet's concurrency limit is free and this replica
+    /// holds the oldest queued request (the answer of
+    /// [`Client::poll_room`]): it takes that place, and the next ones while
+    /// the oldest requests are its own. Does nothing otherwise.
+    pub fn handle_room(&mut self, now: Nanos) {
+        loop {
+            let Some(Scoped::Fleet(c)) = self.conc.as_ref() else {
+                return;
+            };
+            let Some(t) = c.borrow_mut().take_head(self.member) else {
+                return;
+            };
+            self.leave_queue(now, t.request);
+        }
+    }
+
+    /// A queued request leaves the concurrency limit's queue without a
+    /// place (it finished, or a layer's pass ended): this replica's own
+    /// queue, or its ticket in the fleet's.
+    fn withdraw_from_queue(&mut self, h: Handle) {
+        match self.conc.as_ref() {
+            Some(Scoped::Fleet(c)) => c.borrow_mut().withdraw(Ticket {
+                replica: self.member,
+                request: h,
+            }),
+            _ => self.waiting_live -= 1,
+        }
+    }
+
+    /// A request taken from the head of the concurrency limit's queue goes.
+    fn leave_queue(&mut self, now: Nanos, h: Handle) {
+        let Some(st) = self.requests.get_mut(h) else {
+            return;
+        };
+        if !std::mem::take(&mut st.queued) {
+            return;
+        }
+        st.wake_at = None;
+        self.serving = Some(h);
+        self.send(now, h);
+        self.serving = None;
+    }
+
+    /// The fleet's queue: this replica serves its own head tickets; a
+    /// driver hands it the others' (`poll_room`). Out of line, so that
+    /// `pump` stays small for replica limits.
+    #[cold]
+    #[inline(never)]
+    fn pump_fleet(&mut self, now: Nanos) {
+        self.handle_room(now);
+    }
+
     /// Lets queued requests go while the concurrency limit has room.
+    #[inline(always)]
     fn pump(&mut self, now: Nanos) {
         while self
             .conc
             .as_ref()
             .is_some_and(|c| c.with_ref(|x| x.has_room()))
         {
+            if self.conc.as_ref().is_some_and(Scoped::is_fleet) {
+                self.pump_fleet(now);
+                return;
+            }
             let Some(h) = self.waiting.pop_front() else {
                 return;
             };
@@ -910,7 +1018,7 @@ impl Client {
         if self
             .conc
             .as_ref()
-            .is_some_and(|c| !c.with_ref(|x| x.has_room()))
+            .is_some_and(|c| !c.with_ref(|x| x.has_room_for_newcomer()))
         {
             return;
         }
@@ -1573,14 +1681,16 @@ impl Client {
         st.wake_at = None;
         // A paced attempt's share stays spent; a queued one leaves the queue.
         st.paced = None;
-        if std::mem::take(&mut st.queued) {
-            self.waiting_live -= 1;
+        let queued = std::mem::take(&mut st.queued);
+        let budgeted = std::mem::take(&mut st.budgeted);
+        st.last_fail = FailReason::Timeout;
+        if queued {
+            self.withdraw_from_queue(h);
         }
-        if std::mem::take(&mut st.budgeted) {
+        if budgeted {
             // A retry the budget granted is not made.
             self.budget.with(|x| x.on_retry_done());
         }
-        st.last_fail = FailReason::Timeout;
         if !self.outer_retry(now, h, k + 1, FailureClass::Timeout, None, None) {
             self.finish(h, RequestResult::Failed(FailReason::Timeout), None);
         }
@@ -1608,7 +1718,7 @@ impl Client {
             self.budget.with(|x| x.on_retry_done());
         }
         if st.queued {
-            self.waiting_live -= 1;
+            self.withdraw_from_queue(h);
         }
         self.budget.with(|x| x.on_request_done());
         self.actions.push_back(Action::Finish {
@@ -1622,6 +1732,28 @@ impl Client {
             measured: st.req.measured,
         });
     }
+}
+
+/// For a request in `send` under a fleet limit: `Some(may_wait)` when it
+/// may not have a place now (none is free, or older requests wait for it
+/// and it is not the one taken from the head), `may_wait` if the fleet's
+/// queue has room for it.
+#[cold]
+#[inline(never)]
+fn fleet_full(c: &std::cell::RefCell<ConcurrencyLimit>, at_head: bool) -> Option<bool> {
+    let c = c.borrow();
+    let go = if at_head {
+        c.has_room()
+    } else {
+        c.has_room_for_newcomer()
+    };
+    (!go).then(|| c.waiting() < c.queue())
+}
+
+#[cold]
+#[inline(never)]
+fn fleet_room(c: &std::cell::RefCell<ConcurrencyLimit>) -> Option<u32> {
+    c.borrow().head_with_room().map(|t| t.replica)
 }
 
 /// The next key of `model`'s round-robin.

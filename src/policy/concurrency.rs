@@ -19,6 +19,20 @@
 //! `min_attempt_time`); it then fails as it would have without the queue.
 //! Every attempt holds a place, retries and hedges included (a hedge only
 //! goes when a place is free, it never queues).
+//!
+//! With `scope = "fleet"` the limit is one gateway's: one count, one limit
+//! and one queue of `queue` places for all the replicas. The queue is a
+//! FIFO of [`Ticket`]s (which replica holds the waiting request, and
+//! which request): the oldest ticket, whichever replica holds it, gets the
+//! next free place, and a request that finds a free place while tickets
+//! wait queues behind them. A replica cannot call another, so a driver asks
+//! any replica [`super::Client::poll_room`] after each input and hands the
+//! moment to the replica it names ([`super::Client::handle_room`]); see
+//! `policy::contract`.
+
+use std::collections::VecDeque;
+
+use crate::slab::Handle;
 
 /// Concurrency limit settings.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -56,12 +70,27 @@ pub enum Signal {
     Ignore,
 }
 
-/// One replica's limit.
+/// A request waiting in a fleet limit's queue: which replica (its place in
+/// the order the replicas joined the fleet) holds it, and which of that
+/// replica's requests it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ticket {
+    /// The replica that holds the request.
+    pub replica: u32,
+    /// The request, in that replica.
+    pub request: Handle,
+}
+
+/// One replica's limit, or the fleet's.
 #[derive(Clone, Debug)]
 pub struct ConcurrencyLimit {
     cfg: ConcurrencyConfig,
     limit: f64,
     in_flight: u32,
+    /// The fleet's queue, oldest first (empty for a replica's limit, whose
+    /// queue its client keeps). Only live requests: a replica withdraws its
+    /// ticket when the request ends while it waits.
+    tickets: VecDeque<Ticket>,
 }
 
 impl ConcurrencyLimit {
@@ -75,6 +104,7 @@ impl ConcurrencyLimit {
             cfg,
             limit: f64::from(limit.max(1)),
             in_flight: 0,
+            tickets: VecDeque::new(),
         }
     }
 
@@ -100,6 +130,44 @@ impl ConcurrencyLimit {
     /// Whether one more attempt fits.
     pub fn has_room(&self) -> bool {
         self.in_flight < self.limit()
+    }
+
+    /// Whether a request that is not at the head of the fleet's queue may
+    /// take a place now: one is free and nobody waits for it.
+    pub fn has_room_for_newcomer(&self) -> bool {
+        self.has_room() && self.tickets.is_empty()
+    }
+
+    /// Requests waiting in the fleet's queue.
+    pub fn waiting(&self) -> usize {
+        self.tickets.len()
+    }
+
+    /// A request joins the back of the fleet's queue.
+    pub fn enqueue(&mut self, ticket: Ticket) {
+        self.tickets.push_back(ticket);
+    }
+
+    /// The oldest waiting request, if a place is free for it.
+    pub fn head_with_room(&self) -> Option<Ticket> {
+        self.tickets.front().copied().filter(|_| self.has_room())
+    }
+
+    /// Takes the oldest waiting request out of the queue if it is
+    /// `replica`'s and a place is free for it.
+    pub fn take_head(&mut self, replica: u32) -> Option<Ticket> {
+        let t = self.head_with_room().filter(|t| t.replica == replica)?;
+        self.tickets.pop_front();
+        Some(t)
+    }
+
+    /// A waiting request ended (its deadline came): its ticket leaves the
+    /// queue. Linear in the queue, and only for requests that give up
+    /// waiting.
+    pub fn withdraw(&mut self, ticket: Ticket) {
+        if let Some(i) = self.tickets.iter().position(|&t| t == ticket) {
+            self.tickets.remove(i);
+        }
     }
 
     /// An attempt starts.
@@ -141,6 +209,36 @@ mod tests {
         c.release(Signal::Drop);
         assert!(c.has_room());
         assert_eq!((c.limit(), c.queue()), (2, 5));
+    }
+
+    #[test]
+    fn the_fleet_queue_serves_its_oldest_ticket_first_and_only_to_its_holder() {
+        let t = |replica, i| Ticket {
+            replica,
+            request: Handle::from_u64(i),
+        };
+        let mut c = ConcurrencyLimit::new(ConcurrencyConfig::Fixed { limit: 1, queue: 5 });
+        c.acquire();
+        c.enqueue(t(1, 7));
+        c.enqueue(t(0, 3));
+        c.enqueue(t(1, 8));
+        // Full: nobody is served, and nobody jumps.
+        assert_eq!(c.head_with_room(), None);
+        assert!(!c.has_room_for_newcomer());
+        c.release(Signal::Ok);
+        // A place is free, but the head is replica 1's: replica 0 waits.
+        assert!(!c.has_room_for_newcomer());
+        assert_eq!(c.head_with_room(), Some(t(1, 7)));
+        assert_eq!(c.take_head(0), None);
+        assert_eq!(c.take_head(1), Some(t(1, 7)));
+        c.acquire();
+        assert_eq!(c.take_head(0), None);
+        // Replica 0's request gives up; replica 1's next is the head.
+        c.withdraw(t(0, 3));
+        c.release(Signal::Ok);
+        assert_eq!(c.take_head(1), Some(t(1, 8)));
+        assert_eq!(c.waiting(), 0);
+        assert!(c.has_room_for_newcomer());
     }
 
     fn aimd() -> ConcurrencyLimit {

@@ -1,5 +1,28 @@
 //! What crosses the core's boundary: requests and outcomes in, actions out.
 //! A driver feeds everything a real client would see and nothing it would not.
+//!
+//! # Replicas that share a queue
+//!
+//! A strategy's replicas may share a fleet-scoped concurrency limit (one
+//! gateway's limit): one count of attempts in flight and one first-in,
+//! first-out queue of requests waiting for a place. The queue holds tickets
+//! (which replica, in the order the replicas joined the fleet, and which of
+//! its requests); the requests themselves stay in their replica. When an
+//! input to one replica frees a place (an attempt ends, is cancelled, an
+//! adaptive limit grows), the oldest waiting request may be another
+//! replica's, and a core cannot call another core. So, after every input
+//! and its actions, a driver asks [`super::Client::poll_room`] (of the
+//! replica it just fed; any replica answers alike): `Some(r)` means a place
+//! is free and replica `r` holds the oldest ticket. The driver gives
+//! replica `r` the moment with [`super::Client::handle_room`], at the same
+//! `now`, carries out its actions (its `Send`s), and asks again, until the
+//! answer is `None`. Each call takes at least the head ticket, so this
+//! ends. A driver that does so serves the fleet's queue as one gateway
+//! would: the oldest waiting request gets the next free place at the
+//! instant it frees, and a new arrival that finds a free place while older
+//! requests wait queues behind them. Without a fleet limit `poll_room` is
+//! always `None`, and nothing else changes: a driver may skip the question
+//! for a strategy none of whose replicas [`super::Client::shares_queue`].
 
 use crate::units::{NanoUsd, Nanos};
 use crate::wire::{BodyKind, ErrorType};

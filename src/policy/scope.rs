@@ -16,7 +16,7 @@
 //! | `throttle` | the requests and accepts of the window, per model |
 //! | `cost_guard` | the spend per hour and day, and which alerts have fired |
 //! | `key_pool` | disabled keys, resting keys, keys' in-flight counts and last figures |
-//! | `concurrency` | the limit and the attempts in flight (the queue stays per replica) |
+//! | `concurrency` | the limit, the attempts in flight and the queue (first in, first out across the fleet) |
 //! | `rate_limit` | the buckets |
 //!
 //! Fleet state is an `Rc<RefCell<_>>` that the driver makes once per
@@ -28,8 +28,12 @@
 //! order of their inputs, and a run stays deterministic. Not a lock: a
 //! mutex's guard code at every use site made the replica path 3% slower
 //! (BENCHMARKS.md), and replicas never run on two threads at once.
+//!
+//! Replicas are numbered in the order they join (replica 0 first): a fleet
+//! concurrency limit's queue names the replica that holds each waiting
+//! request by that number, and [`super::Client::poll_room`] answers with it.
 
-use std::cell::{RefCell, RefMut};
+use std::cell::{Cell, RefCell, RefMut};
 use std::ops::{Deref, DerefMut};
 use std::rc::Rc;
 
@@ -169,6 +173,8 @@ pub struct FleetState {
     pub(crate) keys: Shared<KeyPool>,
     pub(crate) conc: Shared<ConcurrencyLimit>,
     pub(crate) limiter: Shared<RateLimiter>,
+    /// Replicas joined so far: the next one's number.
+    members: Cell<u32>,
 }
 
 fn shared<T>(on: bool, make: impl FnOnce() -> Option<T>) -> Shared<T> {
@@ -195,7 +201,15 @@ impl FleetState {
             limiter: shared(cfg.rate_limit.is_some_and(|r| r.fleet), || {
                 cfg.rate_limit.map(RateLimiter::new)
             }),
+            members: Cell::new(0),
         }
+    }
+
+    /// Numbers a joining replica: 0 for the first, then 1, 2 and so on.
+    pub(crate) fn enrol(&self) -> u32 {
+        let n = self.members.get();
+        self.members.set(n + 1);
+        n
     }
 
     /// Whether any policy is fleet-scoped.

@@ -112,6 +112,12 @@ struct Sim<'a> {
     stats: RunStats,
     /// Records attempt timelines for the exemplars (see `trace`).
     tracer: Option<trace::Tracer>,
+    /// Whether the strategy's replicas share a fleet concurrency limit's
+    /// queue (`Client::shares_queue`), so that the driver must hand freed
+    /// places round (`serve_room`).
+    shares_queue: bool,
+    /// Inside `serve_room`: its loop, not `after_input`, asks for more.
+    serving_room: bool,
 }
 
 /// Runs one strategy of a scenario; the unit of determinism. The report's
@@ -172,6 +178,7 @@ fn simulate<'a>(
     let (clients, sender_of) = tally::clients_for(sc, strategy);
     let drain = sc.traffic.longest_deadline() + 10 * SECS;
     let n = clients.len();
+    let shares_queue = clients.iter().any(Client::shares_queue);
     let mut sim = Sim {
         sc,
         world: World::new(Arc::clone(&sc.world)),
@@ -188,6 +195,8 @@ fn simulate<'a>(
         started: Vec::new(),
         stats: RunStats::default(),
         tracer,
+        shares_queue,
+        serving_room: false,
     };
     for i in 0..sim.sources.len() {
         sim.schedule_arrival(i as u32);
@@ -416,6 +425,28 @@ impl Sim<'_> {
                 self.queue.push(t.max(now), Event::ClientTimer(c));
             }
         }
+        if self.shares_queue && !self.serving_room {
+            self.serve_room(now, c);
+        }
+    }
+
+    /// While a fleet concurrency limit has a place free and its oldest
+    /// queued request is some replica's, hands that replica the moment and
+    /// carries out its actions (the contract's "Replicas that share a
+    /// queue"). Out of line, so that strategies without one keep their
+    /// driving loop as it was.
+    #[cold]
+    #[inline(never)]
+    fn serve_room(&mut self, now: Nanos, c: u32) {
+        self.serving_room = true;
+        let mut c = c;
+        // Each round takes at least the queue's head: bounded by the queue.
+        while let Some(r) = self.clients[c as usize].poll_room() {
+            self.clients[r as usize].handle_room(now);
+            self.after_input(now, r);
+            c = r;
+        }
+        self.serving_room = false;
     }
 
     fn send(&mut self, now: Nanos, c: u32, a: Action) {

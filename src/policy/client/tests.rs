@@ -1462,6 +1462,184 @@ proptest::proptest! {
     }
 }
 
+/// Client `c`'s actions, as a driver drains them.
+fn actions_of(c: &mut Client) -> Vec<Action> {
+    std::iter::from_fn(|| c.poll_action()).collect()
+}
+
+/// The requests of the `Send`s among `actions`, with their attempts.
+fn requests_sent(actions: &[Action]) -> Vec<(u64, AttemptId)> {
+    actions
+        .iter()
+        .filter_map(|a| match *a {
+            Action::Send {
+                request, attempt, ..
+            } => Some((request, attempt)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// What a driver does after an input: while the fleet's limit has a place
+/// for some replica's oldest queued request, hands that replica the moment.
+/// The `(replica, request, attempt)` sent.
+fn serve_room(clients: &mut [Client], now: Nanos) -> Vec<(u32, u64, AttemptId)> {
+    let mut out = Vec::new();
+    for _ in 0..100 {
+        let Some(r) = clients[0].poll_room() else {
+            return out;
+        };
+        clients[r as usize].handle_room(now);
+        let a = actions_of(&mut clients[r as usize]);
+        assert!(!a.is_empty(), "replica {r} was named but took nothing");
+        out.extend(requests_sent(&a).into_iter().map(|(q, id)| (r, q, id)));
+    }
+    panic!("the queue never emptied");
+}
+
+fn fleet_bulkhead(limit: u32, queue: u32) -> StrategyConfig {
+    let mut c = bulkhead(limit, queue);
+    c.fleet.concurrency = true;
+    c
+}
+
+#[test]
+fn a_fleet_limit_gives_a_freed_place_to_the_oldest_waiter_of_any_replica() {
+    // Two replicas, one place for both, a queue of 4.
+    let mut f = fleet_of(fleet_bulkhead(1, 4), 2);
+    f[0].handle_request(0, req(1));
+    let a1 = requests_sent(&actions_of(&mut f[0]))[0].1;
+    // Replica 1's request 2, then replica 0's request 3, wait.
+    f[1].handle_request(SECS, req(2));
+    assert!(actions_of(&mut f[1]).is_empty());
+    f[0].handle_request(2 * SECS, req(3));
+    assert!(actions_of(&mut f[0]).is_empty());
+    assert_eq!(f[0].poll_room(), None, "no place free");
+    // Request 1 ends at 3 s: replica 0 does not take the place for its own
+    // request 3, replica 1's older request 2 is named.
+    f[0].handle_outcome(3 * SECS, a1, ok(BodyKind::Valid), RateLimits::default());
+    let out = actions_of(&mut f[0]);
+    assert!(requests_sent(&out).is_empty() && finished(&out).is_some());
+    assert_eq!(f[1].poll_room(), Some(1));
+    // A new arrival at that instant, on replica 0, queues behind both.
+    f[0].handle_request(3 * SECS, req(4));
+    assert!(actions_of(&mut f[0]).is_empty(), "it jumped the queue");
+    // The driver hands replica 1 the moment: request 2 goes at 3 s.
+    let served = serve_room(&mut f, 3 * SECS);
+    assert_eq!(
+        served.iter().map(|s| (s.0, s.1)).collect::<Vec<_>>(),
+        [(1, 2)]
+    );
+    assert_eq!((f[0].queued(), f[1].queued()), (2, 1));
+    // When request 2's attempt ends, replica 0's request 3 goes, then its
+    // request 4 when 3 ends (its own head: it needs no driver's help).
+    f[1].handle_outcome(
+        4 * SECS,
+        served[0].2,
+        ok(BodyKind::Valid),
+        RateLimits::default(),
+    );
+    assert!(requests_sent(&actions_of(&mut f[1])).is_empty());
+    let served = serve_room(&mut f, 4 * SECS);
+    assert_eq!(
+        served.iter().map(|s| (s.0, s.1)).collect::<Vec<_>>(),
+        [(0, 3)]
+    );
+    f[0].handle_outcome(
+        5 * SECS,
+        served[0].2,
+        ok(BodyKind::Valid),
+        RateLimits::default(),
+    );
+    let out = actions_of(&mut f[0]);
+    assert_eq!(
+        requests_sent(&out).iter().map(|s| s.0).collect::<Vec<_>>(),
+        [4]
+    );
+    assert_eq!(f[0].poll_room(), None);
+}
+
+#[test]
+fn a_fleet_queue_is_one_queue_for_all_replicas() {
+    // One place and one queue place for the fleet: the first waiter fills
+    // the queue, a second one on another replica is shed.
+    let mut f = fleet_of(fleet_bulkhead(1, 1), 3);
+    f[0].handle_request(0, req(1));
+    assert_eq!(requests_sent(&actions_of(&mut f[0])).len(), 1);
+    f[1].handle_request(0, req(2));
+    assert!(actions_of(&mut f[1]).is_empty());
+    f[2].handle_request(0, req(3));
+    assert_eq!(
+        result_of(finished(&actions_of(&mut f[2]))),
+        RequestResult::Failed(FailReason::Shed)
+    );
+    // A waiter whose deadline comes leaves the queue: room for another.
+    f[1].handle_timeout(30 * SECS);
+    let out = actions_of(&mut f[1]);
+    assert_eq!(
+        result_of(finished(&out)),
+        RequestResult::Failed(FailReason::Deadline)
+    );
+    let later = Request {
+        deadline: 60 * SECS,
+        ..req(4)
+    };
+    f[2].handle_request(30 * SECS, later);
+    assert!(actions_of(&mut f[2]).is_empty(), "queued, not shed");
+}
+
+proptest::proptest! {
+    /// Replicas sharing a fleet limit, driven as the drivers do: never more
+    /// attempts in flight than the limit, never a free place while a
+    /// request waits, and waiting requests start in the order they queued,
+    /// whichever replica holds them.
+    #[test]
+    fn a_fleet_limit_is_one_fifo_bulkhead(
+        ops in proptest::collection::vec((0u8..4, 0usize..4, 0usize..64), 1..200),
+        limit in 1u32..5,
+        replicas in 1u32..5,
+    ) {
+        let mut f = fleet_of(fleet_bulkhead(limit, 1000), replicas);
+        // Live attempts: (replica, attempt); requests waiting, oldest first.
+        let mut live: Vec<(usize, AttemptId)> = Vec::new();
+        let mut waiting: VecDeque<u64> = VecDeque::new();
+        for (i, &(kind, r, pick)) in ops.iter().enumerate() {
+            let now = i as u64 * MILLIS;
+            let r = r % replicas as usize;
+            let id = i as u64;
+            // 0, 1: an arrival; 2: an attempt ends; 3: an attempt ends and
+            // a request arrives at that instant, before the driver hands
+            // the freed place round.
+            if kind >= 2 && !live.is_empty() {
+                let (lr, a) = live.remove(pick % live.len());
+                f[lr].handle_outcome(now, a, ok(BodyKind::Valid), RateLimits::default());
+                for (q, a) in requests_sent(&actions_of(&mut f[lr])) {
+                    proptest::prop_assert_eq!(waiting.pop_front(), Some(q));
+                    live.push((lr, a));
+                }
+            }
+            if kind != 2 || live.is_empty() {
+                f[r].handle_request(now, req(id));
+                match requests_sent(&actions_of(&mut f[r]))[..] {
+                    [] => waiting.push_back(id),
+                    [(_, a)] => {
+                        // Only when nobody waits.
+                        proptest::prop_assert!(waiting.is_empty());
+                        live.push((r, a));
+                    }
+                    _ => proptest::prop_assert!(false, "two sends"),
+                }
+            }
+            for (rr, q, a) in serve_room(&mut f, now) {
+                proptest::prop_assert_eq!(waiting.pop_front(), Some(q));
+                live.push((rr as usize, a));
+            }
+            proptest::prop_assert!(live.len() <= limit as usize);
+            proptest::prop_assert!(live.len() == limit as usize || waiting.is_empty());
+        }
+    }
+}
+
 fn layered(layers: &[(&str, u32)], own_retries: u32) -> StrategyConfig {
     let mut c = cfg();
     c.chains = [vec![], vec![], vec![]];
@@ -2018,4 +2196,38 @@ proptest::proptest! {
         proptest::prop_assert_eq!(h.client.waiting_live, 0);
         proptest::prop_assert_eq!(h.client.in_flight(), 0);
     }
+}
+
+#[test]
+fn a_layer_timeout_takes_a_request_out_of_the_fleet_queue() {
+    // One place for two replicas and an app layer bounding each pass to
+    // 5 s. Request 1 holds the place; request 2 waits in the fleet's queue
+    // when its pass ends: it fails with a timeout and leaves the queue, so
+    // the place request 1 frees goes straight to a new arrival.
+    let mut c = fleet_bulkhead(1, 4);
+    let mut layered = layered(&[("app", 0)], 0);
+    layered.layers[0].timeout = Some(5 * SECS);
+    c.layers = layered.layers;
+    let mut f = fleet_of(c, 2);
+    f[0].handle_request(0, req(1));
+    assert_eq!(requests_sent(&actions_of(&mut f[0])).len(), 1);
+    f[1].handle_request(0, req(2));
+    assert!(actions_of(&mut f[1]).is_empty(), "queued");
+    assert_eq!(f[1].poll_timeout(), Some(5 * SECS));
+    f[1].handle_timeout(5 * SECS);
+    assert_eq!(
+        result_of(finished(&actions_of(&mut f[1]))),
+        RequestResult::Failed(FailReason::Timeout)
+    );
+    // Request 1's pass ends too, and its place frees with nobody waiting.
+    f[0].handle_timeout(5 * SECS);
+    let out = actions_of(&mut f[0]);
+    assert_eq!(
+        result_of(finished(&out)),
+        RequestResult::Failed(FailReason::Timeout)
+    );
+    assert_eq!(f[0].poll_room(), None);
+    f[1].handle_request(5 * SECS, req(3));
+    let sent = requests_sent(&actions_of(&mut f[1]));
+    assert_eq!(sent.iter().map(|s| s.0).collect::<Vec<_>>(), [3]);
 }
