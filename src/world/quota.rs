@@ -332,16 +332,26 @@ impl QuotaPool {
             out.limit_requests = Some(b.scale.limit);
         }
         // The tightest token bucket speaks for tokens (the first of equals).
-        let mut tightest: Option<(&Bucket, u32)> = None;
-        for b in [&self.tokens, &self.input, &self.output]
-            .into_iter()
-            .flatten()
-        {
-            let rem = b.remaining();
-            if tightest.is_none_or(|(_, r)| rem < r) {
-                tightest = Some((b, rem));
+        fn tighter<'a>(
+            t: Option<(&'a Bucket, u32)>,
+            b: &'a Option<Bucket>,
+        ) -> Option<(&'a Bucket, u32)> {
+            match b {
+                Some(b) => {
+                    let rem = b.remaining();
+                    if t.is_none_or(|(_, r)| rem < r) {
+                        Some((b, rem))
+                    } else {
+                        t
+                    }
+                }
+                None => t,
             }
         }
+        let tightest = tighter(
+            tighter(tighter(None, &self.tokens), &self.input),
+            &self.output,
+        );
         if let Some((b, rem)) = tightest {
             out.remaining_tokens = Some(rem);
             out.reset_tokens = Some(b.reset_ns(&b.scale));
