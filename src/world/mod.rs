@@ -25,7 +25,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use crate::slab::{Handle, Slab};
-use crate::units::{Nanos, SECS};
+use crate::units::{round, Nanos, SECS};
 use crate::wire::{BodyKind, ErrorType, RateLimits};
 
 pub use config::{
@@ -701,17 +701,14 @@ impl World {
             1.0
         };
         let factor = slow * latency_factor;
-        let ttft = (model.ttft.at(d.ttft_z) * factor)
-            .round()
-            .clamp(1.0, MAX_SERVICE as f64) as Nanos;
+        let ttft = round(model.ttft.at(d.ttft_z) * factor).clamp(1.0, MAX_SERVICE as f64) as Nanos;
         let tps = (model.tps.at(d.tps_z) / factor / (1.0 + model.occupancy_slowdown * occupancy))
             .max(0.01);
         let first_token_at = now.saturating_add(ttft);
         let out = input.output_tokens.max(1);
         let gen_ns = |tokens: u32| {
-            (f64::from(tokens.saturating_sub(1)) / tps * SECS as f64)
-                .round()
-                .min(MAX_SERVICE as f64) as Nanos
+            round(f64::from(tokens.saturating_sub(1)) / tps * SECS as f64).min(MAX_SERVICE as f64)
+                as Nanos
         };
         match plan {
             Plan::Complete(body) => Timeline {
