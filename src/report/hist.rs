@@ -166,18 +166,22 @@ impl LatencyHist {
         if self.is_empty() {
             return LatencySummary::default();
         }
-        let h = self.hist();
-        LatencySummary {
-            count: h.len(),
-            overflow: self.overflow,
-            min_us: h.min(),
-            p50_us: h.value_at_quantile(0.5),
-            p90_us: h.value_at_quantile(0.9),
-            p95_us: h.value_at_quantile(0.95),
-            p99_us: h.value_at_quantile(0.99),
-            p999_us: h.value_at_quantile(0.999),
-            max_us: h.max(),
-        }
+        summary_of(self.hist(), self.overflow)
+    }
+}
+
+/// The percentiles of a non-empty histogram.
+fn summary_of(h: &Histogram<u64>, overflow: u64) -> LatencySummary {
+    LatencySummary {
+        count: h.len(),
+        overflow,
+        min_us: h.min(),
+        p50_us: h.value_at_quantile(0.5),
+        p90_us: h.value_at_quantile(0.9),
+        p95_us: h.value_at_quantile(0.95),
+        p99_us: h.value_at_quantile(0.99),
+        p999_us: h.value_at_quantile(0.999),
+        max_us: h.max(),
     }
 }
 
@@ -204,18 +208,7 @@ mod tests {
         if h.is_empty() {
             return (LatencySummary::default(), qs);
         }
-        let s = LatencySummary {
-            count: h.len(),
-            overflow,
-            min_us: h.min(),
-            p50_us: h.value_at_quantile(0.5),
-            p90_us: h.value_at_quantile(0.9),
-            p95_us: h.value_at_quantile(0.95),
-            p99_us: h.value_at_quantile(0.99),
-            p999_us: h.value_at_quantile(0.999),
-            max_us: h.max(),
-        };
-        (s, qs)
+        (summary_of(&h, overflow), qs)
     }
 
     const QS: [f64; 7] = [0.0, 0.25, 0.5, 0.9, 0.99999, 0.9999999, 1.0];
