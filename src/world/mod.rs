@@ -310,6 +310,8 @@ pub struct World {
     models: Vec<ModelState>,
     pools: Vec<QuotaPool>,
     jobs: Slab<Job>,
+    /// Whether any incident cuts a quota (if none, every factor is 1).
+    quota_cuts: bool,
 }
 
 impl World {
@@ -317,11 +319,16 @@ impl World {
     pub fn new(cfg: Arc<WorldConfig>) -> Self {
         let models = cfg.models.iter().map(|_| ModelState::default()).collect();
         let pools = cfg.pools.iter().map(QuotaPool::new).collect();
+        let quota_cuts = cfg
+            .incidents
+            .iter()
+            .any(|i| matches!(i.effect, Effect::QuotaCut(_)));
         Self {
             cfg,
             models,
             pools,
             jobs: Slab::default(),
+            quota_cuts,
         }
     }
 
@@ -379,6 +386,10 @@ impl World {
     }
 
     fn quota_factor(&self, pool: usize, now: Nanos) -> f64 {
+        if !self.quota_cuts {
+            // The loop below would multiply by nothing.
+            return 1.0;
+        }
         let provider = self.cfg.pools[pool].provider;
         let mut f = 1.0;
         for inc in &self.cfg.incidents {
