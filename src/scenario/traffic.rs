@@ -31,10 +31,7 @@ impl TaskSpec {
     /// output draw is the standard normal `z` (at least 1, at most
     /// `max_tokens`). The simulator and the mock provider both use it.
     pub fn output_tokens(&self, z: f64) -> u32 {
-        self.output
-            .at(z)
-            .round()
-            .clamp(1.0, f64::from(self.max_tokens.max(1))) as u32
+        crate::units::round(self.output.at(z)).clamp(1.0, f64::from(self.max_tokens.max(1))) as u32
     }
 }
 

@@ -284,22 +284,16 @@ impl Sim<'_> {
     }
 
     fn done(&mut self, now: Nanos, h: Handle) {
-        // A stalled stream never ends for the client: it waits until one of
-        // its own timers gives up (and cancels), however long that takes.
-        if let Some(AttemptRec {
-            pending: Pending::Served(tl),
-            ..
-        }) = self.attempts.get(h)
-        {
-            if matches!(tl.end, JobEnd::Stalled(_)) {
-                return;
-            }
-        }
-        let Some(rec) = self.attempts.remove(h) else {
+        // Read in place and dropped afterwards: the record (with its
+        // timeline) is not moved out of the slab.
+        let Some(rec) = self.attempts.get(h) else {
             return;
         };
-        let (outcome, limits) = match rec.pending {
-            Pending::Waiting => return,
+        let (outcome, limits, status) = match &rec.pending {
+            Pending::Waiting => {
+                self.attempts.remove(h);
+                return;
+            }
             Pending::Rejected(r) => {
                 let o = Outcome::HttpError {
                     status: r.status,
@@ -307,15 +301,10 @@ impl Sim<'_> {
                     retry_after: r.retry_after,
                     should_retry: r.should_retry,
                 };
-                (o, r.limits)
+                (o, r.limits, Some(r.status))
             }
             Pending::Served(tl) => {
                 let (input_tokens, output_tokens) = (rec.input_tokens, tl.output_tokens);
-                if rec.measured && matches!(tl.end, JobEnd::Complete(_)) {
-                    self.tally
-                        .collector
-                        .on_answer(tl.first_token_at, tl.end_at, tl.output_tokens);
-                }
                 let o = match tl.end {
                     JobEnd::Complete(body) => Outcome::Success {
                         input_tokens,
@@ -326,33 +315,35 @@ impl Sim<'_> {
                         input_tokens,
                         output_tokens,
                     },
-                    JobEnd::Stalled(_) => unreachable!("stalled answers are never delivered"),
+                    // A stalled stream never ends for the client: it waits
+                    // until one of its own timers gives up (and cancels),
+                    // however long that takes.
+                    JobEnd::Stalled(_) => return,
                     JobEnd::Broken => Outcome::BrokenStream {
                         input_tokens,
                         output_tokens,
                     },
                 };
-                (o, tl.limits)
+                if rec.measured && matches!(tl.end, JobEnd::Complete(_)) {
+                    self.tally
+                        .collector
+                        .on_answer(tl.first_token_at, tl.end_at, tl.output_tokens);
+                }
+                (o, tl.limits, None)
             }
         };
-        if rec.measured {
-            self.tally.on_outcome(now, rec.model, rec.key, &outcome);
+        let (client, id, model, key, measured) =
+            (rec.client, rec.id, rec.model, rec.key, rec.measured);
+        let (request, trace) = (rec.request, rec.trace);
+        self.attempts.remove(h);
+        if measured {
+            self.tally.on_outcome(now, model, key, &outcome);
         }
         if let Some(t) = &mut self.tracer {
-            let status = match rec.pending {
-                Pending::Rejected(r) => Some(r.status),
-                _ => None,
-            };
-            t.on_end(
-                rec.request,
-                rec.trace,
-                now,
-                tally::attempt_end(&outcome),
-                status,
-            );
+            t.on_end(request, trace, now, tally::attempt_end(&outcome), status);
         }
-        self.clients[rec.client as usize].handle_outcome(now, rec.id, outcome, limits);
-        self.after_input(now, rec.client);
+        self.clients[client as usize].handle_outcome(now, id, outcome, limits);
+        self.after_input(now, client);
     }
 
     /// Schedules the jobs the world just started (left in `self.started`).

@@ -225,7 +225,7 @@ pub fn request(sc: &Scenario, id: u64, now: Nanos, fixed_task: Option<usize>) ->
     let z_in = normal(w_in, w_in_more);
     let task = fixed_task.unwrap_or_else(|| pick_task(&sc.traffic.tasks, u_task));
     let spec = &sc.traffic.tasks[task];
-    let input = spec.input.at(z_in).round().clamp(1.0, 1e9) as u32;
+    let input = crate::units::round(spec.input.at(z_in)).clamp(1.0, 1e9) as u32;
     Request {
         id,
         task: task as u16,

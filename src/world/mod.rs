@@ -25,7 +25,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use crate::slab::{Handle, Slab};
-use crate::units::{Nanos, SECS};
+use crate::units::{round, Nanos, SECS};
 use crate::wire::{BodyKind, ErrorType, RateLimits};
 
 pub use config::{
@@ -310,6 +310,8 @@ pub struct World {
     models: Vec<ModelState>,
     pools: Vec<QuotaPool>,
     jobs: Slab<Job>,
+    /// Whether any incident cuts a quota (if none, every factor is 1).
+    quota_cuts: bool,
 }
 
 impl World {
@@ -317,11 +319,16 @@ impl World {
     pub fn new(cfg: Arc<WorldConfig>) -> Self {
         let models = cfg.models.iter().map(|_| ModelState::default()).collect();
         let pools = cfg.pools.iter().map(QuotaPool::new).collect();
+        let quota_cuts = cfg
+            .incidents
+            .iter()
+            .any(|i| matches!(i.effect, Effect::QuotaCut(_)));
         Self {
             cfg,
             models,
             pools,
             jobs: Slab::default(),
+            quota_cuts,
         }
     }
 
@@ -379,6 +386,10 @@ impl World {
     }
 
     fn quota_factor(&self, pool: usize, now: Nanos) -> f64 {
+        if !self.quota_cuts {
+            // The loop below would multiply by nothing.
+            return 1.0;
+        }
         let provider = self.cfg.pools[pool].provider;
         let mut f = 1.0;
         for inc in &self.cfg.incidents {
@@ -701,17 +712,14 @@ impl World {
             1.0
         };
         let factor = slow * latency_factor;
-        let ttft = (model.ttft.at(d.ttft_z) * factor)
-            .round()
-            .clamp(1.0, MAX_SERVICE as f64) as Nanos;
+        let ttft = round(model.ttft.at(d.ttft_z) * factor).clamp(1.0, MAX_SERVICE as f64) as Nanos;
         let tps = (model.tps.at(d.tps_z) / factor / (1.0 + model.occupancy_slowdown * occupancy))
             .max(0.01);
         let first_token_at = now.saturating_add(ttft);
         let out = input.output_tokens.max(1);
         let gen_ns = |tokens: u32| {
-            (f64::from(tokens.saturating_sub(1)) / tps * SECS as f64)
-                .round()
-                .min(MAX_SERVICE as f64) as Nanos
+            round(f64::from(tokens.saturating_sub(1)) / tps * SECS as f64).min(MAX_SERVICE as f64)
+                as Nanos
         };
         match plan {
             Plan::Complete(body) => Timeline {

@@ -226,24 +226,25 @@ impl QuotaPool {
             f64::from(input),
             f64::from(max_tokens),
         ];
-        // Which limits turn the request away, and can it ever fit?
+        // Which limits turn the request away, and can it ever fit? (Each
+        // bucket by a direct call: an iterator over an array of options
+        // costs more than the check itself.)
         let mut short: Option<LimitKind> = None;
         let mut never: Option<LimitKind> = None;
-        for (i, b) in self.buckets().into_iter().enumerate() {
+        let mut check = |b: &mut Option<Bucket>, amount: f64, kind: LimitKind| {
             if let Some(b) = b {
                 let s = b.refill(now, factor);
-                let kind = if i == 0 {
-                    LimitKind::Requests
-                } else {
-                    LimitKind::Tokens
-                };
-                if s.capacity < amounts[i] {
+                if s.capacity < amount {
                     never.get_or_insert(kind);
-                } else if b.level < amounts[i] {
+                } else if b.level < amount {
                     short.get_or_insert(kind);
                 }
             }
-        }
+        };
+        check(&mut self.requests, amounts[0], LimitKind::Requests);
+        check(&mut self.tokens, amounts[1], LimitKind::Tokens);
+        check(&mut self.input, amounts[2], LimitKind::Tokens);
+        check(&mut self.output, amounts[3], LimitKind::Tokens);
         if let Some(kind) = never.or(short) {
             if self.count_rejected {
                 if let Some(b) = self.requests.as_mut() {
@@ -273,9 +274,14 @@ impl QuotaPool {
                 retry_after: Some(wait),
             });
         }
-        for (i, b) in self.buckets().into_iter().enumerate() {
+        for (b, amount) in [
+            (&mut self.requests, amounts[0]),
+            (&mut self.tokens, amounts[1]),
+            (&mut self.input, amounts[2]),
+            (&mut self.output, amounts[3]),
+        ] {
             if let Some(b) = b {
-                b.level -= amounts[i];
+                b.level -= amount;
             }
         }
         Ok(())
@@ -332,16 +338,26 @@ impl QuotaPool {
             out.limit_requests = Some(b.scale.limit);
         }
         // The tightest token bucket speaks for tokens (the first of equals).
-        let mut tightest: Option<(&Bucket, u32)> = None;
-        for b in [&self.tokens, &self.input, &self.output]
-            .into_iter()
-            .flatten()
-        {
-            let rem = b.remaining();
-            if tightest.is_none_or(|(_, r)| rem < r) {
-                tightest = Some((b, rem));
+        fn tighter<'a>(
+            t: Option<(&'a Bucket, u32)>,
+            b: &'a Option<Bucket>,
+        ) -> Option<(&'a Bucket, u32)> {
+            match b {
+                Some(b) => {
+                    let rem = b.remaining();
+                    if t.is_none_or(|(_, r)| rem < r) {
+                        Some((b, rem))
+                    } else {
+                        t
+                    }
+                }
+                None => t,
             }
         }
+        let tightest = tighter(
+            tighter(tighter(None, &self.tokens), &self.input),
+            &self.output,
+        );
         if let Some((b, rem)) = tightest {
             out.remaining_tokens = Some(rem);
             out.reset_tokens = Some(b.reset_ns(&b.scale));

@@ -474,3 +474,26 @@ proptest::proptest! {
         }
     }
 }
+
+/// A quota cut applies to its pool's figures in its window only, and a
+/// world without one announces the whole limit (the factor's shortcut).
+#[test]
+fn a_quota_cut_shows_in_the_figures_only_in_its_window() {
+    let plain = world(10, 10, false);
+    let mut cfg = (*plain.cfg).clone();
+    cfg.incidents.push(IncidentSpec {
+        name: "cut".into(),
+        start: 10 * SECS,
+        end: 20 * SECS,
+        target: Target::Pool(0),
+        effect: Effect::QuotaCut(0.5),
+    });
+    let mut w = World::new(Arc::new(cfg));
+    let mut plain = plain;
+    for (at, limit) in [(0, 60), (15 * SECS, 30), (25 * SECS, 60)] {
+        assert_eq!(w.limits(1, at).limit_requests, Some(limit), "{at}");
+        assert_eq!(plain.limits(1, at).limit_requests, Some(60), "{at}");
+    }
+    // The key without a pool has no figures either way.
+    assert_eq!(w.limits(0, 15 * SECS), RateLimits::default());
+}
