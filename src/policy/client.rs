@@ -40,7 +40,7 @@ use std::sync::Arc;
 use rand::RngCore;
 use rand_chacha::ChaCha8Rng;
 
-use crate::calendar::CalendarQueue;
+use crate::calendar::{CalendarQueue, Slot};
 use crate::slab::{Handle, Slab};
 use crate::units::{NanoUsd, Nanos};
 use crate::wire::{BodyKind, ErrorType, RateLimits};
@@ -81,6 +81,28 @@ struct Timer {
     serial: u32,
     lane: u8,
     kind: TimerKind,
+}
+
+/// What a lane's timers may fire for, and where its attempt's timers wait,
+/// so that they are cancelled in place when they die (see `Client::disarm`).
+#[derive(Clone, Copy, Debug)]
+struct Armed {
+    /// The serial of the live attempt or pending wake-up, 0 for nothing.
+    serial: u32,
+    /// The attempt's end, first-token and hedge timers (`END`, `FIRST` and
+    /// `LATE`; [`Slot::NONE`]: none, or off the calendar's ring).
+    slots: [Slot; 3],
+}
+
+const END: usize = 0;
+const FIRST: usize = 1;
+const LATE: usize = 2;
+
+impl Armed {
+    const NONE: Self = Self {
+        serial: 0,
+        slots: [Slot::NONE; 3],
+    };
 }
 
 /// The main lane and the hedge lane.
@@ -206,10 +228,10 @@ pub struct Client {
     ledger: CostLedger,
     cancelled: BTreeMap<AttemptId, (ModelId, bool, Handle, bool)>,
     /// Per request slot and lane, the serial of what its timers may fire
-    /// for (the live attempt or the pending wake-up), 0 for nothing. Stale
-    /// timers, which are most timers, are dismissed here without touching
-    /// request state.
-    armed: Vec<[u32; LANES]>,
+    /// for (the live attempt or the pending wake-up), 0 for nothing, and
+    /// where the attempt's timers wait. Stale timers still in the calendar
+    /// are dismissed here without touching request state.
+    armed: Vec<[Armed; LANES]>,
     last_limits: Vec<RateLimits>,
     budget: Scoped<RetryBudget>,
     retries_denied: u64,
@@ -449,8 +471,15 @@ impl Client {
         None
     }
 
-    fn push_timer(&mut self, at: Nanos, req: Handle, lane: usize, serial: u32, kind: TimerKind) {
-        self.timers.push(
+    fn push_timer(
+        &mut self,
+        at: Nanos,
+        req: Handle,
+        lane: usize,
+        serial: u32,
+        kind: TimerKind,
+    ) -> Slot {
+        self.timers.push_slot(
             at,
             Timer {
                 req,
@@ -458,15 +487,18 @@ impl Client {
                 lane: lane as u8,
                 kind,
             },
-        );
+        )
     }
 
     fn arm(&mut self, h: Handle, lane: usize, serial: u32) {
         let i = h.index as usize;
         if self.armed.len() <= i {
-            self.armed.resize(i + 1, [0; LANES]);
+            self.armed.resize(i + 1, [Armed::NONE; LANES]);
         }
-        self.armed[i][lane] = serial;
+        self.armed[i][lane] = Armed {
+            serial,
+            ..Armed::NONE
+        };
         // A new serial kills the lane's older timers: the remembered live
         // head may be one of them.
         self.requests.forget(h.index);
@@ -479,7 +511,7 @@ impl Client {
 
     fn timer_live(&self, at: Nanos, t: &Timer) -> bool {
         let lane = usize::from(t.lane);
-        if self.armed.get(t.req.index as usize).map(|a| a[lane]) != Some(t.serial) {
+        if self.armed.get(t.req.index as usize).map(|a| a[lane].serial) != Some(t.serial) {
             return false;
         }
         let Some(st) = self.requests.get(t.req) else {
@@ -816,13 +848,15 @@ impl Client {
             deadline: end,
             hedge,
         });
-        self.push_timer(end, h, lane, serial, TimerKind::End);
+        let mut slots = [Slot::NONE; 3];
+        slots[END] = self.push_timer(end, h, lane, serial, TimerKind::End);
         if let Some(ft) = ft {
-            self.push_timer(ft, h, lane, serial, TimerKind::FirstToken);
+            slots[FIRST] = self.push_timer(ft, h, lane, serial, TimerKind::FirstToken);
         }
         if let Some(at) = hedge_at {
-            self.push_timer(at, h, lane, serial, TimerKind::Hedge);
+            slots[LATE] = self.push_timer(at, h, lane, serial, TimerKind::Hedge);
         }
+        self.armed[h.index as usize][lane].slots = slots;
     }
 
     /// The main attempt is late: one more attempt beside it, if the
@@ -903,6 +937,11 @@ impl Client {
             .and_then(|st| st.live[lane].as_mut())
         {
             if l.first_token.is_none() {
+                // Its first-token and hedge timers are dead now.
+                let a = &mut self.armed[h.index as usize][lane];
+                let at = [l.first_token_deadline, l.hedge_at];
+                cancel_timer(&mut self.timers, a, FIRST, at[0], (h, lane, l.serial));
+                cancel_timer(&mut self.timers, a, LATE, at[1], (h, lane, l.serial));
                 l.first_token = Some(now);
                 l.first_token_deadline = None;
                 let (model, ttft) = (l.model, now - l.sent_at);
@@ -992,7 +1031,8 @@ impl Client {
         let Some(live) = st.live[lane].take() else {
             return;
         };
-        self.armed[h.index as usize][lane] = 0;
+        let a = &mut self.armed[h.index as usize][lane];
+        disarm(&mut self.timers, a, h, lane, &live);
         self.router.on_end(live.model);
         if live.budgeted {
             self.budget.with(|x| x.on_retry_done());
@@ -1193,7 +1233,8 @@ impl Client {
         } else {
             usize::from(l.model)
         };
-        self.armed[h.index as usize][lane] = 0;
+        let a = &mut self.armed[h.index as usize][lane];
+        disarm(&mut self.timers, a, h, lane, &l);
         self.router.on_end(l.model);
         if l.budgeted {
             self.budget.with(|x| x.on_retry_done());
@@ -1470,7 +1511,7 @@ impl Client {
             }
         }
         if let Some(a) = self.armed.get_mut(h.index as usize) {
-            *a = [0; LANES];
+            *a = [Armed::NONE; LANES];
         }
         if st.budgeted {
             self.budget.with(|x| x.on_retry_done());
@@ -1490,6 +1531,44 @@ impl Client {
             measured: st.req.measured,
         });
     }
+}
+
+/// Cancels in place timer `which` of the attempt with `serial` in `lane` of
+/// request `h`, due at `at`, if it still waits on the calendar's ring: it is
+/// dead now, and would only be popped and dismissed by `Client::timer_live`.
+fn cancel_timer(
+    timers: &mut CalendarQueue<Timer>,
+    a: &mut Armed,
+    which: usize,
+    at: Option<Nanos>,
+    (h, lane, serial): (Handle, usize, u32),
+) {
+    let slot = std::mem::replace(&mut a.slots[which], Slot::NONE);
+    let (Some(at), true) = (at, slot != Slot::NONE) else {
+        return;
+    };
+    let kind = match which {
+        END => TimerKind::End,
+        FIRST => TimerKind::FirstToken,
+        _ => TimerKind::Hedge,
+    };
+    let t = Timer {
+        req: h,
+        serial,
+        lane: lane as u8,
+        kind,
+    };
+    timers.cancel(slot, at, &t);
+}
+
+/// Attempt `l` in `lane` of request `h` has ended: its lane's timers may fire for
+/// nothing now, and those still on the calendar's ring are cancelled.
+fn disarm(timers: &mut CalendarQueue<Timer>, a: &mut Armed, h: Handle, lane: usize, l: &Live) {
+    let id = (h, lane, l.serial);
+    cancel_timer(timers, a, END, Some(l.end_deadline), id);
+    cancel_timer(timers, a, FIRST, l.first_token_deadline, id);
+    cancel_timer(timers, a, LATE, l.hedge_at, id);
+    *a = Armed::NONE;
 }
 
 /// The next key of `model`'s round-robin.
