@@ -170,7 +170,9 @@ struct ReqState {
 /// depends only on its request's state and the request slot's `armed`
 /// serials; every change to the state goes through [`Requests::get_mut`] or
 /// [`Requests::remove`], and every new serial through `Client::arm`, and
-/// each of them forgets the timer.
+/// each of them forgets the timer. It stays the queue's head until a pop
+/// (`Client::timeouts`) or a push of an earlier timer (`Client::push_timer`),
+/// which forget it too, so `poll_timeout` answers from it without peeking.
 #[derive(Default)]
 struct Requests {
     slab: Slab<ReqState>,
@@ -456,12 +458,22 @@ impl Client {
     }
 
     /// The earliest time the core wants [`Client::handle_timeout`] called.
+    ///
+    /// Asked after every input; usually answered from the remembered live
+    /// head, inlined into the caller.
+    #[inline]
     pub fn poll_timeout(&mut self) -> Option<Nanos> {
+        match self.requests.live_head {
+            Some((at, _)) => Some(at),
+            None => self.find_live_head(),
+        }
+    }
+
+    /// Pops dead timers until the earliest is live, and remembers it.
+    #[inline(never)]
+    fn find_live_head(&mut self) -> Option<Nanos> {
         while let Some((at, t)) = self.timers.peek() {
             let t = *t;
-            if self.requests.live_head == Some((at, t)) {
-                return Some(at);
-            }
             if self.timer_live(at, &t) {
                 self.requests.live_head = Some((at, t));
                 return Some(at);
@@ -479,6 +491,12 @@ impl Client {
         serial: u32,
         kind: TimerKind,
     ) -> Slot {
+        // A timer due before the remembered head is the new head. (One due
+        // at the same time comes after it; a cancel never touches the head,
+        // which has left the calendar's ring.)
+        if self.requests.live_head.is_some_and(|(h, _)| at < h) {
+            self.requests.live_head = None;
+        }
         self.timers.push_slot(
             at,
             Timer {
