@@ -110,24 +110,45 @@ const LANES: usize = 2;
 const MAIN: usize = 0;
 const HEDGE: usize = 1;
 
+/// A time or none in 8 bytes, where `Option<Nanos>` takes 16: none is
+/// `Nanos::MAX`, which no time the core keeps reaches (each lies before its
+/// request's deadline).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct MaybeAt(Nanos);
+
+impl MaybeAt {
+    const NONE: Self = Self(Nanos::MAX);
+
+    fn new(at: Option<Nanos>) -> Self {
+        debug_assert_ne!(at, Some(Nanos::MAX));
+        Self(at.unwrap_or(Nanos::MAX))
+    }
+
+    fn get(self) -> Option<Nanos> {
+        (self.0 != Nanos::MAX).then_some(self.0)
+    }
+}
+
+/// A lane's live attempt: 64 bytes, so that both lanes of a request take
+/// two cache lines (its id is `attempt_id` of the request's handle, the
+/// lane and the serial).
 #[derive(Clone, Copy, Debug)]
 struct Live {
-    id: AttemptId,
     serial: u32,
     model: ModelId,
-    first_token_deadline: Option<Nanos>,
-    idle_deadline: Option<Nanos>,
-    end_deadline: Nanos,
-    first_token: Option<Nanos>,
-    sent_at: Nanos,
-    /// Let through by the retry budget (released when it ends).
-    budgeted: bool,
-    /// When its hedge fires, if it may have one.
-    hedge_at: Option<Nanos>,
-    /// Whether it is the hedge.
-    hedge: bool,
     /// The API key it went out with.
     key: KeyId,
+    first_token_deadline: MaybeAt,
+    idle_deadline: MaybeAt,
+    end_deadline: Nanos,
+    first_token: MaybeAt,
+    sent_at: Nanos,
+    /// When its hedge fires, if it may have one.
+    hedge_at: MaybeAt,
+    /// Let through by the retry budget (released when it ends).
+    budgeted: bool,
+    /// Whether it is the hedge.
+    hedge: bool,
     /// Beyond its request's first attempt (a retry, fallback or hedge).
     extra: bool,
 }
@@ -538,13 +559,15 @@ impl Client {
         let live = st.live[lane].filter(|l| l.serial == t.serial);
         match t.kind {
             TimerKind::Wake => st.wake_at == Some(at) && st.live.iter().all(Option::is_none),
-            TimerKind::FirstToken => live.is_some_and(|l| l.first_token_deadline == Some(at)),
-            TimerKind::Idle => live.is_some_and(|l| l.idle_deadline == Some(at)),
+            TimerKind::FirstToken => live.is_some_and(|l| l.first_token_deadline.get() == Some(at)),
+            TimerKind::Idle => live.is_some_and(|l| l.idle_deadline.get() == Some(at)),
             TimerKind::End => live.is_some_and(|l| l.end_deadline == at),
             TimerKind::Hedge => {
                 !st.hedged
                     && st.live[HEDGE].is_none()
-                    && live.is_some_and(|l| l.hedge_at == Some(at) && l.first_token.is_none())
+                    && live.is_some_and(|l| {
+                        l.hedge_at.get() == Some(at) && l.first_token == MaybeAt::NONE
+                    })
             }
         }
     }
@@ -835,18 +858,17 @@ impl Client {
             _ => None,
         };
         st.live[lane] = Some(Live {
-            id,
             serial,
             model,
-            first_token_deadline: ft,
-            idle_deadline: None,
-            end_deadline: end,
-            first_token: None,
-            sent_at: now,
-            budgeted: !hedge && std::mem::take(&mut st.budgeted),
-            hedge_at,
-            hedge,
             key,
+            first_token_deadline: MaybeAt::new(ft),
+            idle_deadline: MaybeAt::NONE,
+            end_deadline: end,
+            first_token: MaybeAt::NONE,
+            sent_at: now,
+            hedge_at: MaybeAt::new(hedge_at),
+            budgeted: !hedge && std::mem::take(&mut st.budgeted),
+            hedge,
             extra: st.attempts > 1,
         });
         if hedge && st.req.measured {
@@ -941,7 +963,9 @@ impl Client {
         let (slot, lane) = slot_lane(id);
         let h = self.requests.handle_at(slot)?;
         let st = self.requests.get(h)?;
-        st.live[lane].filter(|l| l.id == id).map(|_| (h, lane))
+        st.live[lane]
+            .filter(|l| attempt_id(h, lane, l.serial) == id)
+            .map(|_| (h, lane))
     }
 
     /// The first output token of an attempt arrived.
@@ -954,14 +978,14 @@ impl Client {
             .get_mut(h)
             .and_then(|st| st.live[lane].as_mut())
         {
-            if l.first_token.is_none() {
+            if l.first_token == MaybeAt::NONE {
                 // Its first-token and hedge timers are dead now.
                 let a = &mut self.armed[h.index as usize][lane];
-                let at = [l.first_token_deadline, l.hedge_at];
+                let at = [l.first_token_deadline.get(), l.hedge_at.get()];
                 cancel_timer(&mut self.timers, a, FIRST, at[0], (h, lane, l.serial));
                 cancel_timer(&mut self.timers, a, LATE, at[1], (h, lane, l.serial));
-                l.first_token = Some(now);
-                l.first_token_deadline = None;
+                l.first_token = MaybeAt::new(Some(now));
+                l.first_token_deadline = MaybeAt::NONE;
                 let (model, ttft) = (l.model, now - l.sent_at);
                 self.router.on_sample(&self.cfg, model, ttft);
                 if let Some(hg) = self.hedger.as_mut() {
@@ -994,7 +1018,7 @@ impl Client {
         };
         let at = now + bc;
         if at < l.end_deadline {
-            l.idle_deadline = Some(at);
+            l.idle_deadline = MaybeAt::new(Some(at));
             let serial = l.serial;
             self.push_timer(at, h, lane, serial, TimerKind::Idle);
         }
@@ -1074,7 +1098,7 @@ impl Client {
             }
         );
         // A stream that sent its first token was accepted then.
-        if !rejected_for_load && live.first_token.is_none() {
+        if !rejected_for_load && live.first_token == MaybeAt::NONE {
             self.throttles.with(|ts| {
                 if let Some(t) = ts.get_mut(model) {
                     t.on_accept(now);
@@ -1149,7 +1173,7 @@ impl Client {
                     if st.live[1 - lane].is_some() {
                         self.cancel_live(now, h, 1 - lane, CancelReason::HedgeLost);
                     }
-                    let ft = live.first_token.unwrap_or(now);
+                    let ft = live.first_token.get().unwrap_or(now);
                     self.finish(h, RequestResult::Success, Some(ft));
                 } else {
                     self.failed(
@@ -1246,6 +1270,7 @@ impl Client {
     ) -> Option<(ModelId, KeyId)> {
         let st = self.requests.get_mut(h)?;
         let l = st.live[lane].take()?;
+        let id = attempt_id(h, lane, l.serial);
         let b = if self.cfg.breaker_per_key {
             usize::from(l.key)
         } else {
@@ -1269,7 +1294,7 @@ impl Client {
             });
         }
         self.cancelled
-            .insert(l.id, (l.model, st.req.measured, h, l.extra));
+            .insert(id, (l.model, st.req.measured, h, l.extra));
         match reason {
             CancelReason::Deadline => {
                 // Timeouts are counted where they are classified; a deadline
@@ -1283,7 +1308,7 @@ impl Client {
             _ => {}
         }
         self.actions.push_back(Action::Cancel {
-            attempt: l.id,
+            attempt: id,
             reason,
         });
         Some((l.model, l.key))
@@ -1584,8 +1609,8 @@ fn cancel_timer(
 fn disarm(timers: &mut CalendarQueue<Timer>, a: &mut Armed, h: Handle, lane: usize, l: &Live) {
     let id = (h, lane, l.serial);
     cancel_timer(timers, a, END, Some(l.end_deadline), id);
-    cancel_timer(timers, a, FIRST, l.first_token_deadline, id);
-    cancel_timer(timers, a, LATE, l.hedge_at, id);
+    cancel_timer(timers, a, FIRST, l.first_token_deadline.get(), id);
+    cancel_timer(timers, a, LATE, l.hedge_at.get(), id);
     *a = Armed::NONE;
 }
 

@@ -1623,3 +1623,13 @@ fn the_remembered_head_timer_goes_stale_with_its_request() {
     h.request(req(3));
     assert_eq!(h.client.poll_timeout(), Some(8 * SECS));
 }
+
+/// A lane's live attempt fits one cache line, with its `Option` (tens of
+/// thousands of requests are in flight, each event touching its own).
+#[test]
+fn a_live_attempt_fits_a_cache_line() {
+    assert!(std::mem::size_of::<Option<Live>>() <= 64);
+    assert_eq!(MaybeAt::new(None), MaybeAt::NONE);
+    assert_eq!(MaybeAt::new(Some(7)).get(), Some(7));
+    assert_eq!(MaybeAt::NONE.get(), None);
+}
