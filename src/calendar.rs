@@ -25,7 +25,8 @@
 //! An entry still on the ring can be cancelled in place
 //! ([`CalendarQueue::push_slot`] and [`CalendarQueue::cancel`]): it is marked
 //! (sequence number 0) and skipped when its bucket is drained, so it is never
-//! sorted, peeked or popped. The entries that stay keep their sequence
+//! sorted, peeked or popped; if it is its bucket's newest, it is unlinked
+//! and freed at once. The entries that stay keep their sequence
 //! numbers, so the order of the others does not change. Entries off the ring
 //! (in the drained bucket, the early heap or the far heap) cannot be
 //! cancelled and come out as usual; the caller must still check what it pops.
@@ -180,7 +181,8 @@ impl<T: Copy> CalendarQueue<T> {
     where
         T: PartialEq,
     {
-        let Some(node) = self.nodes.get_mut(slot.0 as usize) else {
+        let idx = slot.0;
+        let Some(node) = self.nodes.get_mut(idx as usize) else {
             return false;
         };
         let e = &mut node.entry;
@@ -189,6 +191,19 @@ impl<T: Copy> CalendarQueue<T> {
         }
         e.seq = 0;
         self.len -= 1;
+        // The last entry pushed into its bucket (often so: an attempt's
+        // timers die young) leaves the list at once, so that a driver that
+        // never reaches the bucket does not keep it.
+        let i = ((at >> SHIFT) & MASK) as usize;
+        if self.heads[i] == idx {
+            let next = node.next;
+            node.next = self.free;
+            self.free = idx;
+            self.heads[i] = next;
+            if next == NIL {
+                self.occupied[i / 64] &= !(1 << (i % 64));
+            }
+        }
         true
     }
 
@@ -521,6 +536,27 @@ mod tests {
         assert!(q.cancel(d, 40 << SHIFT, &'d'));
         assert_eq!(q.pop(), None);
         assert!(q.is_empty());
+    }
+
+    #[test]
+    fn a_cancelled_entry_under_a_newer_one_is_skipped_when_drained() {
+        let mut q = CalendarQueue::default();
+        let x = q.push_slot(10 << SHIFT, 'x');
+        let y = q.push_slot((10 << SHIFT) + 1, 'y');
+        q.push((10 << SHIFT) + 2, 'w');
+        q.push(20 << SHIFT, 'z');
+        // x lies under y and w in its bucket's list: marked, not unlinked.
+        assert!(q.cancel(x, 10 << SHIFT, &'x'));
+        assert!(q.cancel(y, (10 << SHIFT) + 1, &'y'));
+        assert_eq!(q.len(), 2);
+        assert_eq!(q.pop(), Some(((10 << SHIFT) + 2, 'w')));
+        assert_eq!(q.pop(), Some((20 << SHIFT, 'z')));
+        assert_eq!(q.pop(), None);
+        // Drained, the nodes are free: the old slots name nothing.
+        q.push(30 << SHIFT, 'v');
+        q.push(30 << SHIFT, 'u');
+        assert!(!q.cancel(x, 10 << SHIFT, &'x'));
+        assert_eq!(q.len(), 2);
     }
 
     #[test]
