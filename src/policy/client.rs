@@ -46,7 +46,7 @@ use std::sync::Arc;
 use rand::RngCore;
 use rand_chacha::ChaCha8Rng;
 
-use crate::calendar::CalendarQueue;
+use crate::calendar::{CalendarQueue, Slot};
 use crate::slab::{Handle, Slab};
 use crate::units::{NanoUsd, Nanos};
 use crate::wire::{BodyKind, ErrorType, RateLimits};
@@ -89,29 +89,72 @@ struct Timer {
     kind: TimerKind,
 }
 
+/// What a lane's timers may fire for, and where its attempt's timers wait,
+/// so that they are cancelled in place when they die (see `Client::disarm`).
+#[derive(Clone, Copy, Debug)]
+struct Armed {
+    /// The serial of the live attempt or pending wake-up, 0 for nothing.
+    serial: u32,
+    /// The attempt's end, first-token and hedge timers (`END`, `FIRST` and
+    /// `LATE`; [`Slot::NONE`]: none, or off the calendar's ring).
+    slots: [Slot; 3],
+}
+
+const END: usize = 0;
+const FIRST: usize = 1;
+const LATE: usize = 2;
+
+impl Armed {
+    const NONE: Self = Self {
+        serial: 0,
+        slots: [Slot::NONE; 3],
+    };
+}
+
 /// The main lane and the hedge lane.
 const LANES: usize = 2;
 const MAIN: usize = 0;
 const HEDGE: usize = 1;
 
+/// A time or none in 8 bytes, where `Option<Nanos>` takes 16: none is
+/// `Nanos::MAX`, which no time the core keeps reaches (each lies before its
+/// request's deadline).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct MaybeAt(Nanos);
+
+impl MaybeAt {
+    const NONE: Self = Self(Nanos::MAX);
+
+    fn new(at: Option<Nanos>) -> Self {
+        debug_assert_ne!(at, Some(Nanos::MAX));
+        Self(at.unwrap_or(Nanos::MAX))
+    }
+
+    fn get(self) -> Option<Nanos> {
+        (self.0 != Nanos::MAX).then_some(self.0)
+    }
+}
+
+/// A lane's live attempt: 64 bytes, so that both lanes of a request take
+/// two cache lines (its id is `attempt_id` of the request's handle, the
+/// lane and the serial).
 #[derive(Clone, Copy, Debug)]
 struct Live {
-    id: AttemptId,
     serial: u32,
     model: ModelId,
-    first_token_deadline: Option<Nanos>,
-    idle_deadline: Option<Nanos>,
-    end_deadline: Nanos,
-    first_token: Option<Nanos>,
-    sent_at: Nanos,
-    /// Let through by the retry budget (released when it ends).
-    budgeted: bool,
-    /// When its hedge fires, if it may have one.
-    hedge_at: Option<Nanos>,
-    /// Whether it is the hedge.
-    hedge: bool,
     /// The API key it went out with.
     key: KeyId,
+    first_token_deadline: MaybeAt,
+    idle_deadline: MaybeAt,
+    end_deadline: Nanos,
+    first_token: MaybeAt,
+    sent_at: Nanos,
+    /// When its hedge fires, if it may have one.
+    hedge_at: MaybeAt,
+    /// Let through by the retry budget (released when it ends).
+    budgeted: bool,
+    /// Whether it is the hedge.
+    hedge: bool,
     /// Beyond its request's first attempt (a retry, fallback or hedge).
     extra: bool,
 }
@@ -185,7 +228,9 @@ fn pass_cut(layers: &[LayerConfig], start: &[Nanos; MAX_LAYERS + 1], deadline: N
 /// depends only on its request's state and the request slot's `armed`
 /// serials; every change to the state goes through [`Requests::get_mut`] or
 /// [`Requests::remove`], and every new serial through `Client::arm`, and
-/// each of them forgets the timer.
+/// each of them forgets the timer. It stays the queue's head until a pop
+/// (`Client::timeouts`) or a push of an earlier timer (`Client::push_timer`),
+/// which forget it too, so `poll_timeout` answers from it without peeking.
 #[derive(Default)]
 struct Requests {
     slab: Slab<ReqState>,
@@ -243,10 +288,10 @@ pub struct Client {
     ledger: CostLedger,
     cancelled: BTreeMap<AttemptId, (ModelId, bool, Handle, bool)>,
     /// Per request slot and lane, the serial of what its timers may fire
-    /// for (the live attempt or the pending wake-up), 0 for nothing. Stale
-    /// timers, which are most timers, are dismissed here without touching
-    /// request state.
-    armed: Vec<[u32; LANES]>,
+    /// for (the live attempt or the pending wake-up), 0 for nothing, and
+    /// where the attempt's timers wait. Stale timers still in the calendar
+    /// are dismissed here without touching request state.
+    armed: Vec<[Armed; LANES]>,
     last_limits: Vec<RateLimits>,
     budget: Scoped<RetryBudget>,
     retries_denied: u64,
@@ -483,12 +528,22 @@ impl Client {
     }
 
     /// The earliest time the core wants [`Client::handle_timeout`] called.
+    ///
+    /// Asked after every input; usually answered from the remembered live
+    /// head, inlined into the caller.
+    #[inline]
     pub fn poll_timeout(&mut self) -> Option<Nanos> {
+        match self.requests.live_head {
+            Some((at, _)) => Some(at),
+            None => self.find_live_head(),
+        }
+    }
+
+    /// Pops dead timers until the earliest is live, and remembers it.
+    #[inline(never)]
+    fn find_live_head(&mut self) -> Option<Nanos> {
         while let Some((at, t)) = self.timers.peek() {
             let t = *t;
-            if self.requests.live_head == Some((at, t)) {
-                return Some(at);
-            }
             if self.timer_live(at, &t) {
                 self.requests.live_head = Some((at, t));
                 return Some(at);
@@ -498,8 +553,21 @@ impl Client {
         None
     }
 
-    fn push_timer(&mut self, at: Nanos, req: Handle, lane: usize, serial: u32, kind: TimerKind) {
-        self.timers.push(
+    fn push_timer(
+        &mut self,
+        at: Nanos,
+        req: Handle,
+        lane: usize,
+        serial: u32,
+        kind: TimerKind,
+    ) -> Slot {
+        // A timer due before the remembered head is the new head. (One due
+        // at the same time comes after it; a cancel never touches the head,
+        // which has left the calendar's ring.)
+        if self.requests.live_head.is_some_and(|(h, _)| at < h) {
+            self.requests.live_head = None;
+        }
+        self.timers.push_slot(
             at,
             Timer {
                 req,
@@ -507,15 +575,18 @@ impl Client {
                 lane: lane as u8,
                 kind,
             },
-        );
+        )
     }
 
     fn arm(&mut self, h: Handle, lane: usize, serial: u32) {
         let i = h.index as usize;
         if self.armed.len() <= i {
-            self.armed.resize(i + 1, [0; LANES]);
+            self.armed.resize(i + 1, [Armed::NONE; LANES]);
         }
-        self.armed[i][lane] = serial;
+        self.armed[i][lane] = Armed {
+            serial,
+            ..Armed::NONE
+        };
         // A new serial kills the lane's older timers: the remembered live
         // head may be one of them.
         self.requests.forget(h.index);
@@ -528,7 +599,7 @@ impl Client {
 
     fn timer_live(&self, at: Nanos, t: &Timer) -> bool {
         let lane = usize::from(t.lane);
-        if self.armed.get(t.req.index as usize).map(|a| a[lane]) != Some(t.serial) {
+        if self.armed.get(t.req.index as usize).map(|a| a[lane].serial) != Some(t.serial) {
             return false;
         }
         let Some(st) = self.requests.get(t.req) else {
@@ -537,13 +608,15 @@ impl Client {
         let live = st.live[lane].filter(|l| l.serial == t.serial);
         match t.kind {
             TimerKind::Wake => st.wake_at == Some(at) && st.live.iter().all(Option::is_none),
-            TimerKind::FirstToken => live.is_some_and(|l| l.first_token_deadline == Some(at)),
-            TimerKind::Idle => live.is_some_and(|l| l.idle_deadline == Some(at)),
+            TimerKind::FirstToken => live.is_some_and(|l| l.first_token_deadline.get() == Some(at)),
+            TimerKind::Idle => live.is_some_and(|l| l.idle_deadline.get() == Some(at)),
             TimerKind::End => live.is_some_and(|l| l.end_deadline == at),
             TimerKind::Hedge => {
                 !st.hedged
                     && st.live[HEDGE].is_none()
-                    && live.is_some_and(|l| l.hedge_at == Some(at) && l.first_token.is_none())
+                    && live.is_some_and(|l| {
+                        l.hedge_at.get() == Some(at) && l.first_token == MaybeAt::NONE
+                    })
             }
         }
     }
@@ -956,18 +1029,17 @@ impl Client {
             _ => None,
         };
         st.live[lane] = Some(Live {
-            id,
             serial,
             model,
-            first_token_deadline: ft,
-            idle_deadline: None,
-            end_deadline: end,
-            first_token: None,
-            sent_at: now,
-            budgeted: !hedge && std::mem::take(&mut st.budgeted),
-            hedge_at,
-            hedge,
             key,
+            first_token_deadline: MaybeAt::new(ft),
+            idle_deadline: MaybeAt::NONE,
+            end_deadline: end,
+            first_token: MaybeAt::NONE,
+            sent_at: now,
+            hedge_at: MaybeAt::new(hedge_at),
+            budgeted: !hedge && std::mem::take(&mut st.budgeted),
+            hedge,
             extra: st.attempts > 1,
         });
         if hedge && st.req.measured {
@@ -987,13 +1059,15 @@ impl Client {
             deadline: end,
             hedge,
         });
-        self.push_timer(end, h, lane, serial, TimerKind::End);
+        let mut slots = [Slot::NONE; 3];
+        slots[END] = self.push_timer(end, h, lane, serial, TimerKind::End);
         if let Some(ft) = ft {
-            self.push_timer(ft, h, lane, serial, TimerKind::FirstToken);
+            slots[FIRST] = self.push_timer(ft, h, lane, serial, TimerKind::FirstToken);
         }
         if let Some(at) = hedge_at {
-            self.push_timer(at, h, lane, serial, TimerKind::Hedge);
+            slots[LATE] = self.push_timer(at, h, lane, serial, TimerKind::Hedge);
         }
+        self.armed[h.index as usize][lane].slots = slots;
     }
 
     /// The main attempt is late: one more attempt beside it, if the
@@ -1060,7 +1134,9 @@ impl Client {
         let (slot, lane) = slot_lane(id);
         let h = self.requests.handle_at(slot)?;
         let st = self.requests.get(h)?;
-        st.live[lane].filter(|l| l.id == id).map(|_| (h, lane))
+        st.live[lane]
+            .filter(|l| attempt_id(h, lane, l.serial) == id)
+            .map(|_| (h, lane))
     }
 
     /// The first output token of an attempt arrived.
@@ -1073,9 +1149,14 @@ impl Client {
             .get_mut(h)
             .and_then(|st| st.live[lane].as_mut())
         {
-            if l.first_token.is_none() {
-                l.first_token = Some(now);
-                l.first_token_deadline = None;
+            if l.first_token == MaybeAt::NONE {
+                // Its first-token and hedge timers are dead now.
+                let a = &mut self.armed[h.index as usize][lane];
+                let at = [l.first_token_deadline.get(), l.hedge_at.get()];
+                cancel_timer(&mut self.timers, a, FIRST, at[0], (h, lane, l.serial));
+                cancel_timer(&mut self.timers, a, LATE, at[1], (h, lane, l.serial));
+                l.first_token = MaybeAt::new(Some(now));
+                l.first_token_deadline = MaybeAt::NONE;
                 let (model, ttft) = (l.model, now - l.sent_at);
                 self.router.on_sample(&self.cfg, model, ttft);
                 if let Some(hg) = self.hedger.as_mut() {
@@ -1108,7 +1189,7 @@ impl Client {
         };
         let at = now + bc;
         if at < l.end_deadline {
-            l.idle_deadline = Some(at);
+            l.idle_deadline = MaybeAt::new(Some(at));
             let serial = l.serial;
             self.push_timer(at, h, lane, serial, TimerKind::Idle);
         }
@@ -1163,7 +1244,8 @@ impl Client {
         let Some(live) = st.live[lane].take() else {
             return;
         };
-        self.armed[h.index as usize][lane] = 0;
+        let a = &mut self.armed[h.index as usize][lane];
+        disarm(&mut self.timers, a, h, lane, &live);
         self.router.on_end(live.model);
         if live.budgeted {
             self.budget.with(|x| x.on_retry_done());
@@ -1187,7 +1269,7 @@ impl Client {
             }
         );
         // A stream that sent its first token was accepted then.
-        if !rejected_for_load && live.first_token.is_none() {
+        if !rejected_for_load && live.first_token == MaybeAt::NONE {
             self.throttles.with(|ts| {
                 if let Some(t) = ts.get_mut(model) {
                     t.on_accept(now);
@@ -1262,7 +1344,7 @@ impl Client {
                     if st.live[1 - lane].is_some() {
                         self.cancel_live(now, h, 1 - lane, CancelReason::HedgeLost);
                     }
-                    let ft = live.first_token.unwrap_or(now);
+                    let ft = live.first_token.get().unwrap_or(now);
                     self.finish(h, RequestResult::Success, Some(ft));
                 } else {
                     self.failed(
@@ -1360,12 +1442,14 @@ impl Client {
     ) -> Option<(ModelId, KeyId)> {
         let st = self.requests.get_mut(h)?;
         let l = st.live[lane].take()?;
+        let id = attempt_id(h, lane, l.serial);
         let b = if self.cfg.breaker_per_key {
             usize::from(l.key)
         } else {
             usize::from(l.model)
         };
-        self.armed[h.index as usize][lane] = 0;
+        let a = &mut self.armed[h.index as usize][lane];
+        disarm(&mut self.timers, a, h, lane, &l);
         self.router.on_end(l.model);
         if l.budgeted {
             self.budget.with(|x| x.on_retry_done());
@@ -1383,7 +1467,7 @@ impl Client {
             });
         }
         self.cancelled
-            .insert(l.id, (l.model, st.req.measured, h, l.extra));
+            .insert(id, (l.model, st.req.measured, h, l.extra));
         match reason {
             CancelReason::Deadline | CancelReason::PassTimeout => {
                 // Timeouts are counted where they are classified; a cut by
@@ -1398,7 +1482,7 @@ impl Client {
             _ => {}
         }
         self.actions.push_back(Action::Cancel {
-            attempt: l.id,
+            attempt: id,
             reason,
         });
         Some((l.model, l.key))
@@ -1712,7 +1796,7 @@ impl Client {
             }
         }
         if let Some(a) = self.armed.get_mut(h.index as usize) {
-            *a = [0; LANES];
+            *a = [Armed::NONE; LANES];
         }
         if st.budgeted {
             self.budget.with(|x| x.on_retry_done());
@@ -1754,6 +1838,44 @@ fn fleet_full(c: &std::cell::RefCell<ConcurrencyLimit>, at_head: bool) -> Option
 #[inline(never)]
 fn fleet_room(c: &std::cell::RefCell<ConcurrencyLimit>) -> Option<u32> {
     c.borrow().head_with_room().map(|t| t.replica)
+}
+
+/// Cancels in place timer `which` of the attempt with `serial` in `lane` of
+/// request `h`, due at `at`, if it still waits on the calendar's ring: it is
+/// dead now, and would only be popped and dismissed by `Client::timer_live`.
+fn cancel_timer(
+    timers: &mut CalendarQueue<Timer>,
+    a: &mut Armed,
+    which: usize,
+    at: Option<Nanos>,
+    (h, lane, serial): (Handle, usize, u32),
+) {
+    let slot = std::mem::replace(&mut a.slots[which], Slot::NONE);
+    let (Some(at), true) = (at, slot != Slot::NONE) else {
+        return;
+    };
+    let kind = match which {
+        END => TimerKind::End,
+        FIRST => TimerKind::FirstToken,
+        _ => TimerKind::Hedge,
+    };
+    let t = Timer {
+        req: h,
+        serial,
+        lane: lane as u8,
+        kind,
+    };
+    timers.cancel(slot, at, &t);
+}
+
+/// Attempt `l` in `lane` of request `h` has ended: its lane's timers may fire for
+/// nothing now, and those still on the calendar's ring are cancelled.
+fn disarm(timers: &mut CalendarQueue<Timer>, a: &mut Armed, h: Handle, lane: usize, l: &Live) {
+    let id = (h, lane, l.serial);
+    cancel_timer(timers, a, END, Some(l.end_deadline), id);
+    cancel_timer(timers, a, FIRST, l.first_token_deadline.get(), id);
+    cancel_timer(timers, a, LATE, l.hedge_at.get(), id);
+    *a = Armed::NONE;
 }
 
 /// The next key of `model`'s round-robin.

@@ -16,6 +16,12 @@ pub struct SlidingWindow {
     sums: [u64; 2],
     /// The latest second seen.
     last: Option<u64>,
+    /// The latest second's slot, and the time the second after it starts
+    /// (0 before any time is seen): a time before that is in the latest
+    /// second (or older, which counts as it), so most calls need neither
+    /// a division nor a modulo.
+    slot: usize,
+    until: Nanos,
 }
 
 impl SlidingWindow {
@@ -26,10 +32,20 @@ impl SlidingWindow {
             slots: vec![[0; 2]; n],
             sums: [0; 2],
             last: None,
+            slot: 0,
+            until: 0,
         }
     }
 
+    #[inline]
     fn advance(&mut self, now: Nanos) -> usize {
+        if now < self.until {
+            return self.slot;
+        }
+        self.advance_second(now)
+    }
+
+    fn advance_second(&mut self, now: Nanos) -> usize {
         let second = now / SECS;
         let n = self.slots.len() as u64;
         match self.last {
@@ -46,7 +62,10 @@ impl SlidingWindow {
             Some(_) => {}
             None => self.last = Some(second),
         }
-        (self.last.unwrap_or(second) % n) as usize
+        let last = self.last.unwrap_or(second);
+        self.slot = (last % n) as usize;
+        self.until = last.saturating_add(1).saturating_mul(SECS);
+        self.slot
     }
 
     /// Adds one to counter `which` (0 or 1) at `now`.
@@ -101,6 +120,25 @@ mod tests {
                 let second = now / SECS;
                 for c in 0..2 {
                     let recount = log.iter().filter(|(s, k)| *k == c && s + w > second).count() as u64;
+                    prop_assert_eq!(win.sums(now)[c], recount);
+                }
+            }
+        }
+
+        /// A time older than the latest seen counts as the latest, within
+        /// its second and across seconds alike.
+        #[test]
+        fn older_times_count_as_the_latest(events in proptest::collection::vec((0u64..40_000, 0usize..2), 1..300), w in 1u64..20) {
+            let mut win = SlidingWindow::new(w * SECS);
+            let mut log = Vec::new();
+            let mut latest = 0;
+            for (ms, which) in events {
+                let now = ms * MILLIS;
+                latest = latest.max(now / SECS);
+                win.add(now, which);
+                log.push((latest, which));
+                for c in 0..2 {
+                    let recount = log.iter().filter(|(s, k)| *k == c && s + w > latest).count() as u64;
                     prop_assert_eq!(win.sums(now)[c], recount);
                 }
             }

@@ -2231,3 +2231,13 @@ fn a_layer_timeout_takes_a_request_out_of_the_fleet_queue() {
     let sent = requests_sent(&actions_of(&mut f[1]));
     assert_eq!(sent.iter().map(|s| s.0).collect::<Vec<_>>(), [3]);
 }
+
+/// A lane's live attempt fits one cache line, with its `Option` (tens of
+/// thousands of requests are in flight, each event touching its own).
+#[test]
+fn a_live_attempt_fits_a_cache_line() {
+    assert!(std::mem::size_of::<Option<Live>>() <= 64);
+    assert_eq!(MaybeAt::new(None), MaybeAt::NONE);
+    assert_eq!(MaybeAt::new(Some(7)).get(), Some(7));
+    assert_eq!(MaybeAt::NONE.get(), None);
+}
