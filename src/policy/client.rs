@@ -937,7 +937,15 @@ impl Client {
                 replica: self.member,
                 request: h,
             }),
-            _ => self.waiting_live -= 1,
+            _ => {
+                self.waiting_live -= 1;
+                // Out of the queue itself too (rare: a deadline or a
+                // layer's pass end while queued): a request that queues
+                // again in a new pass must not keep its old place.
+                if let Some(i) = self.waiting.iter().position(|&w| w == h) {
+                    self.waiting.remove(i);
+                }
+            }
         }
     }
 

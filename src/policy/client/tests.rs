@@ -2241,3 +2241,35 @@ fn a_live_attempt_fits_a_cache_line() {
     assert_eq!(MaybeAt::new(Some(7)).get(), Some(7));
     assert_eq!(MaybeAt::NONE.get(), None);
 }
+
+#[test]
+fn a_replica_queue_stays_fifo_when_a_pass_timeout_requeues_a_request() {
+    // One place, a queue of 4, an app layer bounding each pass to 5 s with
+    // one retry. Request 2 (A) queues at 1 s, request 3 (B) at 2 s. A's
+    // pass ends at 6 s while it waits: its layer retries and A queues
+    // again, now behind B, so B gets the next place.
+    let mut c = layered(&[("app", 1)], 0);
+    c.layers[0].timeout = Some(5 * SECS);
+    c.concurrency =
+        Some(crate::policy::concurrency::ConcurrencyConfig::Fixed { limit: 1, queue: 4 });
+    let mut h = Harness::new(c, 1);
+    let (a1, ..) = sent(&h.request(req(1))).unwrap();
+    h.set_time(SECS);
+    assert!(h.request(req(2)).is_empty(), "A queued");
+    h.set_time(2 * SECS);
+    assert!(h.request(req(3)).is_empty(), "B queued");
+    // Request 1 fails at 4 s; its layer retries at once in a new pass.
+    h.set_time(4 * SECS);
+    let out = h.outcome(a1, http(503, ErrorType::Overloaded, None));
+    let (a2, ..) = sent(&out).expect("request 1 retried");
+    let out = h.next_timer().unwrap();
+    assert_eq!(h.now, 6 * SECS);
+    assert!(sent(&out).is_none() && finished(&out).is_none(), "{out:?}");
+    h.set_time(6 * SECS + SECS / 2);
+    let out = h.outcome(a2, ok(BodyKind::Valid));
+    let next = out.iter().find_map(|a| match a {
+        Action::Send { request, .. } => Some(*request),
+        _ => None,
+    });
+    assert_eq!(next, Some(3), "{out:?}");
+}
