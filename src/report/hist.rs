@@ -131,9 +131,13 @@ impl LatencyHist {
             }
         } else {
             // Other bounds (not made by the collector): values past the
-            // top count as the top.
+            // top count as the top and as overflow, as `record` counts
+            // them (to the histogram's precision).
             let last = self.counts.len() - 1;
             for (i, &n) in o.counts.iter().enumerate() {
+                if i > last {
+                    self.overflow += n;
+                }
                 self.counts[i.min(last)] += n;
             }
         }
@@ -269,5 +273,16 @@ mod tests {
         assert_eq!(s.count, 2);
         assert_eq!(s.overflow, 1);
         assert!(s.p50_us >= 9_990 && s.p50_us <= 10_010);
+    }
+
+    #[test]
+    fn a_merge_from_wider_bounds_counts_what_is_past_the_top_as_overflow() {
+        let mut small = LatencyHist::new(1000);
+        let mut big = LatencyHist::new(1_000_000);
+        big.record(500_000 * MICROS);
+        small.merge(&big);
+        let mut direct = LatencyHist::new(1000);
+        direct.record(500_000 * MICROS);
+        assert_eq!(small.summary(), direct.summary());
     }
 }
