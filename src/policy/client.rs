@@ -306,10 +306,10 @@ pub struct Client {
     downgraded: u64,
     limiter: Option<ScopedLimiter>,
     conc: Option<Scoped<ConcurrencyLimit>>,
-    /// Requests waiting for a concurrency place, oldest first (finished
-    /// ones are skipped when reached).
+    /// Requests waiting for a place of a replica-scoped concurrency limit,
+    /// oldest first; a request that leaves without a place is taken out
+    /// (`withdraw_from_queue`), so its length is the queue's.
     waiting: VecDeque<Handle>,
-    waiting_live: usize,
     /// This replica's number in its fleet (the order it joined in).
     member: u32,
     /// The request being taken from the head of the fleet's queue: it may
@@ -382,7 +382,6 @@ impl Client {
             limiter: rate_limit.map(|r| ScopedLimiter::Replica(RateLimiter::new(r))),
             conc: concurrency.map(|c| Scoped::Replica(ConcurrencyLimit::new(c))),
             waiting: VecDeque::new(),
-            waiting_live: 0,
             member: 0,
             serving: None,
             paced: 0,
@@ -740,7 +739,7 @@ impl Client {
             // when the request may not have a place now.
             let full = match self.conc.as_ref() {
                 None => None,
-                Some(Scoped::Replica(c)) => (!c.has_room()).then(|| self.waiting_live < c.queue()),
+                Some(Scoped::Replica(c)) => (!c.has_room()).then(|| self.waiting.len() < c.queue()),
                 Some(Scoped::Fleet(c)) => fleet_full(c, self.serving == Some(h)),
             };
             if let Some(may_wait) = full {
@@ -885,7 +884,6 @@ impl Client {
                 request: h,
             }),
             _ => {
-                self.waiting_live += 1;
                 self.waiting.push_back(h);
             }
         }
@@ -938,10 +936,9 @@ impl Client {
                 request: h,
             }),
             _ => {
-                self.waiting_live -= 1;
-                // Out of the queue itself too (rare: a deadline or a
-                // layer's pass end while queued): a request that queues
-                // again in a new pass must not keep its old place.
+                // Rare (a deadline or a layer's pass end while queued): a
+                // request that queues again in a new pass must not keep its
+                // old place.
                 if let Some(i) = self.waiting.iter().position(|&w| w == h) {
                     self.waiting.remove(i);
                 }
@@ -993,7 +990,6 @@ impl Client {
             if !std::mem::take(&mut st.queued) {
                 continue;
             }
-            self.waiting_live -= 1;
             st.wake_at = None;
             self.send(now, h);
         }

@@ -2193,7 +2193,7 @@ proptest::proptest! {
         }
         proptest::prop_assert_eq!(finished, deadlines.len(), "a request never finished");
         proptest::prop_assert!(live.is_empty());
-        proptest::prop_assert_eq!(h.client.waiting_live, 0);
+        proptest::prop_assert_eq!(h.client.waiting.len(), 0);
         proptest::prop_assert_eq!(h.client.in_flight(), 0);
     }
 }
