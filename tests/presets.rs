@@ -149,9 +149,58 @@ fn litellm_1_80_waits_its_first_step_twice_plus_jitter_and_retries_nearly_everyt
     ] {
         assert_eq!(disposition(&s, class), d, "{class:?}");
     }
-    // 1.80's default cooldown is a failure-rate rule a one-model preset
-    // does not reach: no breaker.
-    assert_eq!(s.breaker, stormglass::policy::breaker::BreakerConfig::None);
+    // 1.80's default cooldown: the failure-rate rule of a group of one.
+    assert_eq!(
+        s.breaker,
+        stormglass::policy::breaker::BreakerConfig::FailureRate {
+            failure_threshold: 0.5,
+            all_failed_min: 1000,
+            cooldown: 5 * S,
+            single_deployment: true,
+        }
+    );
+}
+
+/// The sum of a strategy's offered attempts over [from_s, to_s).
+fn attempts_in(s: &stormglass::report::StrategyReport, from_s: u64, to_s: u64) -> u64 {
+    let w = s.series.bucket_ns / S;
+    let start = s.series.start_ns / S;
+    s.series
+        .offered_attempts
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| (from_s..to_s).contains(&(start + *i as u64 * w)))
+        .map(|(_, n)| u64::from(*n))
+        .sum()
+}
+
+#[test]
+fn litellm_1_80_cools_its_lone_deployment_a_minute_into_an_outage() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios/litellm-cooldown.toml");
+    let sc = stormglass::scenario::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    let r = stormglass::sim::run(&sc, 2)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .0;
+    let by = |n: &str| r.strategies.iter().find(|s| s.name == n).expect(n);
+    let (cool, none) = (by("litellm"), by("no-cooldown"));
+    // The outage is 2m..7m. For its first minute the success counter of
+    // the last calls before it still counts: no cooldown, the same attempts.
+    assert_eq!(attempts_in(cool, 120, 180), attempts_in(none, 120, 180));
+    // Then every new failure cools the model for 5 s: about 48 times in the
+    // four minutes left, and requests skip it for the fallback.
+    assert!(
+        (30..=60).contains(&cool.breaker_opens),
+        "{}",
+        cool.breaker_opens
+    );
+    assert_eq!(none.breaker_opens, 0);
+    let (a, b) = (attempts_in(cool, 190, 420), attempts_in(none, 190, 420));
+    assert!(2 * a < b, "{a} vs {b}");
+    // The fallback serves everyone either way; the cooldown saves the
+    // retries on the dead model, and the time they took.
+    assert!(cool.success_rate > 0.999 && none.success_rate > 0.999);
+    assert!(cool.amplification < 0.6 * none.amplification);
+    assert!(cool.latency.all.p50_us < none.latency.all.p50_us);
 }
 
 #[test]

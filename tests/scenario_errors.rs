@@ -745,6 +745,40 @@ fn a_breaker_field_that_does_not_apply() {
 }
 
 #[test]
+fn failure_rate_breaker_fields() {
+    let e = err(&edit(
+        "fallback = { chain = [\"claude-sonnet-4\"] }",
+        "fallback = { chain = [\"claude-sonnet-4\"] }\nbreaker = { kind = \"failure_rate\", allowed_fails = 3 }",
+    ));
+    check(
+        &e,
+        53,
+        11,
+        "`allowed_fails` does not apply to a `failure_rate` breaker",
+    );
+    let e = err(&edit(
+        "fallback = { chain = [\"claude-sonnet-4\"] }",
+        "fallback = { chain = [\"claude-sonnet-4\"] }\nbreaker = { kind = \"cooldown\", single_deployment = true }",
+    ));
+    check(
+        &e,
+        53,
+        11,
+        "`single_deployment` does not apply to a `cooldown` breaker",
+    );
+    let e = err(&edit(
+        "fallback = { chain = [\"claude-sonnet-4\"] }",
+        "fallback = { chain = [\"claude-sonnet-4\"] }\nbreaker = { kind = \"failure_rate\", all_failed_min = 0 }",
+    ));
+    check(&e, 53, 11, "all_failed_min must be at least 1");
+    let e = err(&edit(
+        "fallback = { chain = [\"claude-sonnet-4\"] }",
+        "fallback = { chain = [\"claude-sonnet-4\"] }\nbreaker = { kind = \"failure_rate\", failure_threshold = 1.5 }",
+    ));
+    check(&e, 53, 56, "probability 1.5 is outside 0..1");
+}
+
+#[test]
 fn breaker_and_window_limits() {
     let e = err(&edit(
         "fallback = { chain = [\"claude-sonnet-4\"] }",

@@ -11,11 +11,19 @@
 //! | kind | opens when | then | defaults | source |
 //! |---|---|---|---|---|
 //! | `ratio` | over the last `window`, at least `min_throughput` attempts and a failure share of at least `failure_ratio` | open for `break_for`, then half-open: `probes` attempts decide (a success closes it, a failure opens it again) | 0.1, 100, 30 s, 5 s, 1 | Polly v8 `CircuitBreakerStrategyOptions` |
-//! | `cooldown` | more than `allowed_fails` failures within the last minute | cooled down for `cooldown`, then closed | 3, 5 s | LiteLLM router `allowed_fails`, `cooldown_time` |
+//! | `cooldown` | more than `allowed_fails` failures within the last minute | cooled down for `cooldown`, then closed | 3, 5 s | LiteLLM router `allowed_fails`, `cooldown_time` (its legacy rule, used when `allowed_fails` is set) |
+//! | `failure_rate` | a failure whose share of the calls counted is over `failure_threshold`, or a 429 (both unless `single_deployment`); every call failed and at least `all_failed_min` were counted; a 401 | cooled down for the answer's `retry-after`, else `cooldown`, then closed | 0.5, 1000, 5 s, false | LiteLLM router 1.80's default rule (`_should_cooldown_deployment`) |
 //!
 //! Failures are the outcomes that say the model is unwell: 429, 5xx,
 //! timeouts, resets, broken streams and malformed bodies. A 4xx the client
 //! caused counts neither way. One breaker per model and client replica.
+//!
+//! `failure_rate` hears what LiteLLM's router hears instead
+//! ([`CircuitBreaker::on_litellm_failure`]): every failed call counts,
+//! a body the model got wrong is a success (the router got a 200), and
+//! its two counters are LiteLLM's "current minute" caches, which expire 60
+//! seconds after their *last* increment (`increment_cache` sets the TTL
+//! again), so under steady traffic they keep counting.
 
 use crate::units::{Nanos, SECS};
 
@@ -46,6 +54,62 @@ pub enum BreakerConfig {
         /// How long the model is skipped.
         cooldown: Nanos,
     },
+    /// LiteLLM 1.80's default: the failure share of the calls counted.
+    FailureRate {
+        /// Failure share above which a failure cools the model down
+        /// (`DEFAULT_FAILURE_THRESHOLD_PERCENT`).
+        failure_threshold: f64,
+        /// Calls counted, all failed, that cool even a lone deployment
+        /// (`SINGLE_DEPLOYMENT_TRAFFIC_FAILURE_THRESHOLD`).
+        all_failed_min: u32,
+        /// How long the model is skipped when the answer gave no
+        /// `retry-after` (`cooldown_time`).
+        cooldown: Nanos,
+        /// The model is its group's only deployment: neither a 429 nor the
+        /// failure share cools it.
+        single_deployment: bool,
+    },
+}
+
+/// What `failure_rate` learns of a failed call: what LiteLLM's router
+/// would see of it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LitellmFailure {
+    /// A 429 (rate limit or quota).
+    RateLimited,
+    /// A 401: never retried, so always cooled.
+    Unauthorized,
+    /// A connection error: counted, never cooled (`APIConnectionError`).
+    Connection,
+    /// A 4xx other than 401, 404, 408 and 429: counted, never cooled.
+    OtherClientError,
+    /// A 5xx, a timeout (408) or a stream broken off.
+    Other,
+}
+
+/// One of LiteLLM's per-deployment counters: an in-memory cache entry
+/// with a 60-second TTL that each increment sets again.
+#[derive(Clone, Copy, Debug, Default)]
+struct MinuteCount {
+    n: u64,
+    last: Nanos,
+}
+
+impl MinuteCount {
+    const TTL: Nanos = 60 * SECS;
+
+    fn get(&self, now: Nanos) -> u64 {
+        if self.n > 0 && now < self.last.saturating_add(Self::TTL) {
+            self.n
+        } else {
+            0
+        }
+    }
+
+    fn bump(&mut self, now: Nanos) {
+        self.n = self.get(now) + 1;
+        self.last = now;
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,6 +127,8 @@ pub struct CircuitBreaker {
     /// Counters: successes, failures.
     window: SlidingWindow,
     opened: u32,
+    /// `failure_rate`'s counters: successes, failures.
+    minute: [MinuteCount; 2],
 }
 
 impl CircuitBreaker {
@@ -71,13 +137,14 @@ impl CircuitBreaker {
         let window = match cfg {
             BreakerConfig::Ratio { window, .. } => window,
             BreakerConfig::Cooldown { .. } => 60 * SECS,
-            BreakerConfig::None => SECS,
+            BreakerConfig::None | BreakerConfig::FailureRate { .. } => SECS,
         };
         Self {
             cfg,
             state: State::Closed,
             window: SlidingWindow::new(window),
             opened: 0,
+            minute: [MinuteCount::default(); 2],
         }
     }
 
@@ -148,6 +215,15 @@ impl CircuitBreaker {
         if self.cfg == BreakerConfig::None {
             return false;
         }
+        if let BreakerConfig::FailureRate { .. } = self.cfg {
+            return if ok {
+                self.minute[0].bump(now);
+                false
+            } else {
+                // A call cut short by the caller: a timeout to the router.
+                self.on_litellm_failure(now, LitellmFailure::Other, None)
+            };
+        }
         self.refresh(now);
         match self.state {
             State::HalfOpen { .. } => {
@@ -178,15 +254,68 @@ impl CircuitBreaker {
                     && bad as f64 >= failure_ratio * (good + bad) as f64
             }
             BreakerConfig::Cooldown { allowed_fails, .. } => bad > u64::from(allowed_fails),
-            BreakerConfig::None => false,
+            BreakerConfig::None | BreakerConfig::FailureRate { .. } => false,
         };
         trip && self.open(now)
+    }
+
+    /// A failed call, for a `failure_rate` breaker (LiteLLM's
+    /// `deployment_callback_on_failure`): it counts, then cools the model
+    /// down by `_should_cooldown_deployment`'s rules, for the answer's
+    /// `retry-after` when it has one (a zero one cools nothing), else for
+    /// `cooldown`. A cooled model that fails again is cooled afresh, as
+    /// LiteLLM sets its cooldown entry again. Returns true when this
+    /// opened it. Other kinds hear a plain failure.
+    pub fn on_litellm_failure(
+        &mut self,
+        now: Nanos,
+        what: LitellmFailure,
+        retry_after: Option<Nanos>,
+    ) -> bool {
+        let BreakerConfig::FailureRate {
+            failure_threshold,
+            all_failed_min,
+            cooldown,
+            single_deployment,
+        } = self.cfg
+        else {
+            return self.on_result(now, false);
+        };
+        self.minute[1].bump(now);
+        let for_ = retry_after.unwrap_or(cooldown);
+        if for_ == 0
+            || matches!(
+                what,
+                LitellmFailure::Connection | LitellmFailure::OtherClientError
+            )
+        {
+            return false;
+        }
+        let [good, bad] = [self.minute[0].get(now), self.minute[1].get(now)];
+        let total = good + bad;
+        let share = bad as f64 / total as f64;
+        let cool = (what == LitellmFailure::RateLimited && !single_deployment)
+            || (good == 0 && total >= u64::from(all_failed_min))
+            || (share > failure_threshold && !single_deployment)
+            || what == LitellmFailure::Unauthorized;
+        if !cool {
+            return false;
+        }
+        let was_open = self.is_open(now);
+        self.state = State::Open {
+            until: now.saturating_add(for_),
+        };
+        if !was_open {
+            self.opened += 1;
+        }
+        !was_open
     }
 
     fn open(&mut self, now: Nanos) -> bool {
         let for_ = match self.cfg {
             BreakerConfig::Ratio { break_for, .. } => break_for,
-            BreakerConfig::Cooldown { cooldown, .. } => cooldown,
+            BreakerConfig::Cooldown { cooldown, .. }
+            | BreakerConfig::FailureRate { cooldown, .. } => cooldown,
             BreakerConfig::None => return false,
         };
         self.state = State::Open {
@@ -263,6 +392,102 @@ mod tests {
         for i in 0..3 {
             assert!(!b.on_result(9 * SECS + i, false));
         }
+    }
+
+    fn failure_rate(single_deployment: bool) -> CircuitBreaker {
+        CircuitBreaker::new(BreakerConfig::FailureRate {
+            failure_threshold: 0.5,
+            all_failed_min: 1000,
+            cooldown: 5 * SECS,
+            single_deployment,
+        })
+    }
+
+    #[test]
+    fn failure_rate_cools_a_group_member_on_its_failure_share() {
+        use LitellmFailure as L;
+        let mut b = failure_rate(false);
+        // LiteLLM 1.80 has no minimum: a first call that fails is 100%.
+        assert!(b.on_litellm_failure(0, L::Other, None));
+        assert!(!b.allow(5 * SECS - 1));
+        assert!(b.allow(5 * SECS));
+        // The counters outlive the cooldown: 1 failure, then 3 successes.
+        for i in 0..3 {
+            assert!(!b.on_result(6 * SECS + i, true));
+        }
+        // 2 of 5, then 3 of 6 (not over half): still closed.
+        assert!(!b.on_litellm_failure(7 * SECS, L::Other, None));
+        assert!(!b.on_litellm_failure(7 * SECS, L::Other, None));
+        assert!(b.allow(7 * SECS));
+        // 4 of 7: cooled, for the answer's retry-after when it has one.
+        assert!(b.on_litellm_failure(8 * SECS, L::Other, Some(20 * SECS)));
+        assert!(!b.allow(28 * SECS - 1) && b.allow(28 * SECS));
+        assert_eq!(b.times_opened(), 2);
+    }
+
+    #[test]
+    fn failure_rate_429_cools_only_a_group_member() {
+        use LitellmFailure as L;
+        let mut group = failure_rate(false);
+        let mut lone = failure_rate(true);
+        for b in [&mut group, &mut lone] {
+            for i in 0..10 {
+                b.on_result(i, true);
+            }
+        }
+        assert!(group.on_litellm_failure(SECS, L::RateLimited, None));
+        assert!(!lone.on_litellm_failure(SECS, L::RateLimited, None));
+        // A 401 cools either; a retry-after of zero cools nothing.
+        assert!(!lone.on_litellm_failure(2 * SECS, L::Unauthorized, Some(0)));
+        assert!(lone.on_litellm_failure(2 * SECS, L::Unauthorized, None));
+    }
+
+    #[test]
+    fn failure_rate_cools_a_lone_deployment_only_when_a_thousand_calls_all_failed() {
+        use LitellmFailure as L;
+        let mut b = failure_rate(true);
+        b.on_result(0, true);
+        // 1,500 failures, one every 50 ms: the success counts for 60 s after
+        // it came, so nothing cools before then, however many fail.
+        let mut opened_at = None;
+        for i in 1..=1500u64 {
+            if b.on_litellm_failure(i * 50 * MILLIS, L::Other, None) {
+                opened_at = Some(i * 50 * MILLIS);
+                break;
+            }
+        }
+        assert_eq!(opened_at, Some(60 * SECS));
+        // Connection errors and other 4xx count but never cool.
+        let mut c = failure_rate(true);
+        for i in 0..2000 {
+            assert!(!c.on_litellm_failure(i * MILLIS, L::Connection, None));
+            assert!(!c.on_litellm_failure(i * MILLIS, L::OtherClientError, None));
+        }
+        // ... so the next 5xx, the 4,001st failure, cools it.
+        assert!(c.on_litellm_failure(2 * SECS, L::Other, None));
+    }
+
+    #[test]
+    fn failure_rate_counters_expire_a_minute_after_their_last_increment() {
+        let mut m = MinuteCount::default();
+        m.bump(0);
+        m.bump(50 * SECS);
+        // Set again at 50 s: still there at 109 s, gone at 110 s.
+        assert_eq!(m.get(109 * SECS), 2);
+        assert_eq!(m.get(110 * SECS), 0);
+        m.bump(110 * SECS);
+        assert_eq!(m.get(110 * SECS), 1);
+    }
+
+    #[test]
+    fn failure_rate_failing_again_while_cooled_cools_afresh() {
+        use LitellmFailure as L;
+        let mut b = failure_rate(false);
+        assert!(b.on_litellm_failure(0, L::Other, None));
+        // A late answer at 4 s: cooled until 9 s, still one opening.
+        assert!(!b.on_litellm_failure(4 * SECS, L::Other, None));
+        assert!(!b.allow(9 * SECS - 1) && b.allow(9 * SECS));
+        assert_eq!(b.times_opened(), 1);
     }
 
     proptest! {

@@ -51,7 +51,7 @@ use crate::slab::{Handle, Slab};
 use crate::units::{NanoUsd, Nanos};
 use crate::wire::{BodyKind, ErrorType, RateLimits};
 
-use super::breaker::CircuitBreaker;
+use super::breaker::{BreakerConfig, CircuitBreaker};
 use super::concurrency::{ConcurrencyLimit, Signal, Ticket};
 use super::config::{LayerConfig, RetryConfig, StrategyConfig, TooLongRetryAfter, MAX_LAYERS};
 use super::contract::{
@@ -1519,10 +1519,17 @@ impl Client {
         let Some(st) = self.requests.get_mut(h) else {
             return;
         };
-        if matches!(
+        let neutral = matches!(
             class,
             FailureClass::ClientError | FailureClass::AuthError | FailureClass::InsufficientQuota
-        ) {
+        );
+        if let BreakerConfig::FailureRate { .. } = cfg.breaker {
+            litellm_heard(&mut self.breakers, now, b, class, retry_after);
+            if !neutral {
+                self.budget.with(|x| x.on_attempt(false));
+                self.router.on_sample(&cfg, failed_model, FAILURE_PENALTY);
+            }
+        } else if neutral {
             // Nothing about the model's health (Polly counts what it does not
             // handle as a success): this also settles a half-open probe. Nor
             // does it drain a gRPC-style budget (A6 counts retryable statuses).
@@ -1828,6 +1835,36 @@ impl Client {
 /// queue has room for it.
 #[cold]
 #[inline(never)]
+/// What a `failure_rate` breaker (LiteLLM's router) hears of a failed
+/// call: a 429 (a quota error too: OpenAI's is a 429), a 401 (an
+/// authentication error, 401 or 403, is taken for a 401), a connection
+/// error, another 4xx, or anything else. A body the model got wrong came
+/// with a 200, which the router counts as a success.
+fn litellm_heard(
+    breakers: &mut Scoped<Vec<CircuitBreaker>>,
+    now: Nanos,
+    b: usize,
+    class: FailureClass,
+    retry_after: Option<Nanos>,
+) {
+    use super::breaker::LitellmFailure as L;
+    let what = match class {
+        FailureClass::Malformed => {
+            breakers.with(|x| x[b].on_result(now, true));
+            return;
+        }
+        FailureClass::RateLimited | FailureClass::InsufficientQuota => L::RateLimited,
+        FailureClass::AuthError => L::Unauthorized,
+        FailureClass::Reset => L::Connection,
+        FailureClass::ClientError | FailureClass::Conflict => L::OtherClientError,
+        FailureClass::Overloaded
+        | FailureClass::ServerError
+        | FailureClass::Timeout
+        | FailureClass::BrokenStream => L::Other,
+    };
+    breakers.with(|x| x[b].on_litellm_failure(now, what, retry_after));
+}
+
 fn fleet_full(c: &std::cell::RefCell<ConcurrencyLimit>, at_head: bool) -> Option<bool> {
     let c = c.borrow();
     let go = if at_head {

@@ -10,6 +10,7 @@
 //! This is configuration, not policy: the core runs a preset with the same
 //! retry loop, breaker and budget as any strategy.
 
+use crate::policy::breaker::BreakerConfig;
 use crate::policy::retry::{BudgetConfig, Disposition, FailureClass};
 use crate::policy::TooLongRetryAfter;
 use crate::units::{Nanos, MILLIS, SECS};
@@ -41,8 +42,8 @@ pub(crate) struct Preset {
     pub total: PresetTimeout,
     /// Dispositions that differ from stormglass's default table.
     pub on: &'static [(FailureClass, Disposition)],
-    /// LiteLLM-style cooldown: (allowed fails per minute, cooldown).
-    pub cooldown: Option<(u32, Nanos)>,
+    /// The breaker the stack has of itself (LiteLLM's deployment cooldown).
+    pub cooldown: Option<BreakerConfig>,
     /// A retry budget the stack has by default.
     pub budget: Option<BudgetConfig>,
 }
@@ -169,10 +170,17 @@ pub(crate) const PRESETS: &[Preset] = &[
         // Cooldown: with `allowed_fails` at its default, 1.80 decides by
         // failure rate (router_utils/cooldown_handlers.py
         // `_should_cooldown_deployment`, 165-254); a one-deployment group
-        // cools down only when every call of the minute failed and there
-        // were at least 1,000 (`SINGLE_DEPLOYMENT_TRAFFIC_FAILURE_THRESHOLD`),
-        // or on a 401 or 404. Not modelled: no breaker.
-        cooldown: None,
+        // cools down only when every call counted failed and there were at
+        // least 1,000 (`SINGLE_DEPLOYMENT_TRAFFIC_FAILURE_THRESHOLD`,
+        // constants.py:49), or on a 401 or 404, for the answer's
+        // `retry-after` or `cooldown_time` (5 s, router.py
+        // `deployment_callback_on_failure`, 4802-4870).
+        cooldown: Some(BreakerConfig::FailureRate {
+            failure_threshold: 0.5,
+            all_failed_min: 1000,
+            cooldown: 5 * SECS,
+            single_deployment: true,
+        }),
         budget: None,
     },
     // Envoy 1.x (v3 API): route RetryPolicy `num_retries` defaults to 1;

@@ -979,13 +979,9 @@ fn strategy(
         Some(b) => budget(src, file, b)?,
     };
     let breaker = match &sv.breaker {
-        None => preset.and_then(|p| p.cooldown).map_or(
-            BreakerConfig::None,
-            |(allowed_fails, cooldown)| BreakerConfig::Cooldown {
-                allowed_fails,
-                cooldown,
-            },
-        ),
+        None => preset
+            .and_then(|p| p.cooldown)
+            .unwrap_or(BreakerConfig::None),
         Some(b) => breaker(src, file, b)?,
     };
     let throttle = match &sv.throttle {
@@ -1592,18 +1588,28 @@ fn breaker(
 ) -> R<BreakerConfig> {
     use super::schema::BreakerKind;
     let v = b.get_ref();
-    let (name, ratio) = match v.kind {
-        BreakerKind::Ratio => ("ratio", true),
-        BreakerKind::Cooldown => ("cooldown", false),
+    let name = match v.kind {
+        BreakerKind::Ratio => "ratio",
+        BreakerKind::Cooldown => "cooldown",
+        BreakerKind::FailureRate => "failure_rate",
     };
+    let ratio = v.kind == BreakerKind::Ratio;
+    let rate = v.kind == BreakerKind::FailureRate;
     let given = [
         ("failure_ratio", v.failure_ratio.is_some(), ratio),
         ("min_throughput", v.min_throughput.is_some(), ratio),
         ("window", v.window.is_some(), ratio),
         ("break_for", v.break_for.is_some(), ratio),
         ("probes", v.probes.is_some(), ratio),
-        ("allowed_fails", v.allowed_fails.is_some(), !ratio),
+        (
+            "allowed_fails",
+            v.allowed_fails.is_some(),
+            v.kind == BreakerKind::Cooldown,
+        ),
         ("cooldown", v.cooldown.is_some(), !ratio),
+        ("failure_threshold", v.failure_threshold.is_some(), rate),
+        ("all_failed_min", v.all_failed_min.is_some(), rate),
+        ("single_deployment", v.single_deployment.is_some(), rate),
     ];
     refuse_keys(
         src,
@@ -1632,6 +1638,11 @@ fn breaker(
             )
             .hint("as in Polly: otherwise a single attempt, or a success, could open it"));
     }
+    if v.all_failed_min == Some(0) {
+        return Err(src
+            .error_at(file, b, "all_failed_min must be at least 1")
+            .hint("it is how many calls, every one failed, cool down even a lone deployment; LiteLLM's is 1000"));
+    }
     if v.probes == Some(0) {
         return Err(src
             .error_at(file, b, "a breaker needs at least one probe")
@@ -1648,6 +1659,12 @@ fn breaker(
         BreakerKind::Cooldown => BreakerConfig::Cooldown {
             allowed_fails: v.allowed_fails.unwrap_or(3),
             cooldown: v.cooldown.map_or(5 * SECS, |d| d.0),
+        },
+        BreakerKind::FailureRate => BreakerConfig::FailureRate {
+            failure_threshold: v.failure_threshold.map_or(0.5, |r| r.0),
+            all_failed_min: v.all_failed_min.unwrap_or(1000),
+            cooldown: v.cooldown.map_or(5 * SECS, |d| d.0),
+            single_deployment: v.single_deployment.unwrap_or(false),
         },
     })
 }

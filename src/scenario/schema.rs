@@ -515,6 +515,8 @@ pub enum BreakerKind {
     Ratio,
     /// LiteLLM: too many failures in a minute cool the model down.
     Cooldown,
+    /// LiteLLM 1.80's default: the failure share of the calls counted.
+    FailureRate,
 }
 
 /// `[strategy.breaker]`.
@@ -535,8 +537,18 @@ pub struct BreakerSection {
     pub probes: Option<u32>,
     /// `cooldown`: failures per minute tolerated (default 3).
     pub allowed_fails: Option<u32>,
-    /// `cooldown`: how long the model is skipped (default 5s).
+    /// `cooldown`, `failure_rate`: how long the model is skipped (default
+    /// 5s; `failure_rate` takes an answer's `retry-after` first).
     pub cooldown: Option<PositiveDuration>,
+    /// `failure_rate`: failure share above which a failure cools (0.5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_threshold: Option<Probability>,
+    /// `failure_rate`: calls, all failed, that cool a lone deployment (1000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub all_failed_min: Option<u32>,
+    /// `failure_rate`: the model is its group's only deployment (false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub single_deployment: Option<bool>,
     /// `model` (default) or `key`: what each breaker watches.
     pub per: Option<BreakerPer>,
     /// `replica` (default): each replica keeps its own; `fleet`: one state
