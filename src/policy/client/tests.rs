@@ -26,6 +26,7 @@ fn cfg() -> StrategyConfig {
             too_long_retry_after: crate::policy::TooLongRetryAfter::GiveUp,
             max_elapsed: None,
             retry_after_replaces_backoff: false,
+            retry_after_keeps_step: false,
         },
         timeouts: [Timeouts::default(); 3],
         min_attempt_time: 0,
@@ -1749,6 +1750,7 @@ fn an_outer_layer_applies_its_own_retry_after_and_should_retry_rules() {
         c.layers[0].retry = RetryConfig {
             backoff: Backoff::Constant { base: 5 * SECS },
             retry_after_replaces_backoff: replaces,
+            retry_after_keeps_step: false,
             ..base
         };
         let mut one = fleet_of(c, 1);
@@ -2272,4 +2274,91 @@ fn a_replica_queue_stays_fifo_when_a_pass_timeout_requeues_a_request() {
         _ => None,
     });
     assert_eq!(next, Some(3), "{out:?}");
+}
+
+/// The waits `c`'s client takes after each of `fails`, met one by one by
+/// the attempts of one request.
+fn waits_after(c: StrategyConfig, fails: &[Outcome]) -> Vec<Nanos> {
+    let mut h = Harness::new(c, 1);
+    let (mut id, ..) = sent(&h.request(req(1))).unwrap();
+    let mut waits = Vec::new();
+    for (i, o) in fails.iter().enumerate() {
+        assert!(h.outcome(id, *o).is_empty(), "fail {i} is retried");
+        let at = h.now;
+        let next = h.next_timer().expect("a retry is due");
+        waits.push(h.now - at);
+        id = sent(&next).expect("the retry is sent").0;
+    }
+    waits
+}
+
+/// async-openai 0.43's loop: 100 ms x 2^n up to 8 s, where a wait a
+/// `retry-after` set does not advance n (its `backoff_attempt`).
+fn async_openai_retry(keeps: bool) -> RetryConfig {
+    RetryConfig {
+        max_retries: 4,
+        backoff: Backoff::Exponential {
+            base: 100 * MILLIS,
+            cap: 8 * SECS,
+        },
+        retry_after_replaces_backoff: true,
+        retry_after_keeps_step: keeps,
+        ..cfg().retry
+    }
+}
+
+#[test]
+fn a_wait_retry_after_set_leaves_the_backoff_step_where_it_was() {
+    let e503 = http(503, ErrorType::Overloaded, None);
+    let e429 = http(429, ErrorType::RateLimit, Some(2 * SECS));
+    let run = |keeps: bool, fails: &[Outcome]| {
+        let mut c = cfg();
+        c.retry = async_openai_retry(keeps);
+        waits_after(c, fails)
+    };
+    // A 429 with `retry-after: 2` first: the 503s after it go on from the
+    // first step, 100 ms then 200 ms; without the rule the header's wait
+    // took step 0, so they wait 200 ms and 400 ms.
+    let fails = [e429, e503, e503];
+    assert_eq!(run(true, &fails), [2 * SECS, 100 * MILLIS, 200 * MILLIS]);
+    assert_eq!(run(false, &fails), [2 * SECS, 200 * MILLIS, 400 * MILLIS]);
+    // In the middle: 100 ms, the header's 2 s, then 200 ms (not 400 ms).
+    let fails = [e503, e429, e503, e503];
+    assert_eq!(
+        run(true, &fails),
+        [100 * MILLIS, 2 * SECS, 200 * MILLIS, 400 * MILLIS]
+    );
+    assert_eq!(
+        run(false, &fails),
+        [100 * MILLIS, 2 * SECS, 400 * MILLIS, 800 * MILLIS]
+    );
+    // The header still counts against the retries: the fifth fail is final.
+    let mut c = cfg();
+    c.retry = async_openai_retry(true);
+    c.chains = [vec![], vec![], vec![]];
+    let mut h = Harness::new(c, 1);
+    let (mut id, ..) = sent(&h.request(req(1))).unwrap();
+    for _ in 0..4 {
+        h.outcome(id, e429);
+        id = sent(&h.next_timer().unwrap()).unwrap().0;
+    }
+    let out = h.outcome(id, e429);
+    assert!(matches!(
+        finished(&out),
+        Some(Action::Finish { attempts: 5, .. })
+    ));
+}
+
+#[test]
+fn a_layer_keeps_its_backoff_step_after_a_retry_after_too() {
+    let e503 = http(503, ErrorType::Overloaded, None);
+    let e429 = http(429, ErrorType::RateLimit, Some(SECS));
+    let run = |keeps: bool| {
+        // The strategy's own loop gives up at once; the layer retries.
+        let mut c = layered(&[("app", 4)], 0);
+        c.layers[0].retry = async_openai_retry(keeps);
+        waits_after(c, &[e503, e429, e503, e503])
+    };
+    assert_eq!(run(true), [100 * MILLIS, SECS, 200 * MILLIS, 400 * MILLIS]);
+    assert_eq!(run(false), [100 * MILLIS, SECS, 400 * MILLIS, 800 * MILLIS]);
 }
