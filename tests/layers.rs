@@ -274,4 +274,10 @@ fn a_layer_timeout_lets_the_app_retry_what_its_sdk_would_hang_on() {
     let app = &bounded.layers[0];
     assert!(app.retries >= 2 * failed && app.retries <= 2 * app.passes);
     assert_eq!(bounded.attempts, bounded.requests + app.retries);
+    // Every pass the app's timeout ended is counted at the app: each was
+    // followed by a retry or was a failed request's last; without the
+    // timeout there are none.
+    assert_eq!(app.pass_timeouts, app.retries + failed);
+    assert!(app.pass_timeouts >= 3 * failed);
+    assert_eq!(plain.layers[0].pass_timeouts, 0);
 }

@@ -333,6 +333,8 @@ pub struct Client {
     reports_shared: bool,
     /// Retries of measured requests made by each outer layer.
     layer_retries: [u64; MAX_LAYERS],
+    /// Passes of measured requests each outer layer's `timeout` ended.
+    layer_pass_timeouts: [u64; MAX_LAYERS],
     /// Per request slot, its passes through the layers (strategies with
     /// layers only).
     passes: Vec<Passes>,
@@ -399,6 +401,7 @@ impl Client {
             spend: spend_budget.map(|s| Scoped::Replica(SpendBudget::new(s))),
             reports_shared: true,
             layer_retries: [0; MAX_LAYERS],
+            layer_pass_timeouts: [0; MAX_LAYERS],
             passes: Vec::new(),
         }
     }
@@ -507,6 +510,13 @@ impl Client {
     /// first (see [`StrategyConfig::layers`]).
     pub fn layer_retries(&self) -> [u64; MAX_LAYERS] {
         self.layer_retries
+    }
+
+    /// Passes of measured requests ended by each outer layer's `timeout`
+    /// (the passes of the loops inside it), outermost first. A timeout
+    /// that ends several layers' passes at once counts at the outermost.
+    pub fn layer_pass_timeouts(&self) -> [u64; MAX_LAYERS] {
+        self.layer_pass_timeouts
     }
 
     /// Measured requests the cost guard sent to the cheapest model.
@@ -1797,6 +1807,9 @@ impl Client {
         let queued = std::mem::take(&mut st.queued);
         let budgeted = std::mem::take(&mut st.budgeted);
         st.last_fail = FailReason::Timeout;
+        if st.req.measured {
+            self.layer_pass_timeouts[k] += 1;
+        }
         if queued {
             self.withdraw_from_queue(h);
         }

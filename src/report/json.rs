@@ -408,4 +408,8 @@ pub struct LayerReport {
     /// Retries this layer made for measured requests, each a fresh pass of
     /// every loop inside it.
     pub retries: u64,
+    /// Passes of the loops inside this layer that its `timeout` ended
+    /// (measured requests; 0 without a `timeout`). A timeout that ends the
+    /// passes of several layers at once counts at the outermost of them.
+    pub pass_timeouts: u64,
 }

@@ -1888,6 +1888,8 @@ fn a_layer_timeout_cuts_each_pass_of_a_hanging_sdk_and_the_layer_retries_it() {
         ]
     );
     assert_eq!(h.client.layer_retries(), [2, 0, 0, 0]);
+    // The app's timeout ended all three passes, and it counts them.
+    assert_eq!(h.client.layer_pass_timeouts(), [3, 0, 0, 0]);
     // Every cancelled attempt still bills what it had used.
     assert_eq!(h.client.ledger().all[0].input_tokens, 3000);
 
@@ -1944,6 +1946,9 @@ fn a_layer_timeout_drops_a_pending_inner_wait_and_the_deadline_still_wins() {
         ]
     );
     assert_eq!(h.client.retries_denied(), 0);
+    // A pass that ends during a wait, with no attempt to cancel, is ended
+    // by the timeout all the same: all three passes are counted.
+    assert_eq!(h.client.layer_pass_timeouts(), [3, 0, 0, 0]);
 
     // A request due at 45 s: its deadline comes before the second pass's
     // end (61 s) and ends the request as the deadline always does.
@@ -1961,6 +1966,66 @@ fn a_layer_timeout_drops_a_pending_inner_wait_and_the_deadline_still_wins() {
             ),
         ]
     );
+    // The first pass's end only: the deadline is no pass timeout.
+    assert_eq!(h.client.layer_pass_timeouts(), [1, 0, 0, 0]);
+}
+
+/// An app (1 retry) around a gateway (2 retries), both 1 s apart, with
+/// these `timeout`s, around an SDK that never retries, on a hung provider;
+/// requests due in 200 s.
+fn app_around_gateway(app: u64, gateway: u64) -> Harness {
+    let mut c = layered(&[("app", 1), ("gateway", 2)], 0);
+    c.timeouts = [Timeouts {
+        total: Some(600 * SECS),
+        ..Timeouts::default()
+    }; 3];
+    for (l, t) in c.layers.iter_mut().zip([app, gateway]) {
+        l.retry.backoff = Backoff::Constant { base: SECS };
+        l.timeout = Some(t * SECS);
+    }
+    Harness::new(c, 1)
+}
+
+#[test]
+fn each_layer_counts_the_passes_its_timeout_ended() {
+    use Step::{Cancel, Finish, Send};
+    let mut r = req(1);
+    r.deadline = 200 * SECS;
+    // The gateway's 30 s ends the SDK's passes at 30 s and 91 s; the app's
+    // 60 s ends the gateway's at 60 s and 121 s.
+    let mut h = app_around_gateway(60, 30);
+    assert_eq!(
+        hang_everything(&mut h, r),
+        [
+            (0, Send(30 * SECS)),
+            (30 * SECS, Cancel(CancelReason::PassTimeout)),
+            (31 * SECS, Send(60 * SECS)),
+            (60 * SECS, Cancel(CancelReason::PassTimeout)),
+            (61 * SECS, Send(91 * SECS)),
+            (91 * SECS, Cancel(CancelReason::PassTimeout)),
+            (92 * SECS, Send(121 * SECS)),
+            (121 * SECS, Cancel(CancelReason::PassTimeout)),
+            (
+                121 * SECS,
+                Finish(RequestResult::Failed(FailReason::Timeout), 4)
+            ),
+        ]
+    );
+    assert_eq!(h.client.layer_retries(), [1, 2, 0, 0]);
+    assert_eq!(h.client.layer_pass_timeouts(), [2, 2, 0, 0]);
+    // Both bounds at 30 s end both passes at once: the app's, the
+    // outermost, takes the timeout (and retries), and counts it alone.
+    let mut h = app_around_gateway(30, 30);
+    let log = hang_everything(&mut h, r);
+    assert_eq!(
+        log.last(),
+        Some(&(
+            61 * SECS,
+            Finish(RequestResult::Failed(FailReason::Timeout), 2)
+        ))
+    );
+    assert_eq!(h.client.layer_retries(), [1, 0, 0, 0]);
+    assert_eq!(h.client.layer_pass_timeouts(), [2, 0, 0, 0]);
 }
 
 /// Sends of request `r` under `c` when every attempt fails with a 503
