@@ -1759,7 +1759,10 @@ impl Client {
             st.prev_wait = 0;
             // A fresh pass of the inner loop may hedge again.
             st.hedged = false;
-            if st.req.measured {
+            // Counted only if its pass starts: an enclosing pass that ends
+            // first (by `cut`, now that the inner passes start at `wake`)
+            // drops the wait, and a timer at `cut` is that pass's end.
+            if st.req.measured && wake < st.cut {
                 self.layer_retries[i] += 1;
             }
             if wait == 0 {

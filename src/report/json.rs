@@ -406,7 +406,8 @@ pub struct LayerReport {
     /// plus one per retry of a layer outside it.
     pub passes: u64,
     /// Retries this layer made for measured requests, each a fresh pass of
-    /// every loop inside it.
+    /// every loop inside it (one whose wait an enclosing pass's end
+    /// dropped is not counted: its pass never started).
     pub retries: u64,
     /// Passes of the loops inside this layer that its `timeout` ended
     /// (measured requests; 0 without a `timeout`). A timeout that ends the

@@ -2028,6 +2028,33 @@ fn each_layer_counts_the_passes_its_timeout_ended() {
     assert_eq!(h.client.layer_pass_timeouts(), [2, 0, 0, 0]);
 }
 
+#[test]
+fn a_layer_retry_whose_wait_an_enclosing_pass_end_drops_is_not_counted() {
+    // An app (1 retry after 1 s, 10 s `timeout`) around a gateway (2
+    // retries, 20 s apart) around an SDK that never retries; every attempt
+    // gets a 503 at once. The gateway's retries wait past the app's pass
+    // end (10 s, then 21 s): both are dropped, so the gateway made none,
+    // and its passes (requests + the app's retries) are the two that ran.
+    let mut c = layered(&[("app", 1), ("gateway", 2)], 0);
+    c.layers[0].retry.backoff = Backoff::Constant { base: SECS };
+    c.layers[0].timeout = Some(10 * SECS);
+    c.layers[1].retry.backoff = Backoff::Constant { base: 20 * SECS };
+    let mut r = req(1);
+    r.deadline = 200 * SECS;
+    let (sends, end) = send_times(c.clone(), r, 0);
+    assert_eq!((sends, end), (vec![0, 11 * SECS], 21 * SECS));
+    let mut h = Harness::new(c, 1);
+    let mut out = h.request(r);
+    while finished(&out).is_none() {
+        out = match sent(&out) {
+            Some((id, ..)) => h.outcome(id, http(503, ErrorType::Overloaded, None)),
+            None => h.next_timer().expect("a timer"),
+        };
+    }
+    assert_eq!(h.client.layer_retries(), [1, 0, 0, 0]);
+    assert_eq!(h.client.layer_pass_timeouts(), [2, 0, 0, 0]);
+}
+
 /// Sends of request `r` under `c` when every attempt fails with a 503
 /// `fail_after` after it was sent: their times, and the finish time.
 fn send_times(c: StrategyConfig, r: Request, fail_after: Nanos) -> (Vec<Nanos>, Nanos) {
