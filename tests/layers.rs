@@ -142,14 +142,23 @@ fn a_layer_s_unknown_failure_kind_and_bad_retry_are_errors() {
         "layer `app`: retry.cap (1s) is below retry.base (2s)",
         "cap",
     );
+    let e =
+        err(r#"[{ name = "app", retry = { backoff = "none", retry_after_keeps_step = true } }]"#);
+    check(
+        &e,
+        11,
+        "layer `app` sets retry.retry_after_keeps_step = true",
+        "drop retry_after_keeps_step",
+    );
 }
 
 #[test]
 fn a_layer_takes_every_retry_key_of_the_strategy() {
     let sc = ok(
-        r#"[{ name = "app", retry = { max_elapsed = "30s", honor_should_retry = false, too_long_retry_after = "backoff", retry_after_replaces_backoff = true } }]"#,
+        r#"[{ name = "app", retry = { max_elapsed = "30s", honor_should_retry = false, too_long_retry_after = "backoff", retry_after_replaces_backoff = true, retry_after_keeps_step = true } }]"#,
     );
     let r = sc.strategies[0].layers[0].retry;
+    assert!(r.retry_after_keeps_step);
     assert_eq!(r.max_elapsed, Some(30_000_000_000));
     assert!(!r.honor_should_retry && r.retry_after_replaces_backoff);
     assert_eq!(
@@ -265,4 +274,10 @@ fn a_layer_timeout_lets_the_app_retry_what_its_sdk_would_hang_on() {
     let app = &bounded.layers[0];
     assert!(app.retries >= 2 * failed && app.retries <= 2 * app.passes);
     assert_eq!(bounded.attempts, bounded.requests + app.retries);
+    // Every pass the app's timeout ended is counted at the app: each was
+    // followed by a retry or was a failed request's last; without the
+    // timeout there are none.
+    assert_eq!(app.pass_timeouts, app.retries + failed);
+    assert!(app.pass_timeouts >= 3 * failed);
+    assert_eq!(plain.layers[0].pass_timeouts, 0);
 }

@@ -62,6 +62,8 @@ fn async_openai_0_43_retries_429_and_5xx_three_times_without_jitter() {
     // x-should-retry is not read.
     assert!(s.retry.honor_retry_after && s.retry.retry_after_replaces_backoff);
     assert_eq!(s.retry.max_retry_after, u64::MAX);
+    // ... and such a wait leaves the step where it was (`backoff_attempt`).
+    assert!(s.retry.retry_after_keeps_step);
     assert!(!s.retry.honor_should_retry);
     use Disposition::{Fail, Retry};
     use FailureClass as F;
@@ -236,4 +238,6 @@ fn async_openai_0_29_retries_with_the_backoff_crate_until_15_minutes() {
     assert!(s.timeouts.iter().all(|t| t.total.is_none()));
     // Every other preset leaves `max_elapsed` alone.
     assert_eq!(new.retry.max_elapsed, None);
+    // The `backoff` crate never reads retry-after: no step to keep.
+    assert!(!s.retry.retry_after_keeps_step);
 }

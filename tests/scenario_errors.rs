@@ -565,6 +565,34 @@ fn retry_cap_below_base() {
     check_hint(&e, "at least the base");
 }
 
+#[test]
+fn retry_after_keeps_step_where_it_would_change_nothing() {
+    let e = err(&edit(
+        "cap = \"8s\" }",
+        "cap = \"8s\", honor_retry_after = false, retry_after_keeps_step = true }",
+    ));
+    check(
+        &e,
+        48,
+        1,
+        "strategy `fallback` sets retry.retry_after_keeps_step = true, but retry-after is not honoured",
+    );
+    check_hint(&e, "honor_retry_after = true");
+    let e = err(&edit(
+        "cap = \"8s\" }",
+        "cap = \"8s\", backoff = \"constant\", retry_after_keeps_step = true }",
+    ));
+    check(&e, 48, 1, "its backoff has no step that grows");
+    check_hint(&e, "exponential");
+    // Where it does something, it is taken.
+    let ok = edit(
+        "cap = \"8s\" }",
+        "cap = \"8s\", backoff = \"exponential\", retry_after_keeps_step = true }",
+    );
+    let sc = load_str(Path::new("t.toml"), &ok).expect("a valid scenario");
+    assert!(sc.strategies[0].retry.retry_after_keeps_step);
+}
+
 // ---------------------------------------------------------------- includes
 
 #[test]

@@ -186,6 +186,10 @@ struct ReqState {
     queued: bool,
     /// Retries each outer layer has made in its current pass.
     outer: [u8; MAX_LAYERS],
+    /// Of `retries_here`, those whose wait a `retry-after` set and which
+    /// left the backoff step where it was (`retry_after_keeps_step`; always
+    /// 0 without it): the step is `retries_here - kept`.
+    kept: u8,
     /// The earliest of the request's deadline and the ends of the layers'
     /// passes it is in (their `timeout`s, see [`Passes`]): every attempt
     /// and wait of the request ends by then. The deadline itself for a
@@ -207,6 +211,9 @@ struct Passes {
     /// Each layer's last wait in its current pass: the memory of its
     /// decorrelated jitter.
     prev_wait: [Nanos; MAX_LAYERS],
+    /// Of each layer's retries in its current pass, those that left its
+    /// backoff step where it was (see `ReqState::kept`).
+    kept: [u8; MAX_LAYERS],
 }
 
 /// The earliest of `deadline` and the ends of the passes that began at
@@ -326,6 +333,8 @@ pub struct Client {
     reports_shared: bool,
     /// Retries of measured requests made by each outer layer.
     layer_retries: [u64; MAX_LAYERS],
+    /// Passes of measured requests each outer layer's `timeout` ended.
+    layer_pass_timeouts: [u64; MAX_LAYERS],
     /// Per request slot, its passes through the layers (strategies with
     /// layers only).
     passes: Vec<Passes>,
@@ -392,6 +401,7 @@ impl Client {
             spend: spend_budget.map(|s| Scoped::Replica(SpendBudget::new(s))),
             reports_shared: true,
             layer_retries: [0; MAX_LAYERS],
+            layer_pass_timeouts: [0; MAX_LAYERS],
             passes: Vec::new(),
         }
     }
@@ -500,6 +510,13 @@ impl Client {
     /// first (see [`StrategyConfig::layers`]).
     pub fn layer_retries(&self) -> [u64; MAX_LAYERS] {
         self.layer_retries
+    }
+
+    /// Passes of measured requests ended by each outer layer's `timeout`
+    /// (the passes of the loops inside it), outermost first. A timeout
+    /// that ends several layers' passes at once counts at the outermost.
+    pub fn layer_pass_timeouts(&self) -> [u64; MAX_LAYERS] {
+        self.layer_pass_timeouts
     }
 
     /// Measured requests the cost guard sent to the cheapest model.
@@ -665,6 +682,7 @@ impl Client {
             paced: None,
             queued: false,
             outer: [0; MAX_LAYERS],
+            kept: 0,
             cut: req.deadline,
         });
         if !self.cfg.layers.is_empty() {
@@ -672,6 +690,7 @@ impl Client {
             let p = Passes {
                 start: [now; MAX_LAYERS + 1],
                 prev_wait: [0; MAX_LAYERS],
+                kept: [0; MAX_LAYERS],
             };
             let i = h.index as usize;
             if self.passes.len() <= i {
@@ -861,6 +880,7 @@ impl Client {
             }
             st.pos += 1;
             st.retries_here = 0;
+            st.kept = 0;
             st.prev_wait = 0;
         };
         let Some(st) = self.requests.get(h) else {
@@ -1581,7 +1601,8 @@ impl Client {
             } else {
                 0.5
             };
-            let step = retry.backoff.delay(st.retries_here, st.prev_wait, u);
+            let n = st.retries_here - u32::from(st.kept);
+            let step = retry.backoff.delay(n, st.prev_wait, u);
             let (wait, mut possible) = match retry_wait(&retry, step, retry_after) {
                 Some(w) => (w, true),
                 None => (step, false),
@@ -1625,7 +1646,11 @@ impl Client {
                 let wake = (now + wait).min(st.cut);
                 st.budgeted = true;
                 st.retries_here += 1;
-                st.prev_wait = wait;
+                if retry.retry_after_keeps_step && header_set(&retry, step, retry_after) {
+                    st.kept += 1;
+                } else {
+                    st.prev_wait = wait;
+                }
                 if wait == 0 {
                     self.send(now, h);
                 } else {
@@ -1646,6 +1671,7 @@ impl Client {
         {
             st.pos += 1;
             st.retries_here = 0;
+            st.kept = 0;
             st.prev_wait = 0;
             self.send(now, h);
             return;
@@ -1697,7 +1723,8 @@ impl Client {
             // provider's wait is too long for it, when its own backoff would
             // end past its `max_elapsed` (counted from the start of its
             // pass) or when the retry could not start before the deadline.
-            let step = retry.backoff.delay(done, p.prev_wait[i], u);
+            let n = done - u32::from(p.kept[i]);
+            let step = retry.backoff.delay(n, p.prev_wait[i], u);
             let Some(wait) = retry_wait(&retry, step, retry_after) else {
                 continue;
             };
@@ -1718,9 +1745,16 @@ impl Client {
             // The loops inside this layer start their passes when its wait
             // ends, with no memory of their last ones.
             let wake = now + wait;
-            p.prev_wait[i] = wait;
+            if retry.retry_after_keeps_step && header_set(&retry, step, retry_after) {
+                p.kept[i] += 1;
+            } else {
+                p.prev_wait[i] = wait;
+            }
             for w in &mut p.prev_wait[i + 1..] {
                 *w = 0;
+            }
+            for k in &mut p.kept[i + 1..] {
+                *k = 0;
             }
             for s in &mut p.start[i + 1..] {
                 *s = wake;
@@ -1728,10 +1762,14 @@ impl Client {
             st.cut = pass_cut(&cfg.layers, &p.start, st.req.deadline);
             st.pos = 0;
             st.retries_here = 0;
+            st.kept = 0;
             st.prev_wait = 0;
             // A fresh pass of the inner loop may hedge again.
             st.hedged = false;
-            if st.req.measured {
+            // Counted only if its pass starts: an enclosing pass that ends
+            // first (by `cut`, now that the inner passes start at `wake`)
+            // drops the wait, and a timer at `cut` is that pass's end.
+            if st.req.measured && wake < st.cut {
                 self.layer_retries[i] += 1;
             }
             if wait == 0 {
@@ -1779,6 +1817,9 @@ impl Client {
         let queued = std::mem::take(&mut st.queued);
         let budgeted = std::mem::take(&mut st.budgeted);
         st.last_fail = FailReason::Timeout;
+        if st.req.measured {
+            self.layer_pass_timeouts[k] += 1;
+        }
         if queued {
             self.withdraw_from_queue(h);
         }
@@ -2044,6 +2085,19 @@ fn retry_wait(retry: &RetryConfig, step: Nanos, retry_after: Option<Nanos>) -> O
         // decides, as openai-python 1.x does.
         Some(step)
     }
+}
+
+/// Whether the wait [`retry_wait`] gives is the provider's `retry-after`
+/// rather than the backoff's `step`: an in-bound header the loop honours
+/// that is longer than the step, or any positive one where it replaces the
+/// backoff. Asked only with `retry_after_keeps_step`.
+#[cold]
+fn header_set(retry: &RetryConfig, step: Nanos, retry_after: Option<Nanos>) -> bool {
+    retry_after.is_some_and(|ra| {
+        retry.honor_retry_after
+            && ra <= retry.max_retry_after
+            && ((retry.retry_after_replaces_backoff && ra > 0) || ra > step)
+    })
 }
 
 #[cfg(test)]

@@ -82,6 +82,11 @@ pub struct RetryConfig {
     /// Wait what a (positive, in-bound) `retry-after` says instead of the
     /// backoff, as the SDKs do, rather than at least it.
     pub retry_after_replaces_backoff: bool,
+    /// A retry whose wait the provider's `retry-after` set does not advance
+    /// the loop's backoff step (nor its decorrelated memory): the next wait
+    /// the backoff sets goes on from the step it left (async-openai 0.43's
+    /// `backoff_attempt`). `false`: every retry advances the step.
+    pub retry_after_keeps_step: bool,
 }
 
 /// What a `retry-after` above `max_retry_after` leads to. The SDKs differ:

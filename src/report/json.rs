@@ -406,6 +406,11 @@ pub struct LayerReport {
     /// plus one per retry of a layer outside it.
     pub passes: u64,
     /// Retries this layer made for measured requests, each a fresh pass of
-    /// every loop inside it.
+    /// every loop inside it (one whose wait an enclosing pass's end
+    /// dropped is not counted: its pass never started).
     pub retries: u64,
+    /// Passes of the loops inside this layer that its `timeout` ended
+    /// (measured requests; 0 without a `timeout`). A timeout that ends the
+    /// passes of several layers at once counts at the outermost of them.
+    pub pass_timeouts: u64,
 }

@@ -148,7 +148,18 @@ pub fn layer_lines(r: &Report) -> String {
         let loops: Vec<String> = s
             .layers
             .iter()
-            .map(|l| format!("{} {} passes, {} retries", l.name, l.passes, l.retries))
+            .map(|l| {
+                // A layer's timeout shows only where it ended passes (of
+                // the loops inside it).
+                let timed_out = match l.pass_timeouts {
+                    0 => String::new(),
+                    n => format!(", {n} passes inside timed out"),
+                };
+                format!(
+                    "{} {} passes, {} retries{timed_out}",
+                    l.name, l.passes, l.retries
+                )
+            })
             .collect();
         let _ = writeln!(
             out,

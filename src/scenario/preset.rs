@@ -38,6 +38,8 @@ pub(crate) struct Preset {
     pub max_elapsed: Option<Nanos>,
     /// A `retry-after` is waited instead of the backoff, not at least.
     pub retry_after_replaces_backoff: bool,
+    /// A wait `retry-after` set leaves the backoff step where it was.
+    pub retry_after_keeps_step: bool,
     /// Whole-attempt timeout.
     pub total: PresetTimeout,
     /// Dispositions that differ from stormglass's default table.
@@ -97,6 +99,7 @@ const fn stainless(
         honor_should_retry: true,
         max_elapsed: None,
         retry_after_replaces_backoff: true,
+        retry_after_keeps_step: false,
         total: PresetTimeout::After(600 * SECS),
         on: STAINLESS_ON,
         cooldown: None,
@@ -150,6 +153,7 @@ pub(crate) const PRESETS: &[Preset] = &[
         honor_should_retry: false,
         max_elapsed: None,
         retry_after_replaces_backoff: true,
+        retry_after_keeps_step: false,
         // router.py:478 `timeout or litellm.request_timeout`, which is
         // `REQUEST_TIMEOUT` = 6000 s (constants.py:254), per call.
         total: PresetTimeout::After(6000 * SECS),
@@ -199,6 +203,7 @@ pub(crate) const PRESETS: &[Preset] = &[
         honor_should_retry: false,
         max_elapsed: None,
         retry_after_replaces_backoff: false,
+        retry_after_keeps_step: false,
         total: PresetTimeout::After(15 * SECS),
         on: &[
             (F::RateLimited, Fail),
@@ -225,6 +230,7 @@ pub(crate) const PRESETS: &[Preset] = &[
         honor_should_retry: false,
         max_elapsed: None,
         retry_after_replaces_backoff: false,
+        retry_after_keeps_step: false,
         total: PresetTimeout::Unbounded,
         on: &[
             (F::InsufficientQuota, Retry),
@@ -244,7 +250,8 @@ pub(crate) const PRESETS: &[Preset] = &[
     // `insufficient_quota`, any 5xx, and reqwest connect errors; everything
     // else, a 2xx body that does not parse included, goes back to the
     // caller. The wait is `retry-after` in whole seconds when present, else
-    // 100 ms x 2^n capped at 8 s, no jitter (openai.rs:219-224, 251-257).
+    // 100 ms x 2^n capped at 8 s, no jitter (openai.rs:219-224, 251-257),
+    // where n counts only the retries whose wait the backoff set.
     // `reqwest::Client::new()` has no timeout (src/client.rs:112).
     Preset {
         name: "async-openai@0.43",
@@ -256,6 +263,9 @@ pub(crate) const PRESETS: &[Preset] = &[
         honor_should_retry: false,
         max_elapsed: None,
         retry_after_replaces_backoff: true,
+        // `backoff_attempt` (openai.rs:219-224) grows only when no
+        // `retry-after` set the wait; `attempts` counts every retry.
+        retry_after_keeps_step: true,
         total: PresetTimeout::Unbounded,
         on: ASYNC_OPENAI_ON,
         cooldown: None,
@@ -280,6 +290,7 @@ pub(crate) const PRESETS: &[Preset] = &[
         honor_should_retry: false,
         max_elapsed: Some(900 * SECS),
         retry_after_replaces_backoff: false,
+        retry_after_keeps_step: false,
         total: PresetTimeout::Unbounded,
         on: ASYNC_OPENAI_ON,
         cooldown: None,

@@ -746,6 +746,7 @@ fn sdk_retry() -> RetryConfig {
         too_long_retry_after: crate::policy::TooLongRetryAfter::GiveUp,
         max_elapsed: None,
         retry_after_replaces_backoff: false,
+        retry_after_keeps_step: false,
     }
 }
 
@@ -1179,12 +1180,38 @@ fn retry_config(
         BackoffKind::Litellm => Backoff::Litellm { base, cap },
         BackoffKind::Randomized => Backoff::Randomized { base, cap },
     };
+    let honor_retry_after = r
+        .honor_retry_after
+        .unwrap_or(preset.is_none_or(|p| p.honor_retry_after));
+    if r.retry_after_keeps_step == Some(true) {
+        // Set here, it would change nothing: say so rather than ignore it.
+        let why = if !honor_retry_after {
+            Some((
+                "retry-after is not honoured (honor_retry_after = false)",
+                "set honor_retry_after = true, or drop retry_after_keeps_step",
+            ))
+        } else if matches!(kind, BackoffKind::None | BackoffKind::Constant) {
+            Some((
+                "its backoff has no step that grows",
+                "use a growing backoff (e.g. exponential), or drop retry_after_keeps_step",
+            ))
+        } else {
+            None
+        };
+        if let Some((why, hint)) = why {
+            return Err(src
+                .error(
+                    file,
+                    at,
+                    format!("{who} sets retry.retry_after_keeps_step = true, but {why}"),
+                )
+                .hint(hint));
+        }
+    }
     Ok(RetryConfig {
         max_retries,
         backoff,
-        honor_retry_after: r
-            .honor_retry_after
-            .unwrap_or(preset.is_none_or(|p| p.honor_retry_after)),
+        honor_retry_after,
         max_retry_after: r
             .max_retry_after
             .map_or(preset.map_or(60 * SECS, |p| p.max_retry_after), |d| d.0),
@@ -1202,6 +1229,9 @@ fn retry_config(
         retry_after_replaces_backoff: r
             .retry_after_replaces_backoff
             .unwrap_or(preset.is_some_and(|p| p.retry_after_replaces_backoff)),
+        retry_after_keeps_step: r
+            .retry_after_keeps_step
+            .unwrap_or(preset.is_some_and(|p| p.retry_after_keeps_step)),
     })
 }
 

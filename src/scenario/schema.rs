@@ -886,6 +886,11 @@ pub struct RetrySection {
     /// Wait what `retry-after` says instead of the backoff, not at least
     /// it; default false.
     pub retry_after_replaces_backoff: Option<bool>,
+    /// A retry whose wait `retry-after` set does not advance the backoff
+    /// step; default false (true in the async-openai@0.43 preset). Left
+    /// out of the report's scenario echo when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_keeps_step: Option<bool>,
 }
 
 /// Timeouts of one attempt.

@@ -207,10 +207,14 @@ impl Tally {
         let mut ledger = crate::policy::CostLedger::new(sc.world.models.len());
         let mut counters = crate::report::collect::CoreCounters::default();
         let mut layer_retries = [0u64; crate::policy::config::MAX_LAYERS];
+        let mut layer_pass_timeouts = [0u64; crate::policy::config::MAX_LAYERS];
         for (c, s) in clients.iter().zip(senders) {
             if *s == Sender::Strategy {
                 ledger.merge(c.ledger());
                 for (sum, n) in layer_retries.iter_mut().zip(c.layer_retries()) {
+                    *sum += n;
+                }
+                for (sum, n) in layer_pass_timeouts.iter_mut().zip(c.layer_pass_timeouts()) {
                     *sum += n;
                 }
                 counters.retries_denied += c.retries_denied();
@@ -271,11 +275,13 @@ impl Tally {
             .layers
             .iter()
             .zip(layer_retries)
-            .map(|(l, retries)| {
+            .zip(layer_pass_timeouts)
+            .map(|((l, retries), pass_timeouts)| {
                 let r = LayerReport {
                     name: l.name.clone(),
                     passes,
                     retries,
+                    pass_timeouts,
                 };
                 passes += retries;
                 r

@@ -26,6 +26,7 @@ fn cfg() -> StrategyConfig {
             too_long_retry_after: crate::policy::TooLongRetryAfter::GiveUp,
             max_elapsed: None,
             retry_after_replaces_backoff: false,
+            retry_after_keeps_step: false,
         },
         timeouts: [Timeouts::default(); 3],
         min_attempt_time: 0,
@@ -1749,6 +1750,7 @@ fn an_outer_layer_applies_its_own_retry_after_and_should_retry_rules() {
         c.layers[0].retry = RetryConfig {
             backoff: Backoff::Constant { base: 5 * SECS },
             retry_after_replaces_backoff: replaces,
+            retry_after_keeps_step: false,
             ..base
         };
         let mut one = fleet_of(c, 1);
@@ -1886,6 +1888,8 @@ fn a_layer_timeout_cuts_each_pass_of_a_hanging_sdk_and_the_layer_retries_it() {
         ]
     );
     assert_eq!(h.client.layer_retries(), [2, 0, 0, 0]);
+    // The app's timeout ended all three passes, and it counts them.
+    assert_eq!(h.client.layer_pass_timeouts(), [3, 0, 0, 0]);
     // Every cancelled attempt still bills what it had used.
     assert_eq!(h.client.ledger().all[0].input_tokens, 3000);
 
@@ -1942,6 +1946,9 @@ fn a_layer_timeout_drops_a_pending_inner_wait_and_the_deadline_still_wins() {
         ]
     );
     assert_eq!(h.client.retries_denied(), 0);
+    // A pass that ends during a wait, with no attempt to cancel, is ended
+    // by the timeout all the same: all three passes are counted.
+    assert_eq!(h.client.layer_pass_timeouts(), [3, 0, 0, 0]);
 
     // A request due at 45 s: its deadline comes before the second pass's
     // end (61 s) and ends the request as the deadline always does.
@@ -1959,6 +1966,93 @@ fn a_layer_timeout_drops_a_pending_inner_wait_and_the_deadline_still_wins() {
             ),
         ]
     );
+    // The first pass's end only: the deadline is no pass timeout.
+    assert_eq!(h.client.layer_pass_timeouts(), [1, 0, 0, 0]);
+}
+
+/// An app (1 retry) around a gateway (2 retries), both 1 s apart, with
+/// these `timeout`s, around an SDK that never retries, on a hung provider;
+/// requests due in 200 s.
+fn app_around_gateway(app: u64, gateway: u64) -> Harness {
+    let mut c = layered(&[("app", 1), ("gateway", 2)], 0);
+    c.timeouts = [Timeouts {
+        total: Some(600 * SECS),
+        ..Timeouts::default()
+    }; 3];
+    for (l, t) in c.layers.iter_mut().zip([app, gateway]) {
+        l.retry.backoff = Backoff::Constant { base: SECS };
+        l.timeout = Some(t * SECS);
+    }
+    Harness::new(c, 1)
+}
+
+#[test]
+fn each_layer_counts_the_passes_its_timeout_ended() {
+    use Step::{Cancel, Finish, Send};
+    let mut r = req(1);
+    r.deadline = 200 * SECS;
+    // The gateway's 30 s ends the SDK's passes at 30 s and 91 s; the app's
+    // 60 s ends the gateway's at 60 s and 121 s.
+    let mut h = app_around_gateway(60, 30);
+    assert_eq!(
+        hang_everything(&mut h, r),
+        [
+            (0, Send(30 * SECS)),
+            (30 * SECS, Cancel(CancelReason::PassTimeout)),
+            (31 * SECS, Send(60 * SECS)),
+            (60 * SECS, Cancel(CancelReason::PassTimeout)),
+            (61 * SECS, Send(91 * SECS)),
+            (91 * SECS, Cancel(CancelReason::PassTimeout)),
+            (92 * SECS, Send(121 * SECS)),
+            (121 * SECS, Cancel(CancelReason::PassTimeout)),
+            (
+                121 * SECS,
+                Finish(RequestResult::Failed(FailReason::Timeout), 4)
+            ),
+        ]
+    );
+    assert_eq!(h.client.layer_retries(), [1, 2, 0, 0]);
+    assert_eq!(h.client.layer_pass_timeouts(), [2, 2, 0, 0]);
+    // Both bounds at 30 s end both passes at once: the app's, the
+    // outermost, takes the timeout (and retries), and counts it alone.
+    let mut h = app_around_gateway(30, 30);
+    let log = hang_everything(&mut h, r);
+    assert_eq!(
+        log.last(),
+        Some(&(
+            61 * SECS,
+            Finish(RequestResult::Failed(FailReason::Timeout), 2)
+        ))
+    );
+    assert_eq!(h.client.layer_retries(), [1, 0, 0, 0]);
+    assert_eq!(h.client.layer_pass_timeouts(), [2, 0, 0, 0]);
+}
+
+#[test]
+fn a_layer_retry_whose_wait_an_enclosing_pass_end_drops_is_not_counted() {
+    // An app (1 retry after 1 s, 10 s `timeout`) around a gateway (2
+    // retries, 20 s apart) around an SDK that never retries; every attempt
+    // gets a 503 at once. The gateway's retries wait past the app's pass
+    // end (10 s, then 21 s): both are dropped, so the gateway made none,
+    // and its passes (requests + the app's retries) are the two that ran.
+    let mut c = layered(&[("app", 1), ("gateway", 2)], 0);
+    c.layers[0].retry.backoff = Backoff::Constant { base: SECS };
+    c.layers[0].timeout = Some(10 * SECS);
+    c.layers[1].retry.backoff = Backoff::Constant { base: 20 * SECS };
+    let mut r = req(1);
+    r.deadline = 200 * SECS;
+    let (sends, end) = send_times(c.clone(), r, 0);
+    assert_eq!((sends, end), (vec![0, 11 * SECS], 21 * SECS));
+    let mut h = Harness::new(c, 1);
+    let mut out = h.request(r);
+    while finished(&out).is_none() {
+        out = match sent(&out) {
+            Some((id, ..)) => h.outcome(id, http(503, ErrorType::Overloaded, None)),
+            None => h.next_timer().expect("a timer"),
+        };
+    }
+    assert_eq!(h.client.layer_retries(), [1, 0, 0, 0]);
+    assert_eq!(h.client.layer_pass_timeouts(), [2, 0, 0, 0]);
 }
 
 /// Sends of request `r` under `c` when every attempt fails with a 503
@@ -2272,4 +2366,91 @@ fn a_replica_queue_stays_fifo_when_a_pass_timeout_requeues_a_request() {
         _ => None,
     });
     assert_eq!(next, Some(3), "{out:?}");
+}
+
+/// The waits `c`'s client takes after each of `fails`, met one by one by
+/// the attempts of one request.
+fn waits_after(c: StrategyConfig, fails: &[Outcome]) -> Vec<Nanos> {
+    let mut h = Harness::new(c, 1);
+    let (mut id, ..) = sent(&h.request(req(1))).unwrap();
+    let mut waits = Vec::new();
+    for (i, o) in fails.iter().enumerate() {
+        assert!(h.outcome(id, *o).is_empty(), "fail {i} is retried");
+        let at = h.now;
+        let next = h.next_timer().expect("a retry is due");
+        waits.push(h.now - at);
+        id = sent(&next).expect("the retry is sent").0;
+    }
+    waits
+}
+
+/// async-openai 0.43's loop: 100 ms x 2^n up to 8 s, where a wait a
+/// `retry-after` set does not advance n (its `backoff_attempt`).
+fn async_openai_retry(keeps: bool) -> RetryConfig {
+    RetryConfig {
+        max_retries: 4,
+        backoff: Backoff::Exponential {
+            base: 100 * MILLIS,
+            cap: 8 * SECS,
+        },
+        retry_after_replaces_backoff: true,
+        retry_after_keeps_step: keeps,
+        ..cfg().retry
+    }
+}
+
+#[test]
+fn a_wait_retry_after_set_leaves_the_backoff_step_where_it_was() {
+    let e503 = http(503, ErrorType::Overloaded, None);
+    let e429 = http(429, ErrorType::RateLimit, Some(2 * SECS));
+    let run = |keeps: bool, fails: &[Outcome]| {
+        let mut c = cfg();
+        c.retry = async_openai_retry(keeps);
+        waits_after(c, fails)
+    };
+    // A 429 with `retry-after: 2` first: the 503s after it go on from the
+    // first step, 100 ms then 200 ms; without the rule the header's wait
+    // took step 0, so they wait 200 ms and 400 ms.
+    let fails = [e429, e503, e503];
+    assert_eq!(run(true, &fails), [2 * SECS, 100 * MILLIS, 200 * MILLIS]);
+    assert_eq!(run(false, &fails), [2 * SECS, 200 * MILLIS, 400 * MILLIS]);
+    // In the middle: 100 ms, the header's 2 s, then 200 ms (not 400 ms).
+    let fails = [e503, e429, e503, e503];
+    assert_eq!(
+        run(true, &fails),
+        [100 * MILLIS, 2 * SECS, 200 * MILLIS, 400 * MILLIS]
+    );
+    assert_eq!(
+        run(false, &fails),
+        [100 * MILLIS, 2 * SECS, 400 * MILLIS, 800 * MILLIS]
+    );
+    // The header still counts against the retries: the fifth fail is final.
+    let mut c = cfg();
+    c.retry = async_openai_retry(true);
+    c.chains = [vec![], vec![], vec![]];
+    let mut h = Harness::new(c, 1);
+    let (mut id, ..) = sent(&h.request(req(1))).unwrap();
+    for _ in 0..4 {
+        h.outcome(id, e429);
+        id = sent(&h.next_timer().unwrap()).unwrap().0;
+    }
+    let out = h.outcome(id, e429);
+    assert!(matches!(
+        finished(&out),
+        Some(Action::Finish { attempts: 5, .. })
+    ));
+}
+
+#[test]
+fn a_layer_keeps_its_backoff_step_after_a_retry_after_too() {
+    let e503 = http(503, ErrorType::Overloaded, None);
+    let e429 = http(429, ErrorType::RateLimit, Some(SECS));
+    let run = |keeps: bool| {
+        // The strategy's own loop gives up at once; the layer retries.
+        let mut c = layered(&[("app", 4)], 0);
+        c.layers[0].retry = async_openai_retry(keeps);
+        waits_after(c, &[e503, e429, e503, e503])
+    };
+    assert_eq!(run(true), [100 * MILLIS, SECS, 200 * MILLIS, 400 * MILLIS]);
+    assert_eq!(run(false), [100 * MILLIS, SECS, 400 * MILLIS, 800 * MILLIS]);
 }

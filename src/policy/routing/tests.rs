@@ -33,6 +33,7 @@ fn cfg(routing: RoutingConfig) -> StrategyConfig {
             too_long_retry_after: crate::policy::TooLongRetryAfter::GiveUp,
             max_elapsed: None,
             retry_after_replaces_backoff: false,
+            retry_after_keeps_step: false,
         },
         timeouts: [Timeouts::default(); 3],
         min_attempt_time: 0,
