@@ -19,8 +19,9 @@
 //!
 //! Order is exact: entries come out by time, then by insertion order,
 //! exactly as a heap ordered by (time, sequence) would give them. A
-//! bucket's list is last in, first out, so a stable sort of a drained
-//! bucket by time alone gives that order (see `advance`).
+//! bucket's list is last in, first out, so a drained bucket's keys (time
+//! and place in the list, one `u64`) sorted give that order (see
+//! `load_sorted`).
 //!
 //! An entry still on the ring can be cancelled in place
 //! ([`CalendarQueue::push_slot`] and [`CalendarQueue::cancel`]): it is marked
@@ -45,6 +46,8 @@ const SHIFT: u32 = 22;
 const BITS: u32 = 15;
 const RING: u64 = 1 << BITS;
 const MASK: u64 = RING - 1;
+/// A time's bits below its bucket number.
+const LOW: u64 = (1 << SHIFT) - 1;
 
 const WORDS: usize = (RING / 64) as usize;
 
@@ -115,6 +118,10 @@ pub struct CalendarQueue<T: Copy> {
     cursor: u64,
     /// The cursor bucket's entries, sorted so that the next is last.
     current: Vec<Entry<T>>,
+    /// A drained bucket's live nodes in list order, and their sort keys
+    /// (see `load_sorted`): kept to reuse their memory.
+    order: Vec<u32>,
+    keys: Vec<u64>,
     /// Entries pushed for the cursor's bucket or before it.
     early: BinaryHeap<Reverse<Entry<T>>>,
     far: BinaryHeap<Reverse<Entry<T>>>,
@@ -131,6 +138,8 @@ impl<T: Copy> Default for CalendarQueue<T> {
             occupied: Box::new([0; WORDS]),
             cursor: 0,
             current: Vec::new(),
+            order: Vec::new(),
+            keys: Vec::new(),
             early: BinaryHeap::new(),
             far: BinaryHeap::new(),
             seq: 0,
@@ -405,25 +414,53 @@ impl<T: Copy> CalendarQueue<T> {
         }
         let i = (target & MASK) as usize;
         let mut idx = std::mem::replace(&mut self.heads[i], NIL);
+        // Every node is freed here (no push comes before the entries are
+        // copied out in `load_sorted`); a live entry keeps its sequence
+        // number until then.
+        self.keys.clear();
+        self.order.clear();
         while idx != NIL {
-            let node = self.nodes[idx as usize];
-            if node.entry.seq != 0 {
-                self.current.push(node.entry);
+            let node = &mut self.nodes[idx as usize];
+            let next = node.next;
+            let e = &node.entry;
+            if e.seq != 0 {
+                let j = self.order.len() as u32;
+                self.keys
+                    .push(((e.at & LOW) << 32) | u64::from(u32::MAX - j));
+                self.order.push(idx);
             }
-            // Freed: a cancel through a stale slot finds sequence 0.
-            self.nodes[idx as usize].entry.seq = 0;
-            self.nodes[idx as usize].next = self.free;
+            node.next = self.free;
             self.free = idx;
-            idx = node.next;
+            idx = next;
         }
         self.occupied[i / 64] &= !(1 << (i % 64));
-        // A bucket's list is last in, first out, so entries of equal time
-        // already lie in descending sequence (the far entries, pushed
-        // first, at the end, in descending order as the heap gave them):
-        // a stable sort by time alone gives the exact (time, sequence)
-        // order, cheaper than comparing both.
-        self.current.sort_by_key(|e| Reverse(e.at));
+        self.load_sorted();
         true
+    }
+
+    /// Copies the drained bucket's live entries (`order`, their nodes in
+    /// list order) into `current`, sorted so that the next entry is last,
+    /// and marks their nodes free (sequence 0: a cancel through a stale
+    /// slot finds nothing).
+    ///
+    /// A bucket's list is last in, first out, so its entries lie in
+    /// descending sequence (the far entries, pushed first, at the end, in
+    /// descending order as the heap gave them), and all share the time's
+    /// bits above `SHIFT`. So `(time, sequence)` orders them as one `u64`
+    /// (`keys`): the time's low `SHIFT` bits above the complement of the
+    /// entry's place in the list. That key is unique and also names the
+    /// entry, so sorting the keys (8 bytes each, an unstable sort of
+    /// integers) and then copying the entries out in order gives the exact
+    /// order for fewer instructions than sorting the entries (40 bytes
+    /// for the simulator's events) by time.
+    fn load_sorted(&mut self) {
+        self.keys.sort_unstable();
+        for &k in self.keys.iter().rev() {
+            let idx = self.order[(u32::MAX - k as u32) as usize];
+            let e = &mut self.nodes[idx as usize].entry;
+            self.current.push(*e);
+            e.seq = 0;
+        }
     }
 }
 

@@ -210,7 +210,7 @@ fn request_words(seed: u64, id: u64) -> [u64; 3] {
         let mut memo = memo.borrow_mut();
         let slot = &mut memo[((id >> 40) & 7) as usize];
         if slot.key != Some((seed, group)) {
-            slot.block = Block::new(seed, stream::REQUEST, group, 0, 0);
+            slot.block.fill(seed, stream::REQUEST, group, 0, 0);
             slot.key = Some((seed, group));
         }
         let b = &slot.block;

@@ -60,10 +60,18 @@ impl Block {
     /// The block for `(seed, stream, a, b, c)`.
     #[inline]
     pub fn new(seed: u64, stream: u64, a: u64, b: u64, c: u64) -> Self {
+        let mut out = Self::default();
+        out.fill(seed, stream, a, b, c);
+        out
+    }
+
+    /// Makes this the block for `(seed, stream, a, b, c)`, generated in
+    /// place: a block made in a local and then moved (256 bytes) cost a
+    /// `memcpy` call per try.
+    #[inline]
+    pub fn fill(&mut self, seed: u64, stream: u64, a: u64, b: u64, c: u64) {
         let mut core = ChaCha8Core::from_seed(key(seed, stream, a, b, c));
-        let mut out = <ChaCha8Core as BlockRngCore>::Results::default();
-        core.generate(&mut out);
-        Self(out)
+        core.generate(&mut self.0);
     }
 
     /// Word `i` (< 32), as `next_u64` composes it (low half first).
@@ -128,15 +136,14 @@ pub struct TryDraws {
 /// from the fifth on come from a stream keyed by the try number too. Either
 /// way a draw depends only on (seed, request, model, try), never on order.
 pub fn try_draws(seed: u64, request: u64, model: u64, try_no: u64) -> TryDraws {
-    let b = Block::new(seed, stream::ATTEMPT, request, model, 0);
+    let mut b = Block::default();
+    b.fill(seed, stream::ATTEMPT, request, model, 0);
     let output_z = normal(b.word(0), b.word(1));
     let attempt = if try_no < SHARED_TRIES {
         try_words(&b, 2 + try_no as usize * TRY_WORDS)
     } else {
-        try_words(
-            &Block::new(seed, stream::ATTEMPT, request, model, try_no),
-            0,
-        )
+        b.fill(seed, stream::ATTEMPT, request, model, try_no);
+        try_words(&b, 0)
     };
     TryDraws { output_z, attempt }
 }

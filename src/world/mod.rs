@@ -459,75 +459,19 @@ impl World {
         let provider = &self.cfg.providers[self.cfg.models[a.model].provider];
         let (fast, style) = (provider.error_latency, provider.style);
         match force {
-            Some(Force::Hang) => return Admission::Hang,
-            Some(Force::Status(status)) | Some(Force::InsufficientQuota(status)) => {
-                let limits = self.limits(a.key, now);
-                let quota = matches!(force, Some(Force::InsufficientQuota(_)));
-                // Out of credit, Anthropic answers 400 `invalid_request_error`
-                // ("Your credit balance is too low"), not OpenAI's 429.
-                let status = if quota && style == ApiStyle::Anthropic {
-                    400
-                } else {
-                    status
-                };
-                let error = if quota {
-                    ErrorType::InsufficientQuota
-                } else {
-                    error_type_for(status)
-                };
-                let rate_limited = error == ErrorType::RateLimit;
-                return Admission::Rejected(Rejection {
-                    after: fast,
-                    status,
-                    error,
-                    // A forced rate limit says when the pool is whole again
-                    // (at least a second); a quota error says nothing.
-                    retry_after: rate_limited.then(|| {
-                        limits
-                            .reset_requests
-                            .into_iter()
-                            .chain(limits.reset_tokens)
-                            .max()
-                            .unwrap_or(0)
-                            .max(SECS)
-                    }),
-                    should_retry: quota.then_some(false),
-                    limit: rate_limited.then_some(LimitKind::Requests),
-                    limits,
-                });
+            Some(f @ (Force::Hang | Force::Status(_) | Force::InsufficientQuota(_))) => {
+                return self.forced_answer(now, a.key, f, fast, style);
             }
             Some(Force::Slow) => a.draws.slow = -1.0,
             _ => {}
         }
         let cond = self.conditions(a.model, now);
 
-        match cond.outage {
-            Some(OutageMode::Blackhole) => return Admission::Hang,
-            Some(OutageMode::Fast) => {
-                let limits = self.limits(a.key, now);
-                return Admission::Rejected(Rejection {
-                    after: fast,
-                    status: 503,
-                    error: ErrorType::Overloaded,
-                    retry_after: None,
-                    should_retry: None,
-                    limit: None,
-                    limits,
-                });
-            }
-            None => {}
+        if let Some(mode) = cond.outage {
+            return self.outage_answer(now, a.key, mode, fast);
         }
-
         if revoked_at.is_some_and(|t| now >= t) {
-            return Admission::Rejected(Rejection {
-                after: fast,
-                status: 401,
-                error: ErrorType::Authentication,
-                retry_after: None,
-                should_retry: Some(false),
-                limit: None,
-                limits: RateLimits::default(),
-            });
+            return revoked_answer(fast);
         }
         let mut pool_limits = RateLimits::default();
         if let Some(pool) = key_pool {
@@ -562,6 +506,86 @@ impl World {
             },
         };
         self.serve(now, a, plan, &cond, limits, started)
+    }
+
+    /// The answer to a forced status or hang (the mock provider's control):
+    /// out of line, as are the other rare answers below, so that the usual
+    /// admission stays compact for the instruction cache.
+    #[cold]
+    #[inline(never)]
+    fn forced_answer(
+        &mut self,
+        now: Nanos,
+        key: usize,
+        force: Force,
+        fast: Nanos,
+        style: ApiStyle,
+    ) -> Admission {
+        let status = match force {
+            Force::Status(status) | Force::InsufficientQuota(status) => status,
+            _ => return Admission::Hang,
+        };
+        let limits = self.limits(key, now);
+        let quota = matches!(force, Force::InsufficientQuota(_));
+        // Out of credit, Anthropic answers 400 `invalid_request_error`
+        // ("Your credit balance is too low"), not OpenAI's 429.
+        let status = if quota && style == ApiStyle::Anthropic {
+            400
+        } else {
+            status
+        };
+        let error = if quota {
+            ErrorType::InsufficientQuota
+        } else {
+            error_type_for(status)
+        };
+        let rate_limited = error == ErrorType::RateLimit;
+        Admission::Rejected(Rejection {
+            after: fast,
+            status,
+            error,
+            // A forced rate limit says when the pool is whole again
+            // (at least a second); a quota error says nothing.
+            retry_after: rate_limited.then(|| {
+                limits
+                    .reset_requests
+                    .into_iter()
+                    .chain(limits.reset_tokens)
+                    .max()
+                    .unwrap_or(0)
+                    .max(SECS)
+            }),
+            should_retry: quota.then_some(false),
+            limit: rate_limited.then_some(LimitKind::Requests),
+            limits,
+        })
+    }
+
+    /// The answer during an outage of the attempt's model.
+    #[cold]
+    #[inline(never)]
+    fn outage_answer(
+        &mut self,
+        now: Nanos,
+        key: usize,
+        mode: OutageMode,
+        fast: Nanos,
+    ) -> Admission {
+        match mode {
+            OutageMode::Blackhole => Admission::Hang,
+            OutageMode::Fast => {
+                let limits = self.limits(key, now);
+                Admission::Rejected(Rejection {
+                    after: fast,
+                    status: 503,
+                    error: ErrorType::Overloaded,
+                    retry_after: None,
+                    should_retry: None,
+                    limit: None,
+                    limits,
+                })
+            }
+        }
     }
 
     /// The seeded fault of an admitted attempt: one uniform, in a fixed
@@ -852,6 +876,21 @@ impl World {
         }
         out
     }
+}
+
+/// The answer to an attempt with a revoked key.
+#[cold]
+#[inline(never)]
+fn revoked_answer(fast: Nanos) -> Admission {
+    Admission::Rejected(Rejection {
+        after: fast,
+        status: 401,
+        error: ErrorType::Authentication,
+        retry_after: None,
+        should_retry: Some(false),
+        limit: None,
+        limits: RateLimits::default(),
+    })
 }
 
 fn scaled(n: u32, factor: f64) -> u32 {
